@@ -1,0 +1,1 @@
+//! The conclave client library (see the crate description).

@@ -1,0 +1,176 @@
+//! The JSON gateway on the client port, as etcd's grpc-gateway serves it: `POST /v3/<service>/
+//! <method>` with the request message as proto3 JSON (bytes base64, int64 as strings, proto
+//! field names), answered by the same handlers as gRPC; errors as `{"error","code","message"}`.
+//! Plus `GET /health`.
+
+use std::future::Future;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use conclave_proto::etcdserverpb::{
+    CompactionRequest, DeleteRangeRequest, PutRequest, RangeRequest, StatusRequest, TxnRequest,
+    kv_server::Kv, maintenance_server::Maintenance,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tonic::{Code, Status};
+
+use crate::service::{KvService, MaintenanceService};
+
+#[derive(Clone)]
+pub struct Gateway {
+    pub kv: KvService,
+    pub maintenance: MaintenanceService,
+}
+
+pub fn router(gateway: Gateway) -> Router {
+    Router::new()
+        .route("/v3/kv/range", post(range))
+        .route("/v3/kv/put", post(put))
+        .route("/v3/kv/deleterange", post(delete_range))
+        .route("/v3/kv/txn", post(txn))
+        .route("/v3/kv/compaction", post(compaction))
+        .route("/v3/maintenance/status", post(status))
+        .route("/health", get(health))
+        .with_state(gateway)
+}
+
+/// Decodes the body, runs the gRPC handler, encodes its answer.
+async fn unary<Req, Resp, Fut>(
+    body: Bytes,
+    call: impl FnOnce(tonic::Request<Req>) -> Fut,
+) -> Response
+where
+    Req: DeserializeOwned + Default,
+    Resp: Serialize,
+    Fut: Future<Output = Result<tonic::Response<Resp>, Status>>,
+{
+    let req = if body.iter().all(u8::is_ascii_whitespace) {
+        Req::default()
+    } else {
+        match serde_json::from_slice::<Req>(&body) {
+            Ok(r) => r,
+            Err(e) => return error(&Status::invalid_argument(e.to_string())),
+        }
+    };
+    match call(tonic::Request::new(req)).await {
+        Ok(resp) => json(StatusCode::OK, &resp.into_inner()),
+        Err(status) => error(&status),
+    }
+}
+
+fn json(code: StatusCode, body: &impl Serialize) -> Response {
+    match serde_json::to_vec(body) {
+        Ok(bytes) => (code, [("content-type", "application/json")], bytes).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+/// grpc-gateway's error body and its mapping of gRPC codes to HTTP statuses.
+fn error(status: &Status) -> Response {
+    #[derive(Serialize)]
+    struct Body<'a> {
+        error: &'a str,
+        code: i32,
+        message: &'a str,
+    }
+    let http = match status.code() {
+        Code::Ok => StatusCode::OK,
+        Code::Cancelled => StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
+        Code::InvalidArgument | Code::FailedPrecondition | Code::OutOfRange => {
+            StatusCode::BAD_REQUEST
+        }
+        Code::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
+        Code::NotFound => StatusCode::NOT_FOUND,
+        Code::AlreadyExists | Code::Aborted => StatusCode::CONFLICT,
+        Code::PermissionDenied => StatusCode::FORBIDDEN,
+        Code::Unauthenticated => StatusCode::UNAUTHORIZED,
+        Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
+        Code::Unimplemented => StatusCode::NOT_IMPLEMENTED,
+        Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        Code::Unknown | Code::Internal | Code::DataLoss => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    json(
+        http,
+        &Body {
+            error: status.message(),
+            code: status.code() as i32,
+            message: status.message(),
+        },
+    )
+}
+
+async fn range(State(g): State<Gateway>, body: Bytes) -> Response {
+    unary(body, |r: tonic::Request<RangeRequest>| async move {
+        g.kv.range(r).await
+    })
+    .await
+}
+
+async fn put(State(g): State<Gateway>, body: Bytes) -> Response {
+    unary(body, |r: tonic::Request<PutRequest>| async move {
+        g.kv.put(r).await
+    })
+    .await
+}
+
+async fn delete_range(State(g): State<Gateway>, body: Bytes) -> Response {
+    unary(body, |r: tonic::Request<DeleteRangeRequest>| async move {
+        g.kv.delete_range(r).await
+    })
+    .await
+}
+
+async fn txn(State(g): State<Gateway>, body: Bytes) -> Response {
+    unary(body, |r: tonic::Request<TxnRequest>| async move {
+        g.kv.txn(r).await
+    })
+    .await
+}
+
+async fn compaction(State(g): State<Gateway>, body: Bytes) -> Response {
+    unary(body, |r: tonic::Request<CompactionRequest>| async move {
+        g.kv.compact(r).await
+    })
+    .await
+}
+
+async fn status(State(g): State<Gateway>, body: Bytes) -> Response {
+    unary(body, |r: tonic::Request<StatusRequest>| async move {
+        g.maintenance.status(r).await
+    })
+    .await
+}
+
+/// etcd's `/health`: healthy when a linearizable read succeeds.
+async fn health(State(g): State<Gateway>) -> Response {
+    #[derive(Serialize)]
+    struct Health {
+        health: &'static str,
+        reason: String,
+    }
+    let probe = RangeRequest {
+        key: b"health".to_vec(),
+        ..Default::default()
+    };
+    match g.kv.range(tonic::Request::new(probe)).await {
+        Ok(_) => json(
+            StatusCode::OK,
+            &Health {
+                health: "true",
+                reason: String::new(),
+            },
+        ),
+        Err(e) => json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &Health {
+                health: "false",
+                reason: e.message().to_string(),
+            },
+        ),
+    }
+}

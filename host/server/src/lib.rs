@@ -1,0 +1,47 @@
+//! The conclave server: etcd's v3 API over gRPC and its JSON gateway, served over the
+//! conclave store. Handlers are thin: validate, then read from the store or propose a write.
+
+pub mod config;
+mod error;
+mod gateway;
+mod ids;
+pub mod node;
+mod serve;
+pub mod service;
+mod validate;
+
+pub use config::Config;
+pub use serve::run;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use config::LogFormat;
+use tracing_subscriber::EnvFilter;
+
+/// The `conclave` binary: parse etcd-style flags, set up logs, run until a signal.
+pub fn main() -> ExitCode {
+    let config = Config::parse();
+    let filter = EnvFilter::try_new(&config.log_level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match config.log_format {
+        LogFormat::Json => logs.json().init(),
+        LogFormat::Text => logs.init(),
+    }
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("conclave: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "conclave stopped with an error");
+            ExitCode::FAILURE
+        }
+    }
+}

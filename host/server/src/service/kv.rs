@@ -1,0 +1,117 @@
+//! The KV service: thin handlers that validate, then read from the store or propose a write,
+//! and fill in the response header.
+
+use std::sync::Arc;
+
+use conclave_proto::conclavepb::command::Request as Command;
+use conclave_proto::etcdserverpb::{
+    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
+    PutResponse, RangeRequest, RangeResponse, TxnRequest, TxnResponse, kv_server::Kv,
+};
+use conclave_store::Response as Applied;
+use tonic::{Request, Response, Status};
+
+use crate::error::request_status;
+use crate::node::Node;
+use crate::validate;
+
+#[derive(Clone)]
+pub struct KvService {
+    node: Arc<Node>,
+}
+
+impl KvService {
+    pub fn new(node: Arc<Node>) -> Self {
+        Self { node }
+    }
+
+    /// Proposes and unwraps the store's answer for one write.
+    async fn write(&self, command: Command) -> Result<(Applied, i64), Status> {
+        let applied = self.node.propose(command).await?;
+        let revision = applied.revision;
+        let response = applied.result.map_err(|e| request_status(&e))?;
+        Ok((response, revision))
+    }
+}
+
+fn unexpected(what: &str) -> Status {
+    Status::internal(format!("etcdserver: unexpected apply result for {what}"))
+}
+
+#[tonic::async_trait]
+impl Kv for KvService {
+    async fn range(
+        &self,
+        request: Request<RangeRequest>,
+    ) -> Result<Response<RangeResponse>, Status> {
+        let req = request.into_inner();
+        validate::range(&req)?;
+        // One member: every read is linearizable once the write it follows has been applied.
+        let mut resp = self.node.blocking(move |s| s.range(&req)).await?;
+        resp.header = self.node.header(resp.header.map_or(0, |h| h.revision));
+        Ok(Response::new(resp))
+    }
+
+    async fn put(&self, request: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
+        let req = request.into_inner();
+        validate::put(&req)?;
+        match self.write(Command::Put(req)).await? {
+            (Applied::Put(mut resp), revision) => {
+                resp.header = self.node.header(revision);
+                Ok(Response::new(resp))
+            }
+            _ => Err(unexpected("put")),
+        }
+    }
+
+    async fn delete_range(
+        &self,
+        request: Request<DeleteRangeRequest>,
+    ) -> Result<Response<DeleteRangeResponse>, Status> {
+        let req = request.into_inner();
+        validate::delete_range(&req)?;
+        match self.write(Command::DeleteRange(req)).await? {
+            (Applied::DeleteRange(mut resp), revision) => {
+                resp.header = self.node.header(revision);
+                Ok(Response::new(resp))
+            }
+            _ => Err(unexpected("delete")),
+        }
+    }
+
+    async fn txn(&self, request: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
+        let req = request.into_inner();
+        validate::txn(&req)?;
+        match self.write(Command::Txn(req)).await? {
+            (Applied::Txn(mut resp), revision) => {
+                resp.header = self.node.header(revision);
+                Ok(Response::new(resp))
+            }
+            _ => Err(unexpected("txn")),
+        }
+    }
+
+    async fn compact(
+        &self,
+        request: Request<CompactionRequest>,
+    ) -> Result<Response<CompactionResponse>, Status> {
+        let req = request.into_inner();
+        let physical = req.physical;
+        let at = req.revision;
+        match self.write(Command::Compaction(req)).await? {
+            (Applied::Compaction(mut resp), revision) => {
+                if physical {
+                    self.node
+                        .blocking(move |s| {
+                            s.wait_compacted(at);
+                            Ok(())
+                        })
+                        .await?;
+                }
+                resp.header = self.node.header(revision);
+                Ok(Response::new(resp))
+            }
+            _ => Err(unexpected("compaction")),
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! The Maintenance service: status and health for `etcdctl endpoint status|health`, alarms
+//! (none can be raised yet: quotas arrive with the operations issue), and defragmentation,
+//! which on an LSM is a major compaction and does not stop writes.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use conclave_proto::etcdserverpb::{
+    AlarmRequest, AlarmResponse, DefragmentRequest, DefragmentResponse, DowngradeRequest,
+    DowngradeResponse, HashKvRequest, HashKvResponse, HashRequest, HashResponse, MoveLeaderRequest,
+    MoveLeaderResponse, SnapshotRequest, SnapshotResponse, StatusRequest, StatusResponse,
+    alarm_request::AlarmAction, maintenance_server::Maintenance,
+};
+use futures::Stream;
+use tonic::{Request, Response, Status};
+
+use crate::node::Node;
+
+/// The etcd API version conclave speaks; clients use it to decide which features to use.
+pub const ETCD_API_VERSION: &str = "3.5.0";
+/// etcd's default backend quota, reported until quotas are configurable.
+pub const DEFAULT_QUOTA_BYTES: i64 = 2 * 1024 * 1024 * 1024;
+
+#[derive(Clone)]
+pub struct MaintenanceService {
+    node: Arc<Node>,
+}
+
+impl MaintenanceService {
+    pub fn new(node: Arc<Node>) -> Self {
+        Self { node }
+    }
+}
+
+fn not_yet(what: &str) -> Status {
+    Status::unimplemented(format!(
+        "etcdserver: {what} is not supported by this conclave version"
+    ))
+}
+
+#[tonic::async_trait]
+impl Maintenance for MaintenanceService {
+    async fn alarm(
+        &self,
+        request: Request<AlarmRequest>,
+    ) -> Result<Response<AlarmResponse>, Status> {
+        let req = request.into_inner();
+        match AlarmAction::try_from(req.action) {
+            Ok(AlarmAction::Get) => Ok(Response::new(AlarmResponse {
+                header: self.node.header(self.node.store.current_revision()),
+                alarms: Vec::new(),
+            })),
+            _ => Err(not_yet("raising or clearing alarms")),
+        }
+    }
+
+    async fn status(&self, _: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
+        let s = self.node.blocking(|s| Ok(s.status())).await?;
+        let db_size = i64::try_from(s.disk_bytes).unwrap_or(i64::MAX);
+        Ok(Response::new(StatusResponse {
+            header: self.node.header(s.revision),
+            version: ETCD_API_VERSION.into(),
+            db_size,
+            leader: self.node.identity.member_id,
+            raft_index: s.applied_index,
+            raft_term: self.node.term(),
+            raft_applied_index: s.applied_index,
+            errors: Vec::new(),
+            db_size_in_use: db_size,
+            is_learner: false,
+            storage_version: String::new(),
+            db_size_quota: DEFAULT_QUOTA_BYTES,
+            downgrade_info: None,
+        }))
+    }
+
+    async fn defragment(
+        &self,
+        _: Request<DefragmentRequest>,
+    ) -> Result<Response<DefragmentResponse>, Status> {
+        self.node.blocking(|s| s.defragment()).await?;
+        Ok(Response::new(DefragmentResponse {
+            header: self.node.header(self.node.store.current_revision()),
+        }))
+    }
+
+    async fn hash(&self, _: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+        Err(not_yet("Hash"))
+    }
+
+    async fn hash_kv(&self, _: Request<HashKvRequest>) -> Result<Response<HashKvResponse>, Status> {
+        Err(not_yet("HashKV"))
+    }
+
+    type SnapshotStream =
+        Pin<Box<dyn Stream<Item = Result<SnapshotResponse, Status>> + Send + 'static>>;
+
+    async fn snapshot(
+        &self,
+        _: Request<SnapshotRequest>,
+    ) -> Result<Response<Self::SnapshotStream>, Status> {
+        Err(not_yet("Snapshot"))
+    }
+
+    async fn move_leader(
+        &self,
+        _: Request<MoveLeaderRequest>,
+    ) -> Result<Response<MoveLeaderResponse>, Status> {
+        Err(not_yet("MoveLeader"))
+    }
+
+    async fn downgrade(
+        &self,
+        _: Request<DowngradeRequest>,
+    ) -> Result<Response<DowngradeResponse>, Status> {
+        Err(not_yet("Downgrade"))
+    }
+}

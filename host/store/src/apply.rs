@@ -1,0 +1,65 @@
+//! The apply interface: a batch of committed commands, in log order, becomes one atomic disk
+//! write together with the applied log position. Single-node mode calls it directly; Raft
+//! calls it with committed entries. Re-applying an entry at or below the applied position is
+//! a no-op, so replay after a crash is safe.
+
+use conclave_proto::conclavepb::{Command, command::Request};
+use conclave_proto::etcdserverpb::{
+    CompactionResponse, DeleteRangeResponse, PutResponse, TxnResponse,
+};
+use conclave_proto::mvccpb::Event;
+
+use crate::error::RequestError;
+
+/// One committed log entry. `command` is `None` for entries that change no keys (Raft's blank
+/// and membership entries) but still advance the applied position.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub index: u64,
+    pub term: u64,
+    pub command: Option<Command>,
+}
+
+impl Entry {
+    pub fn new(index: u64, term: u64, request: Request) -> Self {
+        Self {
+            index,
+            term,
+            command: Some(Command {
+                request: Some(request),
+            }),
+        }
+    }
+}
+
+/// What a write command answers. The response headers carry only the revision; the server
+/// fills in cluster, member and term.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Response {
+    Put(PutResponse),
+    DeleteRange(DeleteRangeResponse),
+    Txn(TxnResponse),
+    Compaction(CompactionResponse),
+    /// An entry without a command.
+    Empty,
+}
+
+/// The outcome of one entry.
+#[derive(Debug, Clone)]
+pub struct Applied {
+    pub index: u64,
+    /// The store revision after this entry.
+    pub revision: i64,
+    pub result: Result<Response, RequestError>,
+    /// The changes this entry made, in order: what watchers are told.
+    pub events: Vec<Event>,
+}
+
+/// How far a batch must reach the disk before `apply` returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// fsync before returning: the store is the durability point (a single node without a log).
+    Sync,
+    /// Written, not fsynced: a durable log in front replays what a crash loses.
+    Buffered,
+}

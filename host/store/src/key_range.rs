@@ -1,0 +1,119 @@
+//! etcd's key-range rules, shared by Range, DeleteRange, Txn compares and (later) watches and
+//! permissions: an empty `range_end` is the single key; `"\0"` means every key >= `key`;
+//! otherwise the half-open interval [key, range_end).
+
+use std::ops::Bound;
+
+/// A set of keys as etcd's requests name them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyRange {
+    /// Exactly one key.
+    Single(Vec<u8>),
+    /// Every key >= start, and < end when there is an end.
+    Interval {
+        start: Vec<u8>,
+        end: Option<Vec<u8>>,
+    },
+}
+
+impl KeyRange {
+    pub fn new(key: &[u8], range_end: &[u8]) -> Self {
+        match range_end {
+            [] => KeyRange::Single(key.to_vec()),
+            [0] => KeyRange::Interval {
+                start: key.to_vec(),
+                end: None,
+            },
+            end => KeyRange::Interval {
+                start: key.to_vec(),
+                end: Some(end.to_vec()),
+            },
+        }
+    }
+
+    /// The range of every key that starts with `prefix`.
+    pub fn prefix(prefix: &[u8]) -> Self {
+        let end = prefix_end(prefix);
+        KeyRange::Interval {
+            start: prefix.to_vec(),
+            end: (end != [0]).then_some(end),
+        }
+    }
+
+    pub fn contains(&self, key: &[u8]) -> bool {
+        match self {
+            KeyRange::Single(k) => k == key,
+            KeyRange::Interval { start, end } => {
+                key >= start.as_slice() && end.as_deref().is_none_or(|e| key < e)
+            }
+        }
+    }
+
+    /// The bounds to iterate an ordered map of keys with; `None` when the range is empty
+    /// (an end at or before the start), which BTreeMap::range would reject.
+    pub fn bounds(&self) -> Option<(Bound<&[u8]>, Bound<&[u8]>)> {
+        match self {
+            KeyRange::Single(k) => Some((Bound::Included(k), Bound::Included(k))),
+            KeyRange::Interval { start, end: None } => {
+                Some((Bound::Included(start), Bound::Unbounded))
+            }
+            KeyRange::Interval {
+                start,
+                end: Some(end),
+            } => (start < end).then_some((Bound::Included(start), Bound::Excluded(end))),
+        }
+    }
+}
+
+/// The `range_end` that selects every key with this prefix: the prefix with its last byte
+/// incremented, trailing 0xff bytes dropped; `"\0"` (every key) when the prefix is all 0xff.
+pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn single_key() {
+        let r = KeyRange::new(b"foo", b"");
+        assert!(r.contains(b"foo"));
+        assert!(!r.contains(b"foo1"));
+    }
+
+    #[test]
+    fn from_key() {
+        let r = KeyRange::new(b"b", b"\0");
+        assert!(r.contains(b"b"));
+        assert!(r.contains(b"zzz"));
+        assert!(!r.contains(b"a"));
+        let all = KeyRange::new(b"\0", b"\0");
+        assert!(all.contains(b"\0") && all.contains(b"a") && all.contains(&[0xff, 0xff]));
+    }
+
+    #[test]
+    fn interval_and_empty_interval() {
+        let r = KeyRange::new(b"a", b"c");
+        assert!(r.contains(b"a") && r.contains(b"b") && !r.contains(b"c"));
+        assert!(KeyRange::new(b"c", b"a").bounds().is_none());
+        assert!(KeyRange::new(b"c", b"c").bounds().is_none());
+    }
+
+    #[test]
+    fn prefixes() {
+        assert_eq!(prefix_end(b"foo"), b"fop".to_vec());
+        assert_eq!(prefix_end(&[b'a', 0xff]), vec![b'b']);
+        assert_eq!(prefix_end(&[0xff, 0xff]), vec![0]);
+        let p = KeyRange::prefix(b"/svc/");
+        assert!(p.contains(b"/svc/a") && !p.contains(b"/svd"));
+        assert!(KeyRange::prefix(&[0xff]).contains(&[0xff, 0xff, 1]));
+    }
+}

@@ -1,0 +1,20 @@
+//! conclave's MVCC store: etcd's data model (revisions, versions, history, compaction) on the
+//! fjall LSM tree. It knows nothing of Raft or gRPC: reads come in as `RangeRequest`s, writes
+//! as committed log entries through [`Store::apply`], which every member runs in log order.
+
+mod apply;
+mod backend;
+mod compact;
+mod error;
+mod index;
+pub mod key_range;
+mod read;
+mod revision;
+mod store;
+mod write;
+
+pub use apply::{Applied, Durability, Entry, Response};
+pub use error::{RequestError, Result, StoreError};
+pub use key_range::{KeyRange, prefix_end};
+pub use revision::Revision;
+pub use store::{Store, StoreStatus};

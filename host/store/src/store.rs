@@ -1,0 +1,249 @@
+//! The store: opens the disk, rebuilds the key index, serves reads from a consistent view and
+//! applies committed batches. One writer (apply) at a time; readers run concurrently and hold
+//! the index lock only while they pick revisions.
+
+use std::path::Path;
+
+use conclave_proto::etcdserverpb::{RangeRequest, RangeResponse};
+use parking_lot::RwLock;
+use tracing::info;
+
+use crate::apply::{Applied, Durability, Entry, Response};
+use crate::backend::{
+    Backend, META_APPLIED, META_COMPACT_DONE, META_COMPACTED, META_REVISION, Record, pair_bytes,
+};
+use crate::compact::Compactor;
+use crate::error::{Result, StoreError};
+use crate::read;
+use crate::revision::Revision;
+use crate::write::{BatchWriter, CompactionJob, State};
+
+/// A fresh store is at revision 1, as etcd's is: the first write creates revision 2.
+const INITIAL_REVISION: i64 = 1;
+
+pub struct Store {
+    backend: Backend,
+    state: RwLock<Guarded>,
+    compactor: Compactor,
+}
+
+/// The state, plus whether a failed disk write has left memory ahead of the disk; after that
+/// the store answers nothing until it is reopened.
+struct Guarded {
+    state: State,
+    failed: bool,
+}
+
+/// Figures for status reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreStatus {
+    pub revision: i64,
+    pub compacted: i64,
+    pub applied_index: u64,
+    pub applied_term: u64,
+    pub keys: usize,
+    pub disk_bytes: u64,
+}
+
+impl Store {
+    /// Opens (or creates) the store in `path` and rebuilds its key index.
+    pub fn open(path: &Path) -> Result<Self> {
+        let backend = Backend::open(path)?;
+        let mut state = State {
+            current: backend.meta_i64(META_REVISION)?.unwrap_or(INITIAL_REVISION),
+            compacted: backend.meta_i64(META_COMPACTED)?.unwrap_or(0),
+            applied: backend.meta_pair(META_APPLIED)?.unwrap_or((0, 0)),
+            ..Default::default()
+        };
+        let compact_done = backend.meta_i64(META_COMPACT_DONE)?.unwrap_or(0);
+        let mut records = 0u64;
+        for guard in backend.kv.iter() {
+            let (key, value) = guard.into_inner()?;
+            let rev = Revision::from_key(&key)
+                .ok_or_else(|| StoreError::Corrupt(format!("bad revision key {key:?}")))?;
+            let rec = Record::decode(rev, &value)?;
+            BatchWriter::restore(&mut state.index, rev, &rec);
+            state.current = state.current.max(rev.main);
+            records += 1;
+        }
+        let mut pending = None;
+        if state.compacted > 0 {
+            let keep = state.index.compact(state.compacted);
+            if compact_done < state.compacted {
+                pending = Some(CompactionJob {
+                    at: state.compacted,
+                    keep,
+                });
+            }
+        }
+        info!(
+            path = %path.display(),
+            revision = state.current,
+            compacted = state.compacted,
+            applied_index = state.applied.0,
+            keys = state.index.len(),
+            records,
+            "store opened"
+        );
+        let compactor = Compactor::start(backend.clone(), compact_done);
+        if let Some(job) = pending {
+            compactor.schedule(job);
+        }
+        Ok(Self {
+            backend,
+            state: RwLock::new(Guarded {
+                state,
+                failed: false,
+            }),
+            compactor,
+        })
+    }
+
+    /// A range read at the request's revision, as etcd serves it.
+    pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse> {
+        let (plan, snapshot, current) = {
+            let g = self.state.read();
+            if g.failed {
+                return Err(failed());
+            }
+            let at = read::resolve_revision(req.revision, g.state.current, g.state.compacted)?;
+            // The snapshot is taken under the lock, so it holds every record the plan names.
+            (
+                read::plan(&g.state.index, req, at),
+                self.backend.db.snapshot(),
+                g.state.current,
+            )
+        };
+        read::execute(
+            plan,
+            |rev| Ok(self.backend.load_at(&snapshot, rev)?.kv),
+            req,
+            current,
+        )
+    }
+
+    /// Applies committed entries in order, in one atomic disk write with the applied position.
+    /// Entries at or below the applied position are skipped (replay). An `Err` means the disk
+    /// failed: the store then refuses everything until it is reopened.
+    pub fn apply(&self, entries: &[Entry], durability: Durability) -> Result<Vec<Applied>> {
+        let mut g = self.state.write();
+        if g.failed {
+            return Err(failed());
+        }
+        let outcome = Self::apply_locked(&self.backend, &mut g.state, entries, durability);
+        match outcome {
+            Ok((applied, jobs)) => {
+                drop(g);
+                for job in jobs {
+                    self.compactor.schedule(job);
+                }
+                Ok(applied)
+            }
+            Err(e) => {
+                g.failed = true;
+                tracing::error!(error = %e, "apply failed; the store stops serving");
+                Err(e)
+            }
+        }
+    }
+
+    fn apply_locked(
+        backend: &Backend,
+        state: &mut State,
+        entries: &[Entry],
+        durability: Durability,
+    ) -> Result<(Vec<Applied>, Vec<CompactionJob>)> {
+        let mut out = Vec::with_capacity(entries.len());
+        let mut w = BatchWriter::new(backend, state);
+        for e in entries {
+            let applied = w.state.applied.0;
+            if e.index <= applied {
+                continue;
+            }
+            let request = e.command.as_ref().and_then(|c| c.request.as_ref());
+            let (result, events) = match request {
+                None => (Ok(Response::Empty), Vec::new()),
+                Some(req) => match w.execute(req) {
+                    Ok((resp, events)) => (Ok(resp), events),
+                    Err(StoreError::Request(err)) => (Err(err), Vec::new()),
+                    Err(fatal) => return Err(fatal),
+                },
+            };
+            w.state.applied = (e.index, e.term);
+            out.push(Applied {
+                index: e.index,
+                revision: w.state.current,
+                result,
+                events,
+            });
+        }
+        let (index, term) = w.state.applied;
+        let current = w.state.current;
+        let compacted = w.state.compacted;
+        let jobs = std::mem::take(&mut w.compactions);
+        let mut batch = w.batch;
+        batch.insert(
+            &backend.meta,
+            META_APPLIED,
+            pair_bytes(index, term).to_vec(),
+        );
+        batch.insert(&backend.meta, META_REVISION, current.to_be_bytes().to_vec());
+        if !jobs.is_empty() {
+            batch.insert(
+                &backend.meta,
+                META_COMPACTED,
+                compacted.to_be_bytes().to_vec(),
+            );
+        }
+        let mode = match durability {
+            Durability::Sync => fjall::PersistMode::SyncAll,
+            Durability::Buffered => fjall::PersistMode::Buffer,
+        };
+        batch.durability(Some(mode)).commit()?;
+        Ok((out, jobs))
+    }
+
+    /// Blocks until physical compaction up to `revision` is done (Compact with `physical`).
+    pub fn wait_compacted(&self, revision: i64) {
+        self.compactor.progress.wait_for(revision);
+    }
+
+    pub fn current_revision(&self) -> i64 {
+        self.state.read().state.current
+    }
+
+    pub fn status(&self) -> StoreStatus {
+        let g = self.state.read();
+        StoreStatus {
+            revision: g.state.current,
+            compacted: g.state.compacted,
+            applied_index: g.state.applied.0,
+            applied_term: g.state.applied.1,
+            keys: g.state.index.len(),
+            disk_bytes: self.backend.disk_space(),
+        }
+    }
+
+    /// Rewrites the value tree to drop what compaction deleted. An LSM does this in the
+    /// background without blocking writers; this asks for a full pass now.
+    pub fn defragment(&self) -> Result<()> {
+        self.backend.kv.major_compact()?;
+        Ok(())
+    }
+
+    /// fsyncs everything written so far.
+    pub fn persist(&self) -> Result<()> {
+        self.backend.persist()
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        self.compactor.stop();
+        let _ = self.backend.persist();
+    }
+}
+
+fn failed() -> StoreError {
+    StoreError::Corrupt("an earlier disk write failed; restart the member".into())
+}
