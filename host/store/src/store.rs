@@ -3,6 +3,7 @@
 //! the index lock only while they pick revisions.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use conclave_proto::etcdserverpb::{RangeRequest, RangeResponse};
 use parking_lot::RwLock;
@@ -24,6 +25,10 @@ const INITIAL_REVISION: i64 = 1;
 pub struct Store {
     backend: Backend,
     state: RwLock<Guarded>,
+    /// The newest revision readers may see: the newest one that is durable. Applies write
+    /// under the lock and fsync after releasing it, so reads never wait for the disk; until
+    /// the fsync returns, the new revision stays invisible.
+    visible: AtomicI64,
     compactor: Compactor,
 }
 
@@ -91,6 +96,7 @@ impl Store {
         }
         Ok(Self {
             backend,
+            visible: AtomicI64::new(state.current),
             state: RwLock::new(Guarded {
                 state,
                 failed: false,
@@ -106,12 +112,13 @@ impl Store {
             if g.failed {
                 return Err(failed());
             }
-            let at = read::resolve_revision(req.revision, g.state.current, g.state.compacted)?;
+            let visible = self.visible.load(Ordering::Acquire);
+            let at = read::resolve_revision(req.revision, visible, g.state.compacted)?;
             // The snapshot is taken under the lock, so it holds every record the plan names.
             (
                 read::plan(&g.state.index, req, at),
                 self.backend.db.snapshot(),
-                g.state.current,
+                visible,
             )
         };
         read::execute(
@@ -130,28 +137,46 @@ impl Store {
         if g.failed {
             return Err(failed());
         }
-        let outcome = Self::apply_locked(&self.backend, &mut g.state, entries, durability);
-        match outcome {
-            Ok((applied, jobs)) => {
+        let (applied, jobs) = match Self::apply_locked(&self.backend, &mut g.state, entries) {
+            Ok(done) => done,
+            Err(e) => return Err(self.fail(&mut g, e)),
+        };
+        let revision = g.state.current;
+        if durability == Durability::Sync {
+            // A compaction has already pruned the index below its revision, so readers must
+            // not keep reading at an older watermark: such a batch is made durable under the
+            // lock. Compactions are rare; every other batch fsyncs with readers running.
+            let guard = if jobs.is_empty() {
                 drop(g);
-                for job in jobs {
-                    self.compactor.schedule(job);
-                }
-                Ok(applied)
+                None
+            } else {
+                Some(g)
+            };
+            if let Err(e) = self.backend.persist() {
+                let mut g = guard.unwrap_or_else(|| self.state.write());
+                return Err(self.fail(&mut g, e));
             }
-            Err(e) => {
-                g.failed = true;
-                tracing::error!(error = %e, "apply failed; the store stops serving");
-                Err(e)
-            }
+            self.visible.fetch_max(revision, Ordering::AcqRel);
+        } else {
+            self.visible.fetch_max(revision, Ordering::AcqRel);
+            drop(g);
         }
+        for job in jobs {
+            self.compactor.schedule(job);
+        }
+        Ok(applied)
+    }
+
+    fn fail(&self, g: &mut Guarded, e: StoreError) -> StoreError {
+        g.failed = true;
+        tracing::error!(error = %e, "writing to disk failed; the store stops serving");
+        e
     }
 
     fn apply_locked(
         backend: &Backend,
         state: &mut State,
         entries: &[Entry],
-        durability: Durability,
     ) -> Result<(Vec<Applied>, Vec<CompactionJob>)> {
         let mut out = Vec::with_capacity(entries.len());
         let mut w = BatchWriter::new(backend, state);
@@ -195,11 +220,9 @@ impl Store {
                 compacted.to_be_bytes().to_vec(),
             );
         }
-        let mode = match durability {
-            Durability::Sync => fjall::PersistMode::SyncAll,
-            Durability::Buffered => fjall::PersistMode::Buffer,
-        };
-        batch.durability(Some(mode)).commit()?;
+        batch
+            .durability(Some(fjall::PersistMode::Buffer))
+            .commit()?;
         Ok((out, jobs))
     }
 
@@ -208,14 +231,15 @@ impl Store {
         self.compactor.progress.wait_for(revision);
     }
 
+    /// The newest revision readers see.
     pub fn current_revision(&self) -> i64 {
-        self.state.read().state.current
+        self.visible.load(Ordering::Acquire)
     }
 
     pub fn status(&self) -> StoreStatus {
         let g = self.state.read();
         StoreStatus {
-            revision: g.state.current,
+            revision: self.visible.load(Ordering::Acquire),
             compacted: g.state.compacted,
             applied_index: g.state.applied.0,
             applied_term: g.state.applied.1,
