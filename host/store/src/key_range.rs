@@ -4,6 +4,9 @@
 
 use std::ops::Bound;
 
+/// Bounds over byte-string keys, as `BTreeMap::range` takes them.
+pub type KeyBounds<'a> = (Bound<&'a [u8]>, Bound<&'a [u8]>);
+
 /// A set of keys as etcd's requests name them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeyRange {
@@ -51,7 +54,7 @@ impl KeyRange {
 
     /// The bounds to iterate an ordered map of keys with; `None` when the range is empty
     /// (an end at or before the start), which BTreeMap::range would reject.
-    pub fn bounds(&self) -> Option<(Bound<&[u8]>, Bound<&[u8]>)> {
+    pub fn bounds(&self) -> Option<KeyBounds<'_>> {
         match self {
             KeyRange::Single(k) => Some((Bound::Included(k), Bound::Included(k))),
             KeyRange::Interval { start, end: None } => {

@@ -1,0 +1,9 @@
+//! One module per command: its flags, how they map to a request (with etcdctl's checks and
+//! messages), running it, and printing the answer.
+
+pub mod compaction;
+pub mod del;
+pub mod endpoint;
+pub mod get;
+pub mod put;
+pub mod txn;
