@@ -5,13 +5,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::serve::ListenerExt;
 use conclave_proto::etcdserverpb::{kv_server::KvServer, maintenance_server::MaintenanceServer};
 use conclave_store::Store;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+use crate::authority::AuthorityListener;
 use crate::config::{Config, socket_addr};
 use crate::gateway::{self, Gateway};
 use crate::ids;
@@ -57,13 +57,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let mut servers = Vec::new();
     for url in &config.listen_client_urls {
         let addr = socket_addr(url).await?;
-        let listener = TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("cannot listen on {url}"))?
-            // Small RPCs must not wait for Nagle's algorithm.
-            .tap_io(|tcp| {
-                let _ = tcp.set_nodelay(true);
-            });
+        // TCP_NODELAY on every connection, and etcdctl's `http://` authority repaired.
+        let listener = AuthorityListener::new(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {url}"))?,
+        );
         let mut stop = stop_rx.clone();
         let app = app.clone();
         servers.push(tokio::spawn(async move {
