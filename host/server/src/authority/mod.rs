@@ -107,9 +107,20 @@ struct Http2 {
     block: Option<Block>,
     /// Re-encoded frames not yet handed on.
     out: Buffer,
+    /// Whether this connection's header blocks are rewritten. A client sends one authority
+    /// for the whole connection (grpc-go does), so the first header block decides: when its
+    /// authority is fine, it goes on as it came and the connection turns to passthrough, so
+    /// ordinary clients pay for one decode; otherwise every block is re-encoded from then on.
+    rewriting: bool,
+    /// The first block was fine: once `out` is drained, everything passes through.
+    settled: bool,
+    /// The raw bytes of a HEADERS frame on its way into a new `Block`.
+    pending_raw: Vec<u8>,
 }
 
 struct Block {
+    /// The block's frames as the client sent them, while the connection is undecided.
+    raw: Vec<u8>,
     stream_id: u32,
     end_stream: bool,
     priority: Option<[u8; PRIORITY_LEN]>,
@@ -291,6 +302,11 @@ impl<S: AsyncRead + Unpin> AsyncRead for AuthorityFix<S> {
                         h2.out.drain_into(buf);
                         return Poll::Ready(Ok(()));
                     }
+                    if h2.settled {
+                        // `input` holds whatever followed the first block; passthrough hands it on.
+                        this.mode = Mode::Passthrough;
+                        continue;
+                    }
                     if !this.input.is_empty() {
                         if this.skip > 0 {
                             let n = this.skip.min(this.input.data().len()).min(buf.remaining());
@@ -386,6 +402,9 @@ impl Http2 {
             decoder,
             block: None,
             out: Buffer::default(),
+            rewriting: false,
+            settled: false,
+            pending_raw: Vec::new(),
         }
     }
 
@@ -445,6 +464,13 @@ impl Http2 {
         if data.len() < frame_len {
             return Ok(Step::Need(frame_len - data.len()));
         }
+        if !self.rewriting {
+            let raw = &data[..frame_len];
+            match &mut self.block {
+                Some(block) => block.raw.extend_from_slice(raw),
+                None => self.pending_raw = raw.to_vec(),
+            }
+        }
         self.header_frame(header, &data[FRAME_HEADER_LEN..frame_len])?;
         input.consume(frame_len);
         Ok(Step::Progress)
@@ -478,6 +504,7 @@ impl Http2 {
                     rest = after;
                 }
                 self.block = Some(Block {
+                    raw: std::mem::take(&mut self.pending_raw),
                     stream_id: header.stream_id,
                     end_stream: header.flags & END_STREAM != 0,
                     priority,
@@ -512,6 +539,7 @@ impl Http2 {
         let mut encoded = Vec::with_capacity(block.fragment.len() + 64);
         let mut list_size = 0usize;
         let mut too_big = false;
+        let mut fixed = false;
         self.decoder
             .decode_with_cb(&block.fragment, |name, value| {
                 list_size += name.len() + value.len() + 32;
@@ -521,7 +549,13 @@ impl Http2 {
                 }
                 let value: &[u8] = &value;
                 let value = match &*name {
-                    b":authority" => fixed_authority(value).unwrap_or(value),
+                    b":authority" => match fixed_authority(value) {
+                        Some(f) => {
+                            fixed = true;
+                            f
+                        }
+                        None => value,
+                    },
                     _ => value,
                 };
                 encode_literal(&mut encoded, &name, value);
@@ -532,7 +566,13 @@ impl Http2 {
                 "a decoded header list over the {MAX_HEADER_BLOCK}-byte bound"
             )));
         }
-        self.out.append(|out| write_block(out, block, &encoded));
+        if !self.rewriting && !fixed {
+            self.out.append(|out| out.extend_from_slice(&block.raw));
+            self.settled = true;
+        } else {
+            self.rewriting = true;
+            self.out.append(|out| write_block(out, block, &encoded));
+        }
         Ok(())
     }
 }

@@ -362,6 +362,24 @@ async fn an_oversized_block_is_split_into_continuations() {
 }
 
 #[tokio::test]
+async fn a_connection_whose_first_authority_is_fine_passes_unchanged() {
+    // What the etcd-client crate and etcdctl with a bare host:port send: a valid authority
+    // entered into the dynamic table, then later requests that refer to it.
+    let mut input = PREFACE.to_vec();
+    input.extend(frame(0x4, 0, 0, &[]));
+    let mut first = indexing_indexed_name(1, b"127.0.0.1:2379");
+    first.extend(indexing_new_name(b":path", b"/etcdserverpb.KV/Range"));
+    input.extend(frame(HEADERS, END_HEADERS, 1, &first));
+    input.extend(frame(0x0, END_STREAM, 1, b"\0\0\0\0\0"));
+    let mut second = indexed(62);
+    second.extend(indexed(63));
+    input.extend(frame(HEADERS, END_HEADERS | END_STREAM, 3, &second));
+    for seed in 1..=100 {
+        assert_eq!(read_through(&input, seed).await.expect("read"), input);
+    }
+}
+
+#[tokio::test]
 async fn http1_passes_unchanged() {
     let request = b"POST /v3/kv/range HTTP/1.1\r\nHost: 127.0.0.1:2379\r\n\
         Content-Type: application/json\r\nContent-Length: 15\r\n\r\n{\"key\":\"Zm9v\"}"
