@@ -21,6 +21,9 @@ pub(crate) const META_APPLIED: &[u8] = b"applied";
 pub(crate) const META_REVISION: &[u8] = b"revision";
 pub(crate) const META_COMPACTED: &[u8] = b"compacted";
 pub(crate) const META_COMPACT_DONE: &[u8] = b"compact_done";
+pub(crate) const META_RAFT_STATE: &[u8] = b"raft_state";
+/// Present while a snapshot is being installed: a store opened with it is half-written.
+pub(crate) const META_INSTALLING: &[u8] = b"installing";
 
 /// One stored change.
 #[derive(Debug, Clone, PartialEq)]

@@ -17,25 +17,40 @@ use crate::write::CompactionJob;
 /// Deletions per disk batch.
 const CHUNK: usize = 10_000;
 
-/// The highest revision whose physical compaction has finished, and a way to wait on it.
+/// How far physical compaction has got, and a way to wait on it.
 #[derive(Default)]
 pub(crate) struct Progress {
-    done: Mutex<i64>,
+    marks: Mutex<Marks>,
     changed: Condvar,
 }
 
+#[derive(Default)]
+struct Marks {
+    /// The highest revision whose physical compaction finished.
+    done: i64,
+    /// The highest revision handed to the worker.
+    scheduled: i64,
+    /// The highest revision the worker has finished with, whether it succeeded or not.
+    settled: i64,
+}
+
 impl Progress {
-    fn finish(&self, at: i64) {
-        let mut done = self.done.lock().unwrap_or_else(|e| e.into_inner());
-        *done = (*done).max(at);
+    fn update(&self, f: impl FnOnce(&mut Marks)) {
+        let mut marks = self.marks.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut marks);
         self.changed.notify_all();
     }
 
-    pub fn wait_for(&self, at: i64) {
-        let mut done = self.done.lock().unwrap_or_else(|e| e.into_inner());
-        while *done < at {
-            done = self.changed.wait(done).unwrap_or_else(|e| e.into_inner());
+    fn wait_until(&self, cond: impl Fn(&Marks) -> bool) {
+        let mut marks = self.marks.lock().unwrap_or_else(|e| e.into_inner());
+        while !cond(&marks) {
+            marks = self.changed.wait(marks).unwrap_or_else(|e| e.into_inner());
         }
+    }
+
+    /// Until compaction up to `at` has finished.
+    pub fn wait_for(&self, at: i64) {
+        self.wait_until(|m| m.done >= at);
     }
 }
 
@@ -48,7 +63,11 @@ pub(crate) struct Compactor {
 impl Compactor {
     pub fn start(backend: Backend, done: i64) -> Self {
         let progress = Arc::new(Progress::default());
-        progress.finish(done);
+        progress.update(|m| {
+            m.done = done;
+            m.settled = done;
+            m.scheduled = done;
+        });
         let (tx, rx) = channel();
         let p = progress.clone();
         let worker = std::thread::Builder::new()
@@ -63,12 +82,19 @@ impl Compactor {
     }
 
     pub fn schedule(&self, job: CompactionJob) {
+        let at = job.at;
+        self.progress.update(|m| m.scheduled = m.scheduled.max(at));
         let jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(tx) = jobs.as_ref()
             && tx.send(job).is_err()
         {
             error!("compactor is gone; compaction will resume at next start");
         }
+    }
+
+    /// Until every job handed over so far has been carried out (or has failed).
+    pub fn wait_idle(&self) {
+        self.progress.wait_until(|m| m.settled >= m.scheduled);
     }
 
     /// Finishes queued jobs and stops the worker.
@@ -85,11 +111,17 @@ fn run(backend: Backend, jobs: Receiver<CompactionJob>, progress: &Progress) {
         match remove_garbage(&backend, &job) {
             Ok(removed) => {
                 info!(revision = job.at, removed, "compaction finished");
-                progress.finish(job.at);
+                progress.update(|m| {
+                    m.done = m.done.max(job.at);
+                    m.settled = m.settled.max(job.at);
+                });
             }
             // The store still reads correctly (the index never points at garbage); the next
             // start retries, since the finished mark was not written.
-            Err(e) => error!(revision = job.at, error = %e, "physical compaction failed"),
+            Err(e) => {
+                error!(revision = job.at, error = %e, "physical compaction failed");
+                progress.update(|m| m.settled = m.settled.max(job.at));
+            }
         }
     }
 }

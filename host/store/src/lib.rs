@@ -10,6 +10,7 @@ mod index;
 pub mod key_range;
 mod read;
 mod revision;
+mod snapshot;
 mod store;
 mod write;
 
@@ -17,4 +18,5 @@ pub use apply::{Applied, Durability, Entry, Response};
 pub use error::{RequestError, Result, StoreError};
 pub use key_range::{KeyRange, prefix_end};
 pub use revision::Revision;
+pub use snapshot::SnapshotInfo;
 pub use store::{Store, StoreStatus};

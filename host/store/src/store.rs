@@ -11,7 +11,8 @@ use tracing::info;
 
 use crate::apply::{Applied, Durability, Entry, Response};
 use crate::backend::{
-    Backend, META_APPLIED, META_COMPACT_DONE, META_COMPACTED, META_REVISION, Record, pair_bytes,
+    Backend, META_APPLIED, META_COMPACT_DONE, META_COMPACTED, META_INSTALLING, META_RAFT_STATE,
+    META_REVISION, Record, pair_bytes,
 };
 use crate::compact::Compactor;
 use crate::error::{Result, StoreError};
@@ -23,20 +24,20 @@ use crate::write::{BatchWriter, CompactionJob, State};
 const INITIAL_REVISION: i64 = 1;
 
 pub struct Store {
-    backend: Backend,
-    state: RwLock<Guarded>,
+    pub(crate) backend: Backend,
+    pub(crate) state: RwLock<Guarded>,
     /// The newest revision readers may see: the newest one that is durable. Applies write
     /// under the lock and fsync after releasing it, so reads never wait for the disk; until
     /// the fsync returns, the new revision stays invisible.
-    visible: AtomicI64,
-    compactor: Compactor,
+    pub(crate) visible: AtomicI64,
+    pub(crate) compactor: Compactor,
 }
 
 /// The state, plus whether a failed disk write has left memory ahead of the disk; after that
 /// the store answers nothing until it is reopened.
-struct Guarded {
-    state: State,
-    failed: bool,
+pub(crate) struct Guarded {
+    pub(crate) state: State,
+    pub(crate) failed: bool,
 }
 
 /// Figures for status reports.
@@ -54,40 +55,19 @@ impl Store {
     /// Opens (or creates) the store in `path` and rebuilds its key index.
     pub fn open(path: &Path) -> Result<Self> {
         let backend = Backend::open(path)?;
-        let mut state = State {
-            current: backend.meta_i64(META_REVISION)?.unwrap_or(INITIAL_REVISION),
-            compacted: backend.meta_i64(META_COMPACTED)?.unwrap_or(0),
-            applied: backend.meta_pair(META_APPLIED)?.unwrap_or((0, 0)),
-            ..Default::default()
-        };
-        let compact_done = backend.meta_i64(META_COMPACT_DONE)?.unwrap_or(0);
-        let mut records = 0u64;
-        for guard in backend.kv.iter() {
-            let (key, value) = guard.into_inner()?;
-            let rev = Revision::from_key(&key)
-                .ok_or_else(|| StoreError::Corrupt(format!("bad revision key {key:?}")))?;
-            let rec = Record::decode(rev, &value)?;
-            BatchWriter::restore(&mut state.index, rev, &rec);
-            state.current = state.current.max(rev.main);
-            records += 1;
+        if backend.meta.get(META_INSTALLING)?.is_some() {
+            // A snapshot install was cut short: what is on disk is neither the old state nor
+            // the new one. Start empty; the cluster sends the snapshot again.
+            tracing::warn!(path = %path.display(), "an interrupted snapshot install left a partial store; clearing it");
+            crate::snapshot::clear(&backend)?;
         }
-        let mut pending = None;
-        if state.compacted > 0 {
-            let keep = state.index.compact(state.compacted);
-            if compact_done < state.compacted {
-                pending = Some(CompactionJob {
-                    at: state.compacted,
-                    keep,
-                });
-            }
-        }
+        let (state, pending, compact_done) = load_state(&backend)?;
         info!(
             path = %path.display(),
             revision = state.current,
             compacted = state.compacted,
             applied_index = state.applied.0,
             keys = state.index.len(),
-            records,
             "store opened"
         );
         let compactor = Compactor::start(backend.clone(), compact_done);
@@ -133,11 +113,24 @@ impl Store {
     /// Entries at or below the applied position are skipped (replay). An `Err` means the disk
     /// failed: the store then refuses everything until it is reopened.
     pub fn apply(&self, entries: &[Entry], durability: Durability) -> Result<Vec<Applied>> {
+        self.apply_with_state(entries, None, durability)
+    }
+
+    /// [`Store::apply`], also writing `raft_state` (an opaque blob: the consensus layer's last
+    /// applied log id and membership) in the same atomic batch, so that the two never disagree
+    /// after a crash. [`Store::raft_state`] reads it back.
+    pub fn apply_with_state(
+        &self,
+        entries: &[Entry],
+        raft_state: Option<&[u8]>,
+        durability: Durability,
+    ) -> Result<Vec<Applied>> {
         let mut g = self.state.write();
         if g.failed {
             return Err(failed());
         }
-        let (applied, jobs) = match Self::apply_locked(&self.backend, &mut g.state, entries) {
+        let outcome = Self::apply_locked(&self.backend, &mut g.state, entries, raft_state);
+        let (applied, jobs) = match outcome {
             Ok(done) => done,
             Err(e) => return Err(self.fail(&mut g, e)),
         };
@@ -177,6 +170,7 @@ impl Store {
         backend: &Backend,
         state: &mut State,
         entries: &[Entry],
+        raft_state: Option<&[u8]>,
     ) -> Result<(Vec<Applied>, Vec<CompactionJob>)> {
         let mut out = Vec::with_capacity(entries.len());
         let mut w = BatchWriter::new(backend, state);
@@ -213,6 +207,9 @@ impl Store {
             pair_bytes(index, term).to_vec(),
         );
         batch.insert(&backend.meta, META_REVISION, current.to_be_bytes().to_vec());
+        if let Some(raft_state) = raft_state {
+            batch.insert(&backend.meta, META_RAFT_STATE, raft_state.to_vec());
+        }
         if !jobs.is_empty() {
             batch.insert(
                 &backend.meta,
@@ -224,6 +221,11 @@ impl Store {
             .durability(Some(fjall::PersistMode::Buffer))
             .commit()?;
         Ok((out, jobs))
+    }
+
+    /// The blob last written by [`Store::apply_with_state`] (or a snapshot), if any.
+    pub fn raft_state(&self) -> Result<Option<Vec<u8>>> {
+        Ok(self.backend.meta.get(META_RAFT_STATE)?.map(|v| v.to_vec()))
     }
 
     /// Blocks until physical compaction up to `revision` is done (Compact with `physical`).
@@ -268,6 +270,38 @@ impl Drop for Store {
     }
 }
 
-fn failed() -> StoreError {
+pub(crate) fn failed() -> StoreError {
     StoreError::Corrupt("an earlier disk write failed; restart the member".into())
+}
+
+/// Reads the durable state back: the meta values, and the key index rebuilt by one scan of
+/// every record. Also returns the physical compaction still owed, if a crash interrupted one,
+/// and how far physical compaction had got.
+pub(crate) fn load_state(backend: &Backend) -> Result<(State, Option<CompactionJob>, i64)> {
+    let mut state = State {
+        current: backend.meta_i64(META_REVISION)?.unwrap_or(INITIAL_REVISION),
+        compacted: backend.meta_i64(META_COMPACTED)?.unwrap_or(0),
+        applied: backend.meta_pair(META_APPLIED)?.unwrap_or((0, 0)),
+        ..Default::default()
+    };
+    let compact_done = backend.meta_i64(META_COMPACT_DONE)?.unwrap_or(0);
+    for guard in backend.kv.iter() {
+        let (key, value) = guard.into_inner()?;
+        let rev = Revision::from_key(&key)
+            .ok_or_else(|| StoreError::Corrupt(format!("bad revision key {key:?}")))?;
+        let rec = Record::decode(rev, &value)?;
+        BatchWriter::restore(&mut state.index, rev, &rec);
+        state.current = state.current.max(rev.main);
+    }
+    let mut pending = None;
+    if state.compacted > 0 {
+        let keep = state.index.compact(state.compacted);
+        if compact_done < state.compacted {
+            pending = Some(CompactionJob {
+                at: state.compacted,
+                keep,
+            });
+        }
+    }
+    Ok((state, pending, compact_done))
 }
