@@ -5,6 +5,7 @@ use conclave_proto::conclavepb::command::Request;
 use conclave_proto::etcdserverpb::{
     CompactionRequest, DeleteRangeRequest, PutRequest, RangeRequest,
 };
+use conclave_proto::mvccpb::KeyValue;
 use conclave_store::{Durability, Entry, Store};
 
 fn put(k: &str, v: &str) -> Request {
@@ -45,7 +46,7 @@ fn populated(dir: &std::path::Path) -> Store {
     store
 }
 
-fn all_at(store: &Store, rev: i64) -> Vec<(Vec<u8>, Vec<u8>, i64, i64, i64)> {
+fn all_at(store: &Store, rev: i64) -> Vec<KeyValue> {
     store
         .range(&RangeRequest {
             key: vec![0],
