@@ -56,17 +56,6 @@ fn all_at(store: &Store, rev: i64) -> Vec<KeyValue> {
         })
         .unwrap()
         .kvs
-        .into_iter()
-        .map(|kv| {
-            (
-                kv.key,
-                kv.value,
-                kv.create_revision,
-                kv.mod_revision,
-                kv.version,
-            )
-        })
-        .collect()
 }
 
 #[test]
