@@ -10,6 +10,7 @@ const PROTOS: &[&str] = &[
     "etcd/v3lockpb/v3lock.proto",
     "etcd/v3electionpb/v3election.proto",
     "conclave/command.proto",
+    "conclave/raft.proto",
 ];
 
 const PACKAGES: &[&str] = &[

@@ -43,3 +43,24 @@ proto_module!(
     conclavepb,
     "conclavepb"
 );
+
+/// What a log entry's command is, in a word and a key: for logs and openraft's summaries.
+impl std::fmt::Display for conclavepb::Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use conclavepb::command::Request;
+        let key = |k: &[u8]| String::from_utf8_lossy(k).into_owned();
+        match &self.request {
+            Some(Request::Put(p)) => write!(f, "put {}", key(&p.key)),
+            Some(Request::DeleteRange(d)) => write!(f, "delete {}", key(&d.key)),
+            Some(Request::Txn(t)) => write!(
+                f,
+                "txn ({} compares, {}/{} ops)",
+                t.compare.len(),
+                t.success.len(),
+                t.failure.len()
+            ),
+            Some(Request::Compaction(c)) => write!(f, "compact {}", c.revision),
+            None => write!(f, "empty"),
+        }
+    }
+}

@@ -6,8 +6,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::commands::{
-    compaction::CompactionArgs, del::DelArgs, endpoint::EndpointCommand, get::GetArgs,
-    put::PutArgs, txn::TxnArgs,
+    certs::CertsCommand, compaction::CompactionArgs, del::DelArgs, endpoint::EndpointCommand,
+    get::GetArgs, put::PutArgs, txn::TxnArgs,
 };
 use crate::gofmt::parse_duration;
 
@@ -67,6 +67,9 @@ pub enum Command {
     /// Endpoint related commands
     #[command(subcommand, arg_required_else_help = true)]
     Endpoint(EndpointCommand),
+    /// Peer TLS certificates for a conclave cluster
+    #[command(subcommand, arg_required_else_help = true)]
+    Certs(CertsCommand),
 }
 
 #[cfg(test)]

@@ -69,6 +69,7 @@ where
         Command::Txn(args) => commands::txn::run(&ctx, args, &mut io),
         Command::Compaction(args) => commands::compaction::run(&ctx, args, &mut io),
         Command::Endpoint(cmd) => commands::endpoint::run(&ctx, cmd, &mut io),
+        Command::Certs(cmd) => commands::certs::run(cmd, &mut io),
     });
     match result {
         Ok(()) => exit::SUCCESS,

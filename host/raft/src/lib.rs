@@ -1,0 +1,12 @@
+//! conclave's Raft layer, over openraft: the type configuration, the log and vote on fjall,
+//! the state machine that drives the store's apply interface, and the QUIC transport between
+//! members. It knows the store; the server knows it. Nothing here speaks the client API.
+
+pub mod codec;
+pub mod log_store;
+pub mod state_machine;
+pub mod types;
+
+pub use log_store::{LogReader, LogStore};
+pub use state_machine::{ApplyListener, SnapshotFile, StateMachine};
+pub use types::{Member, Raft, TypeConfig};
