@@ -11,6 +11,7 @@ const PROTOS: &[&str] = &[
     "etcd/v3electionpb/v3election.proto",
     "conclave/command.proto",
     "conclave/raft.proto",
+    "conclave/internal.proto",
 ];
 
 const PACKAGES: &[&str] = &[

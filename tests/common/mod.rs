@@ -24,6 +24,8 @@ pub struct Server {
     child: Option<Child>,
     dir: tempfile::TempDir,
     port: u16,
+    /// The peer port (UDP, QUIC); a lone member still runs Raft and listens for peers.
+    peer_port: u16,
     name: String,
 }
 
@@ -37,6 +39,7 @@ impl Server {
             let mut server = Server {
                 child: None,
                 port: free_port(),
+                peer_port: free_udp_port(),
                 name: "test".into(),
                 dir: tempfile::Builder::new()
                     .prefix("conclave-test-")
@@ -93,6 +96,8 @@ impl Server {
             .arg(self.data_dir())
             .arg("--listen-client-urls")
             .arg(self.url())
+            .arg("--listen-peer-urls")
+            .arg(format!("https://127.0.0.1:{}", self.peer_port))
             .env("NO_COLOR", "1")
             .env("CONCLAVE_LOG", "info")
             .env_remove("ETCD_ADVERTISE_CLIENT_URLS")
@@ -289,6 +294,12 @@ pub fn etcdctl_path() -> &'static Path {
 fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind a probe port");
     listener.local_addr().expect("probe port address").port()
+}
+
+/// A UDP port nobody is bound to right now (for a member's QUIC peer listener).
+pub fn free_udp_port() -> u16 {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind a probe UDP port");
+    socket.local_addr().expect("probe port address").port()
 }
 
 #[derive(Debug)]

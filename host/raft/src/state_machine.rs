@@ -269,7 +269,13 @@ fn keep_as_current(
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
         let stem_is_current = path.file_stem().is_some_and(|s| s == id.as_str());
-        if !stem_is_current
+        // Only finished snapshots and their meta files; the transport's partial downloads
+        // live here too and are not ours to remove.
+        let ours = path
+            .extension()
+            .is_some_and(|e| e == DATA_EXT || e == META_EXT);
+        if ours
+            && !stem_is_current
             && path != data_path
             && let Err(e) = std::fs::remove_file(&path)
         {

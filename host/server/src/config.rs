@@ -13,6 +13,9 @@ use clap::{Parser, ValueEnum};
     about = "An etcd-compatible coordination store. With no flags: one member serving on 127.0.0.1:2379, data in ./default.conclave."
 )]
 pub struct Config {
+    #[command(subcommand)]
+    pub command: Option<Subcommand>,
+
     /// Human-readable name for this member.
     #[arg(long, default_value = "default", env = "ETCD_NAME")]
     pub name: String,
@@ -34,6 +37,61 @@ pub struct Config {
     #[arg(long, env = "ETCD_ADVERTISE_CLIENT_URLS", value_delimiter = ',')]
     pub advertise_client_urls: Vec<String>,
 
+    /// Comma-separated URLs to listen on for peer traffic: `https://host:port`, a UDP port
+    /// (members talk QUIC).
+    #[arg(
+        long,
+        default_value = "https://127.0.0.1:2380",
+        env = "ETCD_LISTEN_PEER_URLS",
+        value_delimiter = ','
+    )]
+    pub listen_peer_urls: Vec<String>,
+
+    /// Comma-separated peer URLs to advertise to the rest of the cluster [default: the listen peer URLs].
+    #[arg(long, env = "ETCD_INITIAL_ADVERTISE_PEER_URLS", value_delimiter = ',')]
+    pub initial_advertise_peer_urls: Vec<String>,
+
+    /// The members of a new cluster: `name=https://host:port,...` [default: this member alone].
+    #[arg(long, env = "ETCD_INITIAL_CLUSTER")]
+    pub initial_cluster: Option<String>,
+
+    /// `new` to start a new cluster, `existing` to join one (after `member add`).
+    #[arg(long, value_enum, default_value_t = ClusterState::New, env = "ETCD_INITIAL_CLUSTER_STATE")]
+    pub initial_cluster_state: ClusterState,
+
+    /// This member's peer certificate [default: made in the data dir, single member only].
+    #[arg(long, env = "ETCD_PEER_CERT_FILE")]
+    pub peer_cert_file: Option<PathBuf>,
+
+    /// The key of --peer-cert-file.
+    #[arg(long, env = "ETCD_PEER_KEY_FILE")]
+    pub peer_key_file: Option<PathBuf>,
+
+    /// The cluster CA every peer certificate must be signed by.
+    #[arg(long, env = "ETCD_PEER_TRUSTED_CA_FILE")]
+    pub peer_trusted_ca_file: Option<PathBuf>,
+
+    /// Time between leader heartbeats, in milliseconds.
+    #[arg(long, default_value_t = 100, env = "ETCD_HEARTBEAT_INTERVAL")]
+    pub heartbeat_interval: u64,
+
+    /// Time without a heartbeat before a follower campaigns, in milliseconds.
+    #[arg(long, default_value_t = 1000, env = "ETCD_ELECTION_TIMEOUT")]
+    pub election_timeout: u64,
+
+    /// Applied entries between two snapshots (after which the log behind it is purged).
+    #[arg(long, default_value_t = 10_000, env = "ETCD_SNAPSHOT_COUNT")]
+    pub snapshot_count: u64,
+
+    /// Log entries kept behind a snapshot for slow members to catch up from, before they
+    /// need the whole snapshot (etcd 3.6's flag, same default).
+    #[arg(
+        long,
+        default_value_t = 5_000,
+        env = "ETCD_EXPERIMENTAL_SNAPSHOT_CATCHUP_ENTRIES"
+    )]
+    pub experimental_snapshot_catchup_entries: u64,
+
     /// Initial cluster token; part of the member and cluster IDs.
     #[arg(
         long,
@@ -51,6 +109,18 @@ pub struct Config {
     pub log_format: LogFormat,
 }
 
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Subcommand {
+    /// Start a local cluster of N members on loopback, for trying things out.
+    Dev(crate::dev::DevArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ClusterState {
+    New,
+    Existing,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Text,
@@ -62,6 +132,38 @@ impl Config {
         self.data_dir
             .clone()
             .unwrap_or_else(|| PathBuf::from(format!("{}.conclave", self.name)))
+    }
+
+    pub fn advertise_peer_urls(&self) -> Vec<String> {
+        if self.initial_advertise_peer_urls.is_empty() {
+            self.listen_peer_urls.clone()
+        } else {
+            self.initial_advertise_peer_urls.clone()
+        }
+    }
+
+    /// The initial members by name, with their peer URLs, in the order given.
+    pub fn initial_members(&self) -> anyhow::Result<Vec<(String, Vec<String>)>> {
+        let Some(spec) = &self.initial_cluster else {
+            return Ok(vec![(self.name.clone(), self.advertise_peer_urls())]);
+        };
+        let mut members: Vec<(String, Vec<String>)> = Vec::new();
+        for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (name, url) = part
+                .split_once('=')
+                .with_context(|| format!("--initial-cluster: {part:?} is not name=url"))?;
+            match members.iter_mut().find(|(n, _)| n == name) {
+                Some((_, urls)) => urls.push(url.to_string()),
+                None => members.push((name.to_string(), vec![url.to_string()])),
+            }
+        }
+        if !members.iter().any(|(n, _)| *n == self.name) {
+            bail!(
+                "--initial-cluster does not name this member ({}): {spec}",
+                self.name
+            );
+        }
+        Ok(members)
     }
 
     pub fn advertise_client_urls(&self) -> Vec<String> {
@@ -83,6 +185,21 @@ pub async fn socket_addr(url: &str) -> anyhow::Result<SocketAddr> {
         Some("https") => bail!("{url}: client TLS is not supported yet; use http://"),
         _ => bail!("{url}: URL must start with http://"),
     }
+    resolve(url, &uri).await
+}
+
+/// The UDP address a peer URL names: `https://host:port` (QUIC is always encrypted).
+pub async fn peer_addr(url: &str) -> anyhow::Result<SocketAddr> {
+    let uri: http::Uri = url
+        .parse()
+        .with_context(|| format!("invalid URL {url:?}"))?;
+    if uri.scheme_str() != Some("https") {
+        bail!("{url}: a peer URL must start with https:// (members talk QUIC with mutual TLS)");
+    }
+    resolve(url, &uri).await
+}
+
+async fn resolve(url: &str, uri: &http::Uri) -> anyhow::Result<SocketAddr> {
     let host = uri.host().with_context(|| format!("{url}: no host"))?;
     let port = uri.port_u16().with_context(|| format!("{url}: no port"))?;
     let host = host.trim_start_matches('[').trim_end_matches(']');

@@ -41,6 +41,11 @@ pub const LEASE_PROVIDED: EtcdError =
 pub const INVALID_SORT_OPTION: EtcdError =
     EtcdError::new(Code::InvalidArgument, "etcdserver: invalid sort option");
 pub const STOPPED: EtcdError = EtcdError::new(Code::Unavailable, "etcdserver: server stopped");
+pub const NO_LEADER: EtcdError = EtcdError::new(Code::Unavailable, "etcdserver: no leader");
+pub const LEADER_CHANGED: EtcdError =
+    EtcdError::new(Code::Unavailable, "etcdserver: leader changed");
+pub const REQUEST_TIMED_OUT: EtcdError =
+    EtcdError::new(Code::Unavailable, "etcdserver: request timed out");
 
 /// The status a store error becomes.
 pub fn store_status(e: StoreError) -> Status {

@@ -13,8 +13,12 @@ fn fnv1a(parts: &[&[u8]]) -> u64 {
     h
 }
 
-pub fn member_id(name: &str, urls: &[String], token: &str) -> u64 {
-    let mut parts: Vec<&[u8]> = vec![name.as_bytes(), token.as_bytes()];
+/// A member's ID: from its peer URLs (sorted) and the cluster token, as etcd derives it, so
+/// every member computes every other member's ID from `--initial-cluster` alone.
+pub fn member_id(peer_urls: &[String], token: &str) -> u64 {
+    let mut urls: Vec<&str> = peer_urls.iter().map(String::as_str).collect();
+    urls.sort_unstable();
+    let mut parts: Vec<&[u8]> = vec![token.as_bytes()];
     parts.extend(urls.iter().map(|u| u.as_bytes()));
     fnv1a(&parts)
 }
@@ -34,9 +38,10 @@ mod tests {
 
     #[test]
     fn ids_are_stable_and_distinct() {
-        let a = member_id("a", &["http://127.0.0.1:2379".into()], "t");
-        assert_eq!(a, member_id("a", &["http://127.0.0.1:2379".into()], "t"));
-        assert_ne!(a, member_id("b", &["http://127.0.0.1:2379".into()], "t"));
+        let a = member_id(&["https://127.0.0.1:2380".into()], "t");
+        assert_eq!(a, member_id(&["https://127.0.0.1:2380".into()], "t"));
+        assert_ne!(a, member_id(&["https://127.0.0.1:2381".into()], "t"));
+        assert_ne!(a, member_id(&["https://127.0.0.1:2380".into()], "u"));
         assert_ne!(cluster_id(&[a], "t"), cluster_id(&[a], "u"));
         assert_eq!(cluster_id(&[1, 2], "t"), cluster_id(&[2, 1], "t"));
     }

@@ -3,6 +3,7 @@
 
 mod authority;
 pub mod config;
+mod dev;
 mod error;
 mod gateway;
 mod ids;
@@ -23,7 +24,10 @@ use tracing_subscriber::EnvFilter;
 /// The `conclave` binary: parse etcd-style flags, set up logs, run until a signal.
 pub fn main() -> ExitCode {
     let config = Config::parse();
-    let filter = EnvFilter::try_new(&config.log_level).unwrap_or_else(|_| EnvFilter::new("info"));
+    // openraft warns on every failed heartbeat (ten times a second while a member is down);
+    // the transport already says once that a peer is unreachable.
+    let directives = format!("{},openraft::core::heartbeat=error", config.log_level);
+    let filter = EnvFilter::try_new(&directives).unwrap_or_else(|_| EnvFilter::new("info"));
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -38,7 +42,11 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(config)) {
+    let outcome = match config.command.clone() {
+        Some(config::Subcommand::Dev(args)) => runtime.block_on(dev::run(args)),
+        None => runtime.block_on(run(config)),
+    };
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "conclave stopped with an error");

@@ -1,26 +1,37 @@
-//! A single member without Raft: it owns the store and a writer thread that applies proposals
-//! in arrival order. Proposals that arrive while a batch is being written wait and go in the
-//! next batch together, so many clients share one fsync (group commit). The cluster issue
-//! replaces this writer with the Raft log; the services see the same `propose`.
+//! A member: the store, the Raft instance in front of it, and the peer transport. Writes are
+//! proposed through Raft on the leader; a follower forwards them to the leader (over the
+//! leader's client port, as etcd forwards proposals) and answers once it has applied them too.
+//! Linearizable reads wait for a read index confirmed by a quorum.
 
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
-use conclave_proto::conclavepb::{Command, command::Request};
+use conclave_proto::conclavepb::{
+    Command, ProposeResponse, PublishMemberRequest, RaftMember, ReadIndexRequest, command::Request,
+    internal_client::InternalClient, propose_response,
+};
 use conclave_proto::etcdserverpb::ResponseHeader;
-use conclave_store::{Applied, Durability, Entry, Store, StoreError};
+use conclave_raft::{Member, Raft};
+use conclave_store::{Applied, RequestError, Response, Store};
+use openraft::ChangeMembers;
+use openraft::async_runtime::WatchReceiver;
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::raft::ReadPolicy;
+use parking_lot::Mutex;
 use prost::Message;
-use tokio::sync::{mpsc, oneshot};
-use tracing::{error, info};
+use tonic::Status;
+use tonic::transport::Channel;
+use tracing::{debug, info, warn};
 
-use crate::error::{REQUEST_TOO_LARGE, STOPPED, store_status};
+use crate::error::{
+    LEADER_CHANGED, NO_LEADER, REQUEST_TIMED_OUT, REQUEST_TOO_LARGE, STOPPED, store_status,
+};
 
 /// etcd's --max-request-bytes default: the largest write proposal.
 pub const MAX_REQUEST_BYTES: usize = 1536 * 1024;
-/// Proposals written in one batch at most.
-const MAX_BATCH: usize = 1024;
-/// The term a lone member reports: it is leader of its own first term.
-const SINGLE_NODE_TERM: u64 = 1;
+/// How long a request may wait for a leader, a forward or an apply: etcd's request timeout.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Who this member is.
 #[derive(Debug, Clone, Copy)]
@@ -29,68 +40,284 @@ pub struct Identity {
     pub member_id: u64,
 }
 
-type Reply = oneshot::Sender<Result<Applied, tonic::Status>>;
+/// Raft figures for status reports.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RaftStatus {
+    pub leader: Option<u64>,
+    pub term: u64,
+    pub last_log_index: u64,
+    pub applied_index: u64,
+    pub is_learner: bool,
+}
 
 pub struct Node {
     pub store: Arc<Store>,
+    pub raft: Raft,
     pub identity: Identity,
-    proposals: mpsc::Sender<(Command, Reply)>,
-    stopped: Arc<AtomicBool>,
+    /// This member as it should appear in the membership.
+    pub me: Member,
+    /// Clients of other members' Internal service, by client URL.
+    leaders: Mutex<HashMap<String, InternalClient<Channel>>>,
 }
 
 impl Node {
-    /// Starts the writer thread over an opened store.
-    pub fn start(store: Arc<Store>, identity: Identity) -> Arc<Self> {
-        let (tx, rx) = mpsc::channel(MAX_BATCH * 4);
-        let stopped = Arc::new(AtomicBool::new(false));
-        let writer_store = store.clone();
-        let writer_stopped = stopped.clone();
-        std::thread::Builder::new()
-            .name("applier".into())
-            .spawn(move || write_loop(&writer_store, rx, &writer_stopped))
-            .map_err(|e| error!(error = %e, "cannot start the applier thread"))
-            .ok();
+    pub fn new(store: Arc<Store>, raft: Raft, identity: Identity, me: Member) -> Arc<Self> {
         Arc::new(Self {
             store,
+            raft,
             identity,
-            proposals: tx,
-            stopped,
+            me,
+            leaders: Mutex::new(HashMap::new()),
         })
     }
 
-    /// Proposes a write and waits until it is applied and durable.
-    pub async fn propose(&self, request: Request) -> Result<Applied, tonic::Status> {
-        if self.stopped.load(Ordering::Relaxed) {
-            return Err(STOPPED.into());
-        }
+    /// Proposes a write and waits until it is applied on this member.
+    pub async fn propose(&self, request: Request) -> Result<Applied, Status> {
         let command = Command {
             request: Some(request),
         };
         if command.encoded_len() > MAX_REQUEST_BYTES {
             return Err(REQUEST_TOO_LARGE.into());
         }
-        let (reply, answer) = oneshot::channel();
-        self.proposals
-            .send((command, reply))
+        tokio::time::timeout(REQUEST_TIMEOUT, self.propose_routed(command))
             .await
-            .map_err(|_| tonic::Status::from(STOPPED))?;
-        answer.await.map_err(|_| tonic::Status::from(STOPPED))?
+            .map_err(|_| Status::from(REQUEST_TIMED_OUT))?
     }
 
-    /// Runs blocking store work (reads, waits) off the async workers.
-    pub async fn blocking<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
-    ) -> Result<T, tonic::Status> {
-        let store = self.store.clone();
-        tokio::task::spawn_blocking(move || f(&store))
+    async fn propose_routed(&self, command: Command) -> Result<Applied, Status> {
+        loop {
+            match self.raft.client_write(command.clone()).await {
+                Ok(resp) => return Ok(resp.data),
+                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                    match f.leader_node.filter(|m| !m.client_urls.is_empty()) {
+                        Some(leader) => return self.forward_propose(&leader, command).await,
+                        // No leader yet, or one that has not published its client URLs:
+                        // wait for the next change, within the request's deadline.
+                        None => self.await_leader_change(f.leader_id).await,
+                    }
+                }
+                Err(RaftError::APIError(e)) => return Err(Status::internal(e.to_string())),
+                Err(RaftError::Fatal(e)) => {
+                    warn!(error = %e, "raft stopped");
+                    return Err(STOPPED.into());
+                }
+            }
+        }
+    }
+
+    /// Waits until the known leader differs from `current` (or a moment passes).
+    async fn await_leader_change(&self, current: Option<u64>) {
+        let mut metrics = self.raft.metrics();
+        let _ = tokio::time::timeout(Duration::from_millis(500), async {
+            loop {
+                if metrics.changed().await.is_err() {
+                    return;
+                }
+                let m = metrics.borrow_and_update();
+                let leader = m.current_leader;
+                let published = leader
+                    .and_then(|l| m.membership_config.get_node(&l).cloned())
+                    .is_some_and(|n| !n.client_urls.is_empty());
+                if leader != current || published {
+                    return;
+                }
+            }
+        })
+        .await;
+    }
+
+    fn internal_client(&self, leader: &Member) -> Result<InternalClient<Channel>, Status> {
+        let url = leader
+            .client_urls
+            .first()
+            .ok_or_else(|| Status::from(NO_LEADER))?;
+        let mut clients = self.leaders.lock();
+        if let Some(c) = clients.get(url) {
+            return Ok(c.clone());
+        }
+        let channel = Channel::from_shared(url.clone())
+            .map_err(|e| Status::internal(format!("leader URL {url}: {e}")))?
+            .connect_timeout(Duration::from_secs(1))
+            .connect_lazy();
+        let client = InternalClient::new(channel)
+            .max_decoding_message_size(usize::MAX)
+            .max_encoding_message_size(usize::MAX);
+        clients.insert(url.clone(), client.clone());
+        Ok(client)
+    }
+
+    async fn forward_propose(&self, leader: &Member, command: Command) -> Result<Applied, Status> {
+        debug!(leader = %leader.name, "forwarding a write to the leader");
+        let resp = self
+            .internal_client(leader)?
+            .propose(command)
             .await
-            .map_err(|e| tonic::Status::internal(format!("etcdserver: {e}")))?
-            .map_err(store_status)
+            .map_err(|s| match s.code() {
+                tonic::Code::Unavailable | tonic::Code::Unknown => Status::from(LEADER_CHANGED),
+                _ => s,
+            })?
+            .into_inner();
+        let applied = applied_from_wire(resp)?;
+        // Answer only once this member has applied the write as well, so that a read here
+        // right after sees it (as etcd's followers answer after their own apply).
+        self.wait_applied(applied.index).await?;
+        Ok(applied)
+    }
+
+    /// Waits until this member has applied the entry at `index`.
+    pub async fn wait_applied(&self, index: u64) -> Result<(), Status> {
+        self.raft
+            .wait(Some(REQUEST_TIMEOUT))
+            .applied_index_at_least(Some(index), "apply")
+            .await
+            .map(|_| ())
+            .map_err(|_| Status::from(REQUEST_TIMED_OUT))
+    }
+
+    /// Makes the next local read linearizable: on the leader, a read index confirmed by a
+    /// quorum; on a follower, the leader's read index, then waiting to apply up to it.
+    pub async fn linearize(&self) -> Result<(), Status> {
+        tokio::time::timeout(REQUEST_TIMEOUT, async {
+            loop {
+                let leader = self.raft.metrics().borrow_watched().current_leader;
+                if leader == Some(self.identity.member_id) {
+                    match self.raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
+                        Ok(_) => return Ok(()),
+                        Err(RaftError::Fatal(_)) => return Err(Status::from(STOPPED)),
+                        Err(RaftError::APIError(e)) => {
+                            debug!(error = %e, "read index refused; waiting for a leader");
+                            self.await_leader_change(leader).await;
+                        }
+                    }
+                    continue;
+                }
+                let node = leader.and_then(|l| {
+                    self.raft
+                        .metrics()
+                        .borrow_watched()
+                        .membership_config
+                        .get_node(&l)
+                        .cloned()
+                });
+                match node.filter(|m| !m.client_urls.is_empty()) {
+                    Some(leader_member) => {
+                        let index = self
+                            .internal_client(&leader_member)?
+                            .read_index(ReadIndexRequest {})
+                            .await
+                            .map_err(|_| Status::from(LEADER_CHANGED))?
+                            .into_inner()
+                            .index;
+                        return self.wait_applied(index).await;
+                    }
+                    None => self.await_leader_change(leader).await,
+                }
+            }
+        })
+        .await
+        .map_err(|_| Status::from(REQUEST_TIMED_OUT))?
+    }
+
+    /// On the leader: the index a linearizable read must wait for (for a follower's read).
+    pub async fn read_index(&self) -> Result<u64, Status> {
+        match self.raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
+            Ok(read) => Ok(read.log_id().index),
+            Err(RaftError::Fatal(_)) => Err(STOPPED.into()),
+            Err(RaftError::APIError(_)) => Err(LEADER_CHANGED.into()),
+        }
+    }
+
+    /// On the leader: sets a member's entry in the membership.
+    pub async fn set_member(&self, id: u64, member: Member) -> Result<(), Status> {
+        let nodes = BTreeMap::from([(id, member)]);
+        match self
+            .raft
+            .change_membership(ChangeMembers::SetNodes(nodes), true)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(RaftError::Fatal(_)) => Err(STOPPED.into()),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
+                Err(LEADER_CHANGED.into())
+            }
+            Err(RaftError::APIError(e)) => Err(Status::failed_precondition(e.to_string())),
+        }
+    }
+
+    /// Keeps this member's name and client URLs in the membership, as etcd publishes a
+    /// member's attributes once it has joined: followers need the leader's client URL to
+    /// forward to it, and `member list` shows them. Runs until published.
+    pub async fn publish_self(self: Arc<Self>) {
+        let me_id = self.identity.member_id;
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let (leader, current) = {
+                let m = self.raft.metrics();
+                let m = m.borrow_watched();
+                (
+                    m.current_leader,
+                    m.membership_config.get_node(&me_id).cloned(),
+                )
+            };
+            if current.as_ref() == Some(&self.me) {
+                info!(name = %self.me.name, "member attributes published");
+                return;
+            }
+            let outcome = match leader {
+                // Not a member (yet): a learner added by `member add` is in the membership,
+                // so this only waits for the first replication.
+                _ if current.is_none() => Err(Status::unavailable("not in the membership yet")),
+                Some(l) if l == me_id => self.set_member(me_id, self.me.clone()).await,
+                Some(l) => {
+                    let leader = self
+                        .raft
+                        .metrics()
+                        .borrow_watched()
+                        .membership_config
+                        .get_node(&l)
+                        .cloned();
+                    match leader.filter(|m| !m.client_urls.is_empty()) {
+                        Some(leader) => match self.internal_client(&leader) {
+                            Ok(mut client) => client
+                                .publish_member(PublishMemberRequest {
+                                    id: me_id,
+                                    member: Some(member_to_wire(&self.me)),
+                                })
+                                .await
+                                .map(|_| ()),
+                            Err(e) => Err(e),
+                        },
+                        None => Err(Status::unavailable("the leader has not published itself")),
+                    }
+                }
+                None => Err(Status::from(NO_LEADER)),
+            };
+            if let Err(e) = outcome {
+                debug!(error = %e, "publishing member attributes; will retry");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+
+    pub fn status(&self) -> RaftStatus {
+        let m = self.raft.metrics();
+        let m = m.borrow_watched();
+        RaftStatus {
+            leader: m.current_leader,
+            term: m.current_term,
+            last_log_index: m.last_log_index.unwrap_or(0),
+            applied_index: m.last_applied.map_or(0, |l| l.index),
+            is_learner: !m
+                .membership_config
+                .membership()
+                .voter_ids()
+                .any(|v| v == self.identity.member_id),
+        }
     }
 
     pub fn term(&self) -> u64 {
-        SINGLE_NODE_TERM
+        self.raft.metrics().borrow_watched().current_term
     }
 
     /// A response header for the given store revision.
@@ -103,48 +330,69 @@ impl Node {
         })
     }
 
-    /// Stops taking proposals; those already queued are still written.
-    pub fn stop(&self) {
-        self.stopped.store(true, Ordering::Relaxed);
+    /// Runs blocking store work (reads, waits) off the async workers.
+    pub async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Store) -> Result<T, conclave_store::StoreError> + Send + 'static,
+    ) -> Result<T, Status> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || f(&store))
+            .await
+            .map_err(|e| Status::internal(format!("etcdserver: {e}")))?
+            .map_err(store_status)
     }
 }
 
-fn write_loop(store: &Store, mut rx: mpsc::Receiver<(Command, Reply)>, stopped: &AtomicBool) {
-    let mut next_index = store.status().applied_index + 1;
-    while let Some(first) = rx.blocking_recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(p) => batch.push(p),
-                Err(_) => break,
-            }
-        }
-        let mut entries = Vec::with_capacity(batch.len());
-        let mut replies = Vec::with_capacity(batch.len());
-        for (command, reply) in batch {
-            entries.push(Entry {
-                index: next_index,
-                term: SINGLE_NODE_TERM,
-                command: Some(command),
-            });
-            next_index += 1;
-            replies.push(reply);
-        }
-        match store.apply(&entries, Durability::Sync) {
-            Ok(applied) => {
-                for (outcome, reply) in applied.into_iter().zip(replies) {
-                    let _ = reply.send(Ok(outcome));
-                }
-            }
-            Err(e) => {
-                error!(error = %e, "writing to the store failed; this member stops taking writes");
-                stopped.store(true, Ordering::Relaxed);
-                for reply in replies {
-                    let _ = reply.send(Err(store_status(StoreError::Corrupt(e.to_string()))));
-                }
-                break;
-            }
-        }
+pub fn member_to_wire(m: &Member) -> RaftMember {
+    RaftMember {
+        name: m.name.clone(),
+        peer_urls: m.peer_urls.clone(),
+        client_urls: m.client_urls.clone(),
     }
-    info!("applier stopped");
+}
+
+pub fn member_from_wire(m: RaftMember) -> Member {
+    Member {
+        name: m.name,
+        peer_urls: m.peer_urls,
+        client_urls: m.client_urls,
+    }
+}
+
+/// The leader's answer to a forwarded write, as the store would have given it.
+fn applied_from_wire(resp: ProposeResponse) -> Result<Applied, Status> {
+    use propose_response::Result as R;
+    let result = match resp.result {
+        Some(R::Put(r)) => Ok(Response::Put(r)),
+        Some(R::DeleteRange(r)) => Ok(Response::DeleteRange(r)),
+        Some(R::Txn(r)) => Ok(Response::Txn(r)),
+        Some(R::Compaction(r)) => Ok(Response::Compaction(r)),
+        Some(R::Error(message)) => Err(RequestError::from_message(&message)
+            .ok_or_else(|| Status::internal(format!("leader answered: {message}")))?),
+        None => Ok(Response::Empty),
+    };
+    Ok(Applied {
+        index: resp.index,
+        revision: resp.revision,
+        result,
+        events: Vec::new(),
+    })
+}
+
+/// The store's answer to a write, for a follower that forwarded it.
+pub fn applied_to_wire(applied: Applied) -> ProposeResponse {
+    use propose_response::Result as R;
+    let result = match applied.result {
+        Ok(Response::Put(r)) => Some(R::Put(r)),
+        Ok(Response::DeleteRange(r)) => Some(R::DeleteRange(r)),
+        Ok(Response::Txn(r)) => Some(R::Txn(r)),
+        Ok(Response::Compaction(r)) => Some(R::Compaction(r)),
+        Ok(Response::Empty) => None,
+        Err(e) => Some(R::Error(e.to_string())),
+    };
+    ProposeResponse {
+        revision: applied.revision,
+        index: applied.index,
+        result,
+    }
 }

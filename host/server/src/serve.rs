@@ -1,26 +1,38 @@
-//! Starting and stopping a member: open the store, start the node, serve gRPC and the JSON
-//! gateway on every client URL, and shut down cleanly on SIGINT or SIGTERM.
+//! Starting and stopping a member: open the store and the Raft log, join or bootstrap the
+//! cluster over the peer transport, serve gRPC and the JSON gateway on every client URL, and
+//! shut down cleanly on SIGINT or SIGTERM.
 
+use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
-use conclave_proto::etcdserverpb::{kv_server::KvServer, maintenance_server::MaintenanceServer};
+use anyhow::{Context, bail};
+use conclave_proto::conclavepb::internal_server::InternalServer;
+use conclave_proto::etcdserverpb::{
+    cluster_server::ClusterServer, kv_server::KvServer, maintenance_server::MaintenanceServer,
+};
+use conclave_raft::network::PeerTransport;
+use conclave_raft::{LogStore, Member, Raft, StateMachine};
 use conclave_store::Store;
+use conclave_tls::PeerTls;
+use openraft::error::{InitializeError, RaftError};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::authority::AuthorityListener;
-use crate::config::{Config, socket_addr};
+use crate::config::{ClusterState, Config, peer_addr, socket_addr};
 use crate::gateway::{self, Gateway};
 use crate::ids;
 use crate::node::{Identity, MAX_REQUEST_BYTES, Node};
-use crate::service::{KvService, MaintenanceService};
+use crate::service::{ClusterService, InternalService, KvService, MaintenanceService};
 
 /// gRPC's receive limit, as etcd sets it: the request limit plus room for framing, so that a
 /// request a little over the limit gets etcd's "request is too large" rather than a transport error.
 const MAX_GRPC_MESSAGE: usize = MAX_REQUEST_BYTES + 512 * 1024;
+/// How long one snapshot chunk, or a follower's whole install, may take.
+const SNAPSHOT_INSTALL_TIMEOUT_MS: u64 = 60_000;
 /// How long open streams get to finish at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -34,14 +46,79 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .context("cannot open the store")?;
     let store = Arc::new(store);
 
-    let advertise = config.advertise_client_urls();
-    let member_id = ids::member_id(&config.name, &advertise, &config.initial_cluster_token);
+    let token = config.initial_cluster_token.clone();
+    let initial = config.initial_members()?;
+    let my_peer_urls = config.advertise_peer_urls();
+    let member_id = ids::member_id(&my_peer_urls, &token);
+    let initial_ids: Vec<(u64, String, Vec<String>)> = initial
+        .iter()
+        .map(|(name, urls)| (ids::member_id(urls, &token), name.clone(), urls.clone()))
+        .collect();
+    if config.initial_cluster_state == ClusterState::New
+        && !initial_ids.iter().any(|(id, ..)| *id == member_id)
+    {
+        bail!(
+            "--initial-cluster gives {} other peer URLs than --initial-advertise-peer-urls {:?}",
+            config.name,
+            my_peer_urls
+        );
+    }
     let identity = Identity {
-        cluster_id: ids::cluster_id(&[member_id], &config.initial_cluster_token),
+        cluster_id: ids::cluster_id(
+            &initial_ids.iter().map(|(id, ..)| *id).collect::<Vec<_>>(),
+            &token,
+        ),
         member_id,
     };
-    let node = Node::start(store.clone(), identity);
+    let me = Member {
+        name: config.name.clone(),
+        peer_urls: my_peer_urls,
+        client_urls: config.advertise_client_urls(),
+    };
 
+    let tls = peer_tls(&config, &data_dir, initial.len())?;
+    let raft_config = openraft::Config {
+        cluster_name: token.clone(),
+        heartbeat_interval: config.heartbeat_interval,
+        election_timeout_min: config.election_timeout,
+        election_timeout_max: config.election_timeout * 2,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.snapshot_count),
+        max_in_snapshot_log_to_keep: config.experimental_snapshot_catchup_entries,
+        // A member that has been away asks before it disrupts a working leader.
+        enable_pre_vote: Some(true),
+        // Bounds each snapshot chunk and the follower's install: snapshots are large.
+        install_snapshot_timeout: SNAPSHOT_INSTALL_TIMEOUT_MS,
+        ..Default::default()
+    }
+    .validate()
+    .context("invalid raft settings (--heartbeat-interval, --election-timeout)")?;
+    let log = LogStore::open(&data_dir.join("raft"))
+        .await
+        .context("cannot open the raft log")?;
+    let snapshots = data_dir.join("snapshots");
+    let state_machine = StateMachine::new(store.clone(), &snapshots, None)
+        .context("cannot open the state machine")?;
+    let peer_url = config
+        .listen_peer_urls
+        .first()
+        .context("--listen-peer-urls is empty")?;
+    let transport = PeerTransport::bind(peer_addr(peer_url).await?, &tls)
+        .with_context(|| format!("cannot listen on {peer_url}"))?;
+    let raft = Raft::new(
+        member_id,
+        Arc::new(raft_config),
+        transport.network(),
+        log,
+        state_machine,
+    )
+    .await
+    .context("cannot start raft")?;
+    let peer_server = transport.serve(raft.clone(), snapshots.clone());
+    info!(url = %peer_url, addr = %transport.local_addr(), "serving peer traffic (QUIC)");
+
+    bootstrap(&config, &raft, &initial_ids, &me).await?;
+
+    let node = Node::new(store.clone(), raft.clone(), identity, me);
     let kv = KvService::new(node.clone());
     let maintenance = MaintenanceService::new(node.clone());
     let grpc = tonic::service::Routes::new(
@@ -50,6 +127,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     .add_service(
         MaintenanceServer::new(maintenance.clone()).max_decoding_message_size(MAX_GRPC_MESSAGE),
     )
+    .add_service(ClusterServer::new(ClusterService::new(node.clone())))
+    .add_service(
+        InternalServer::new(InternalService::new(node.clone()))
+            .max_decoding_message_size(MAX_GRPC_MESSAGE),
+    )
     .into_axum_router();
     let app = grpc.merge(gateway::router(Gateway { kv, maintenance }));
 
@@ -57,7 +139,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let mut servers = Vec::new();
     for url in &config.listen_client_urls {
         let addr = socket_addr(url).await?;
-        // TCP_NODELAY on every connection, and etcdctl's `http://` authority repaired.
         let listener = AuthorityListener::new(
             TcpListener::bind(addr)
                 .await
@@ -74,6 +155,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }));
         info!(url, %addr, "serving client requests");
     }
+    let publisher = tokio::spawn(node.clone().publish_self());
     info!(
         name = %config.name,
         data_dir = %data_dir.display(),
@@ -84,7 +166,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     shutdown_signal().await;
     info!("shutting down");
-    node.stop();
+    publisher.abort();
     let _ = stop_tx.send(true);
     for server in servers {
         match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
@@ -94,9 +176,85 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             Err(_) => warn!("client connections still open after the grace period; closing"),
         }
     }
+    if let Err(e) = raft.shutdown().await {
+        warn!(error = %e, "raft did not stop cleanly");
+    }
+    transport.shutdown().await;
+    peer_server.abort();
+    drop(node);
     tokio::task::spawn_blocking(move || store.persist()).await??;
     info!(data_dir = %data_dir.display(), "stopped; data is in the data dir");
     Ok(())
+}
+
+/// The peer TLS identity: from the --peer-* flags, or for a member alone, a CA and certificate
+/// made once in the data dir.
+fn peer_tls(config: &Config, data_dir: &Path, members: usize) -> anyhow::Result<PeerTls> {
+    match (
+        &config.peer_cert_file,
+        &config.peer_key_file,
+        &config.peer_trusted_ca_file,
+    ) {
+        (Some(cert), Some(key), Some(ca)) => {
+            PeerTls::load(cert, key, ca).context("cannot load the peer certificates")
+        }
+        (None, None, None) if members <= 1 => {
+            let dev = conclave_tls::dev_certs(data_dir, &config.name, &[])
+                .context("cannot make this member's peer certificates")?;
+            if dev.created {
+                info!(
+                    ca = %dev.ca.display(),
+                    cert = %dev.cert.display(),
+                    "no --peer-* flags: made a CA and a peer certificate in the data dir"
+                );
+            }
+            PeerTls::load(&dev.cert, &dev.key, &dev.ca).context("cannot load the peer certificates")
+        }
+        (None, None, None) => bail!(
+            "members of a cluster need peer certificates from one CA: make them with \
+             `conclavectl certs init --out DIR --names ...` and pass --peer-cert-file, \
+             --peer-key-file and --peer-trusted-ca-file (or try `conclave dev`)"
+        ),
+        _ => bail!("--peer-cert-file, --peer-key-file and --peer-trusted-ca-file go together"),
+    }
+}
+
+/// A new cluster is initialized by every member of `--initial-cluster` with the same
+/// membership (openraft accepts that, and it needs no particular member to be up); the first
+/// to campaign wins. A member joining an existing cluster waits to be added.
+async fn bootstrap(
+    config: &Config,
+    raft: &Raft,
+    initial: &[(u64, String, Vec<String>)],
+    me: &Member,
+) -> anyhow::Result<()> {
+    if config.initial_cluster_state != ClusterState::New || raft.is_initialized().await? {
+        return Ok(());
+    }
+    // Every member must propose identical membership, so client URLs (known only to each
+    // member itself) are left out here and published once the cluster has a leader.
+    let members: BTreeMap<u64, Member> = initial
+        .iter()
+        .map(|(id, name, peer_urls)| {
+            (
+                *id,
+                Member {
+                    name: name.clone(),
+                    peer_urls: peer_urls.clone(),
+                    client_urls: Vec::new(),
+                },
+            )
+        })
+        .collect();
+    info!(members = members.len(), name = %me.name, "forming a new cluster");
+    match raft.initialize(members).await {
+        Ok(()) => Ok(()),
+        Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {
+            info!("the cluster was formed already");
+            Ok(())
+        }
+        Err(e) => Err(e).context("cannot initialize the cluster"),
+    }
 }
 
 async fn shutdown_signal() {

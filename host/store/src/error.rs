@@ -17,6 +17,22 @@ pub enum RequestError {
     KeyNotFound,
 }
 
+impl RequestError {
+    /// Every variant, for mapping messages back.
+    const ALL: [RequestError; 4] = [
+        RequestError::Compacted,
+        RequestError::FutureRevision,
+        RequestError::LeaseNotFound,
+        RequestError::KeyNotFound,
+    ];
+
+    /// The error whose message this is: a member that forwarded a write reads the leader's
+    /// answer back this way.
+    pub fn from_message(message: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|e| e.to_string() == message)
+    }
+}
+
 #[derive(Debug, Error)]
 pub enum StoreError {
     #[error(transparent)]

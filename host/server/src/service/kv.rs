@@ -46,7 +46,9 @@ impl Kv for KvService {
     ) -> Result<Response<RangeResponse>, Status> {
         let req = request.into_inner();
         validate::range(&req)?;
-        // One member: every read is linearizable once the write it follows has been applied.
+        if !req.serializable {
+            self.node.linearize().await?;
+        }
         let mut resp = self.node.blocking(move |s| s.range(&req)).await?;
         resp.header = self.node.header(resp.header.map_or(0, |h| h.revision));
         Ok(Response::new(resp))

@@ -56,18 +56,24 @@ impl Maintenance for MaintenanceService {
 
     async fn status(&self, _: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
         let s = self.node.blocking(|s| Ok(s.status())).await?;
+        let raft = self.node.status();
         let db_size = i64::try_from(s.disk_bytes).unwrap_or(i64::MAX);
+        let errors = if raft.leader.is_none() {
+            vec!["etcdserver: no leader".to_string()]
+        } else {
+            Vec::new()
+        };
         Ok(Response::new(StatusResponse {
             header: self.node.header(s.revision),
             version: ETCD_API_VERSION.into(),
             db_size,
-            leader: self.node.identity.member_id,
-            raft_index: s.applied_index,
-            raft_term: self.node.term(),
-            raft_applied_index: s.applied_index,
-            errors: Vec::new(),
+            leader: raft.leader.unwrap_or(0),
+            raft_index: raft.last_log_index,
+            raft_term: raft.term,
+            raft_applied_index: raft.applied_index,
+            errors,
             db_size_in_use: db_size,
-            is_learner: false,
+            is_learner: raft.is_learner,
             storage_version: String::new(),
             db_size_quota: DEFAULT_QUOTA_BYTES,
             downgrade_info: None,

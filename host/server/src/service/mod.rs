@@ -1,7 +1,11 @@
 //! The gRPC services, one file each.
 
+mod cluster;
+mod internal;
 mod kv;
 mod maintenance;
 
+pub use cluster::ClusterService;
+pub use internal::InternalService;
 pub use kv::KvService;
 pub use maintenance::{ETCD_API_VERSION, MaintenanceService};
