@@ -56,19 +56,41 @@ pub struct Node {
     pub identity: Identity,
     /// This member as it should appear in the membership.
     pub me: Member,
-    /// Clients of other members' Internal service, by client URL.
-    leaders: Mutex<HashMap<String, InternalClient<Channel>>>,
+    /// The cluster token: member IDs derive from it.
+    pub token: String,
+    /// Channels to other members' client ports (the leader, mostly), by client URL.
+    channels: Mutex<HashMap<String, Channel>>,
 }
 
 impl Node {
-    pub fn new(store: Arc<Store>, raft: Raft, identity: Identity, me: Member) -> Arc<Self> {
+    pub fn new(
+        store: Arc<Store>,
+        raft: Raft,
+        identity: Identity,
+        me: Member,
+        token: String,
+    ) -> Arc<Self> {
         Arc::new(Self {
             store,
             raft,
             identity,
             me,
-            leaders: Mutex::new(HashMap::new()),
+            token,
+            channels: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The current leader and its membership entry, once it has published its client URLs.
+    pub fn leader(&self) -> Option<(u64, Member)> {
+        let m = self.raft.metrics();
+        let m = m.borrow_watched();
+        let id = m.current_leader?;
+        let member = m.membership_config.get_node(&id)?.clone();
+        (!member.client_urls.is_empty()).then_some((id, member))
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.raft.metrics().borrow_watched().current_leader == Some(self.identity.member_id)
     }
 
     /// Proposes a write and waits until it is applied on this member.
@@ -126,24 +148,28 @@ impl Node {
         .await;
     }
 
-    fn internal_client(&self, leader: &Member) -> Result<InternalClient<Channel>, Status> {
-        let url = leader
+    /// A channel to another member's client port.
+    pub fn channel_to(&self, member: &Member) -> Result<Channel, Status> {
+        let url = member
             .client_urls
             .first()
             .ok_or_else(|| Status::from(NO_LEADER))?;
-        let mut clients = self.leaders.lock();
-        if let Some(c) = clients.get(url) {
+        let mut channels = self.channels.lock();
+        if let Some(c) = channels.get(url) {
             return Ok(c.clone());
         }
         let channel = Channel::from_shared(url.clone())
-            .map_err(|e| Status::internal(format!("leader URL {url}: {e}")))?
+            .map_err(|e| Status::internal(format!("member URL {url}: {e}")))?
             .connect_timeout(Duration::from_secs(1))
             .connect_lazy();
-        let client = InternalClient::new(channel)
+        channels.insert(url.clone(), channel.clone());
+        Ok(channel)
+    }
+
+    fn internal_client(&self, leader: &Member) -> Result<InternalClient<Channel>, Status> {
+        Ok(InternalClient::new(self.channel_to(leader)?)
             .max_decoding_message_size(usize::MAX)
-            .max_encoding_message_size(usize::MAX);
-        clients.insert(url.clone(), client.clone());
-        Ok(client)
+            .max_encoding_message_size(usize::MAX))
     }
 
     async fn forward_propose(&self, leader: &Member, command: Command) -> Result<Applied, Status> {

@@ -118,7 +118,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     bootstrap(&config, &raft, &initial_ids, &me).await?;
 
-    let node = Node::new(store.clone(), raft.clone(), identity, me);
+    let node = Node::new(store.clone(), raft.clone(), identity, me, token.clone());
     let kv = KvService::new(node.clone());
     let maintenance = MaintenanceService::new(node.clone());
     let grpc = tonic::service::Routes::new(

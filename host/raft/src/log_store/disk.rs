@@ -139,12 +139,23 @@ fn decode_meta<T: Wire>(meta: &Keyspace, key: &'static [u8]) -> io::Result<Optio
     }
 }
 
+const LOG_CACHE_BYTES: u64 = 4 * 1024 * 1024;
+const LOG_MEMTABLE_BYTES: u64 = 16 * 1024 * 1024;
+
 impl Shared {
     /// Opens (or creates) the database at `path` and reads back the log's state.
     pub fn open(path: &Path) -> io::Result<Loaded> {
-        let db = Database::builder(path).open().map_err(fjall_err)?;
+        // Entries are written once, read back only while a follower catches up, and purged
+        // behind each snapshot: a small cache and memtable, not fjall's defaults (32 MiB and
+        // 64 MiB), which would double the member's resident memory for nothing.
+        let db = Database::builder(path)
+            .cache_size(LOG_CACHE_BYTES)
+            .open()
+            .map_err(fjall_err)?;
         let entries = db
-            .keyspace("entries", KeyspaceCreateOptions::default)
+            .keyspace("entries", || {
+                KeyspaceCreateOptions::default().max_memtable_size(LOG_MEMTABLE_BYTES)
+            })
             .map_err(fjall_err)?;
         let meta = db
             .keyspace("meta", KeyspaceCreateOptions::default)

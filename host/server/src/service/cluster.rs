@@ -1,17 +1,34 @@
-//! The Cluster service: the membership as etcd reports it. Changing it (add, remove, update,
-//! promote) comes with the membership work of the cluster issue.
+//! The Cluster service: the membership as etcd reports it, and changes to it with etcd's rules
+//! and errors. Changes run on the leader; a follower passes them on to it, as etcd does.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use conclave_proto::etcdserverpb::{
     Member, MemberAddRequest, MemberAddResponse, MemberListRequest, MemberListResponse,
     MemberPromoteRequest, MemberPromoteResponse, MemberRemoveRequest, MemberRemoveResponse,
-    MemberUpdateRequest, MemberUpdateResponse, cluster_server::Cluster,
+    MemberUpdateRequest, MemberUpdateResponse, cluster_client::ClusterClient,
+    cluster_server::Cluster,
 };
+use conclave_raft::Member as RaftMember;
+use openraft::ChangeMembers;
 use openraft::async_runtime::WatchReceiver;
-use tonic::{Request, Response, Status};
+use openraft::error::{ClientWriteError, RaftError};
+use tonic::{Code, Request, Response, Status};
 
+use crate::config::peer_addr;
+use crate::error::{LEADER_CHANGED, NO_LEADER, STOPPED};
+use crate::ids;
 use crate::node::Node;
+
+/// etcd's default limit on learners.
+const MAX_LEARNERS: usize = 1;
+/// A learner is "in sync" when it has at least this share of the leader's log, as in etcd.
+const PROMOTE_READY_RATIO: f64 = 0.9;
+
+fn member_not_found() -> Status {
+    Status::not_found("etcdserver: member not found")
+}
 
 #[derive(Clone)]
 pub struct ClusterService {
@@ -23,52 +40,186 @@ impl ClusterService {
         Self { node }
     }
 
-    /// Every member, voters and learners, as etcd's Member messages.
-    pub fn members(&self) -> Vec<Member> {
+    /// The membership: (voter ids, every member by id).
+    fn membership(&self) -> (BTreeSet<u64>, BTreeMap<u64, RaftMember>) {
         let metrics = self.node.raft.metrics();
         let m = metrics.borrow_watched();
         let membership = m.membership_config.membership();
-        let voters: Vec<u64> = membership.voter_ids().collect();
-        membership
-            .nodes()
-            .map(|(id, node)| Member {
-                id: *id,
-                name: node.name.clone(),
-                peer_ur_ls: node.peer_urls.clone(),
-                client_ur_ls: node.client_urls.clone(),
-                is_learner: !voters.contains(id),
-            })
+        (
+            membership.voter_ids().collect(),
+            membership.nodes().map(|(id, n)| (*id, n.clone())).collect(),
+        )
+    }
+
+    /// Every member, voters and learners, as etcd's Member messages.
+    pub fn members(&self) -> Vec<Member> {
+        let (voters, nodes) = self.membership();
+        nodes
+            .iter()
+            .map(|(id, node)| to_etcd(*id, node, !voters.contains(id)))
             .collect()
+    }
+
+    /// A client of the leader's Cluster service, when this member is not the leader.
+    fn leader_client(&self) -> Result<Option<ClusterClient<tonic::transport::Channel>>, Status> {
+        if self.node.is_leader() {
+            return Ok(None);
+        }
+        let (_, leader) = self.node.leader().ok_or_else(|| Status::from(NO_LEADER))?;
+        Ok(Some(ClusterClient::new(self.node.channel_to(&leader)?)))
+    }
+
+    async fn change(&self, change: ChangeMembers<u64, RaftMember>) -> Result<(), Status> {
+        match self.node.raft.change_membership(change, false).await {
+            Ok(_) => Ok(()),
+            Err(RaftError::Fatal(_)) => Err(STOPPED.into()),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
+                Err(LEADER_CHANGED.into())
+            }
+            Err(RaftError::APIError(e)) => {
+                Err(Status::failed_precondition(format!("etcdserver: {e}")))
+            }
+        }
+    }
+
+    fn header(&self) -> Option<conclave_proto::etcdserverpb::ResponseHeader> {
+        self.node.header(self.node.store.current_revision())
     }
 }
 
-fn not_yet(what: &str) -> Status {
-    Status::unimplemented(format!(
-        "etcdserver: {what} is not supported by this conclave version"
-    ))
+fn to_etcd(id: u64, m: &RaftMember, is_learner: bool) -> Member {
+    Member {
+        id,
+        name: m.name.clone(),
+        peer_ur_ls: m.peer_urls.clone(),
+        client_ur_ls: m.client_urls.clone(),
+        is_learner,
+    }
+}
+
+/// etcd's checks on peer URLs: present, well-formed, and (for QUIC) https.
+async fn check_peer_urls(urls: &[String]) -> Result<(), Status> {
+    if urls.is_empty() {
+        return Err(Status::invalid_argument(
+            "etcdserver: peer URLs are not provided",
+        ));
+    }
+    for url in urls {
+        peer_addr(url)
+            .await
+            .map_err(|e| Status::invalid_argument(format!("etcdserver: {e:#}")))?;
+    }
+    Ok(())
 }
 
 #[tonic::async_trait]
 impl Cluster for ClusterService {
     async fn member_add(
         &self,
-        _: Request<MemberAddRequest>,
+        request: Request<MemberAddRequest>,
     ) -> Result<Response<MemberAddResponse>, Status> {
-        Err(not_yet("MemberAdd"))
+        let req = request.into_inner();
+        if let Some(mut leader) = self.leader_client()? {
+            return leader.member_add(req).await;
+        }
+        check_peer_urls(&req.peer_ur_ls).await?;
+        let (voters, nodes) = self.membership();
+        let taken = nodes
+            .values()
+            .any(|n| n.peer_urls.iter().any(|u| req.peer_ur_ls.contains(u)));
+        if taken {
+            return Err(Status::failed_precondition(
+                "etcdserver: Peer URLs already exists",
+            ));
+        }
+        let learners = nodes.keys().filter(|id| !voters.contains(id)).count();
+        if req.is_learner && learners >= MAX_LEARNERS {
+            return Err(Status::failed_precondition(
+                "etcdserver: too many learner members",
+            ));
+        }
+        let id = ids::member_id(&req.peer_ur_ls, &self.node.token);
+        let member = RaftMember {
+            name: String::new(),
+            peer_urls: req.peer_ur_ls.clone(),
+            client_urls: Vec::new(),
+        };
+        if req.is_learner {
+            self.change(ChangeMembers::AddNodes(BTreeMap::from([(
+                id,
+                member.clone(),
+            )])))
+            .await?;
+        } else {
+            self.change(ChangeMembers::AddVoters(BTreeMap::from([(
+                id,
+                member.clone(),
+            )])))
+            .await?;
+        }
+        Ok(Response::new(MemberAddResponse {
+            header: self.header(),
+            member: Some(to_etcd(id, &member, req.is_learner)),
+            members: self.members(),
+        }))
     }
 
     async fn member_remove(
         &self,
-        _: Request<MemberRemoveRequest>,
+        request: Request<MemberRemoveRequest>,
     ) -> Result<Response<MemberRemoveResponse>, Status> {
-        Err(not_yet("MemberRemove"))
+        let req = request.into_inner();
+        if let Some(mut leader) = self.leader_client()? {
+            return leader.member_remove(req).await;
+        }
+        let (voters, nodes) = self.membership();
+        if !nodes.contains_key(&req.id) {
+            return Err(member_not_found());
+        }
+        let ids = BTreeSet::from([req.id]);
+        if voters.contains(&req.id) {
+            if voters.len() == 1 {
+                return Err(Status::failed_precondition(
+                    "etcdserver: re-configuration failed due to not enough started members",
+                ));
+            }
+            // `retain: false` (in `change`) drops the removed voter from the nodes too.
+            self.change(ChangeMembers::RemoveVoters(ids)).await?;
+        } else {
+            self.change(ChangeMembers::RemoveNodes(ids)).await?;
+        }
+        Ok(Response::new(MemberRemoveResponse {
+            header: self.header(),
+            members: self.members(),
+        }))
     }
 
     async fn member_update(
         &self,
-        _: Request<MemberUpdateRequest>,
+        request: Request<MemberUpdateRequest>,
     ) -> Result<Response<MemberUpdateResponse>, Status> {
-        Err(not_yet("MemberUpdate"))
+        let req = request.into_inner();
+        if let Some(mut leader) = self.leader_client()? {
+            return leader.member_update(req).await;
+        }
+        check_peer_urls(&req.peer_ur_ls).await?;
+        let (_, nodes) = self.membership();
+        let mut member = nodes.get(&req.id).cloned().ok_or_else(member_not_found)?;
+        let taken = nodes
+            .iter()
+            .any(|(id, n)| *id != req.id && n.peer_urls.iter().any(|u| req.peer_ur_ls.contains(u)));
+        if taken {
+            return Err(Status::failed_precondition(
+                "etcdserver: Peer URLs already exists",
+            ));
+        }
+        member.peer_urls = req.peer_ur_ls;
+        self.change(ChangeMembers::SetNodes(BTreeMap::from([(req.id, member)])))
+            .await?;
+        Ok(Response::new(MemberUpdateResponse {
+            header: self.header(),
+            members: self.members(),
+        }))
     }
 
     async fn member_list(
@@ -79,15 +230,51 @@ impl Cluster for ClusterService {
             self.node.linearize().await?;
         }
         Ok(Response::new(MemberListResponse {
-            header: self.node.header(self.node.store.current_revision()),
+            header: self.header(),
             members: self.members(),
         }))
     }
 
     async fn member_promote(
         &self,
-        _: Request<MemberPromoteRequest>,
+        request: Request<MemberPromoteRequest>,
     ) -> Result<Response<MemberPromoteResponse>, Status> {
-        Err(not_yet("MemberPromote"))
+        let req = request.into_inner();
+        if let Some(mut leader) = self.leader_client()? {
+            return leader.member_promote(req).await;
+        }
+        let (voters, nodes) = self.membership();
+        if !nodes.contains_key(&req.id) {
+            return Err(member_not_found());
+        }
+        if voters.contains(&req.id) {
+            return Err(Status::new(
+                Code::FailedPrecondition,
+                "etcdserver: can only promote a learner member",
+            ));
+        }
+        let in_sync = {
+            let metrics = self.node.raft.metrics();
+            let m = metrics.borrow_watched();
+            let leader_last = m.last_log_index.unwrap_or(0);
+            let matched = m
+                .replication
+                .as_ref()
+                .and_then(|r| r.get(&req.id).cloned().flatten())
+                .map_or(0, |l| l.index);
+            (matched as f64) >= (leader_last as f64) * PROMOTE_READY_RATIO
+        };
+        if !in_sync {
+            return Err(Status::new(
+                Code::FailedPrecondition,
+                "etcdserver: can only promote a learner member which is in sync with leader",
+            ));
+        }
+        self.change(ChangeMembers::AddVoterIds(BTreeSet::from([req.id])))
+            .await?;
+        Ok(Response::new(MemberPromoteResponse {
+            header: self.header(),
+            members: self.members(),
+        }))
     }
 }

@@ -14,7 +14,9 @@ use conclave_proto::etcdserverpb::{
 use futures::Stream;
 use tonic::{Request, Response, Status};
 
-use crate::node::Node;
+use crate::error::STOPPED;
+use crate::node::{Node, REQUEST_TIMEOUT};
+use openraft::async_runtime::WatchReceiver;
 
 /// The etcd API version conclave speaks; clients use it to decide which features to use.
 pub const ETCD_API_VERSION: &str = "3.5.0";
@@ -110,9 +112,45 @@ impl Maintenance for MaintenanceService {
 
     async fn move_leader(
         &self,
-        _: Request<MoveLeaderRequest>,
+        request: Request<MoveLeaderRequest>,
     ) -> Result<Response<MoveLeaderResponse>, Status> {
-        Err(not_yet("MoveLeader"))
+        let target = request.into_inner().target_id;
+        let node = &self.node;
+        if !node.is_leader() {
+            return Err(Status::failed_precondition("etcdserver: not leader"));
+        }
+        let is_voter = node
+            .raft
+            .metrics()
+            .borrow_watched()
+            .membership_config
+            .membership()
+            .voter_ids()
+            .any(|v| v == target);
+        if !is_voter {
+            return Err(Status::failed_precondition(
+                "etcdserver: bad leader transferee",
+            ));
+        }
+        if target != node.identity.member_id {
+            node.raft
+                .trigger()
+                .transfer_leader(target)
+                .await
+                .map_err(|_| Status::from(STOPPED))?;
+            node.raft
+                .wait(Some(REQUEST_TIMEOUT))
+                .current_leader(target, "move-leader")
+                .await
+                .map_err(|_| {
+                    Status::unavailable(
+                        "etcdserver: request timed out, leader transfer took too long",
+                    )
+                })?;
+        }
+        Ok(Response::new(MoveLeaderResponse {
+            header: node.header(node.store.current_revision()),
+        }))
     }
 
     async fn downgrade(
