@@ -5,6 +5,8 @@
 // Each test file uses its own part of the harness.
 #![allow(dead_code)]
 
+pub mod cluster;
+
 use std::fs::OpenOptions;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -204,33 +206,7 @@ impl Server {
     }
 
     fn etcdctl_stdin(&self, args: &[&str], stdin: Option<&str>) -> Output {
-        let etcdctl = etcdctl_path();
-        let mut cmd = Command::new(etcdctl);
-        // Whatever the environment says, talk v3 to this server only.
-        for (k, _) in std::env::vars_os() {
-            if k.to_string_lossy().starts_with("ETCDCTL_") {
-                cmd.env_remove(k);
-            }
-        }
-        cmd.env("ETCDCTL_API", "3")
-            .arg(format!("--endpoints={}", self.endpoint()))
-            .arg("--dial-timeout=10s")
-            .arg("--command-timeout=30s")
-            .args(args)
-            .stdin(if stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("run etcdctl");
-        if let Some(input) = stdin {
-            let mut pipe = child.stdin.take().expect("etcdctl's stdin");
-            pipe.write_all(input.as_bytes())
-                .expect("write etcdctl's stdin");
-        }
-        child.wait_with_output().expect("wait for etcdctl")
+        etcdctl_at(&self.endpoint(), args, stdin)
     }
 
     /// An etcd-client connection to this server.
@@ -276,6 +252,37 @@ impl Drop for Server {
             );
         }
     }
+}
+
+/// Runs etcdctl 3.4 against `endpoint` (`host:port`) only, with `stdin` as its input if given.
+pub fn etcdctl_at(endpoint: &str, args: &[&str], stdin: Option<&str>) -> Output {
+    let etcdctl = etcdctl_path();
+    let mut cmd = Command::new(etcdctl);
+    // Whatever the environment says, talk v3 to this server only.
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("ETCDCTL_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={endpoint}"))
+        .arg("--dial-timeout=10s")
+        .arg("--command-timeout=30s")
+        .args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("run etcdctl");
+    if let Some(input) = stdin {
+        let mut pipe = child.stdin.take().expect("etcdctl's stdin");
+        pipe.write_all(input.as_bytes())
+            .expect("write etcdctl's stdin");
+    }
+    child.wait_with_output().expect("wait for etcdctl")
 }
 
 /// The etcdctl binary, or a failure that says how to get it: the etcdctl tests must not pass

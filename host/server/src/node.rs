@@ -60,6 +60,9 @@ pub struct Node {
     pub token: String,
     /// Channels to other members' client ports (the leader, mostly), by client URL.
     channels: Mutex<HashMap<String, Channel>>,
+    /// openraft refuses a membership change while another is under way: changes made here
+    /// (members publishing themselves, member add/remove) queue instead.
+    pub membership_changes: tokio::sync::Mutex<()>,
 }
 
 impl Node {
@@ -77,6 +80,7 @@ impl Node {
             me,
             token,
             channels: Mutex::new(HashMap::new()),
+            membership_changes: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -112,7 +116,19 @@ impl Node {
                 Ok(resp) => return Ok(resp.data),
                 Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
                     match f.leader_node.filter(|m| !m.client_urls.is_empty()) {
-                        Some(leader) => return self.forward_propose(&leader, command).await,
+                        Some(leader) => {
+                            match self.forward_propose(&leader, command.clone()).await {
+                                // The request never reached the leader (it is down): retry once
+                                // another is known, until the request's deadline, as etcd keeps a
+                                // proposal waiting until it times out. Anything that may have
+                                // reached it is not retried: a write must not apply twice.
+                                Err(Forward::Unreached) => {
+                                    self.await_leader_change(f.leader_id).await;
+                                }
+                                Err(Forward::Failed(status)) => return Err(status),
+                                Ok(applied) => return Ok(applied),
+                            }
+                        }
                         // No leader yet, or one that has not published its client URLs:
                         // wait for the next change, within the request's deadline.
                         None => self.await_leader_change(f.leader_id).await,
@@ -172,21 +188,27 @@ impl Node {
             .max_encoding_message_size(usize::MAX))
     }
 
-    async fn forward_propose(&self, leader: &Member, command: Command) -> Result<Applied, Status> {
+    async fn forward_propose(&self, leader: &Member, command: Command) -> Result<Applied, Forward> {
         debug!(leader = %leader.name, "forwarding a write to the leader");
         let resp = self
-            .internal_client(leader)?
+            .internal_client(leader)
+            .map_err(Forward::Failed)?
             .propose(command)
             .await
             .map_err(|s| match s.code() {
-                tonic::Code::Unavailable | tonic::Code::Unknown => Status::from(LEADER_CHANGED),
-                _ => s,
+                tonic::Code::Unavailable if is_connect_failure(&s) => Forward::Unreached,
+                tonic::Code::Unavailable | tonic::Code::Unknown => {
+                    Forward::Failed(LEADER_CHANGED.into())
+                }
+                _ => Forward::Failed(s),
             })?
             .into_inner();
-        let applied = applied_from_wire(resp)?;
+        let applied = applied_from_wire(resp).map_err(Forward::Failed)?;
         // Answer only once this member has applied the write as well, so that a read here
         // right after sees it (as etcd's followers answer after their own apply).
-        self.wait_applied(applied.index).await?;
+        self.wait_applied(applied.index)
+            .await
+            .map_err(Forward::Failed)?;
         Ok(applied)
     }
 
@@ -255,6 +277,7 @@ impl Node {
 
     /// On the leader: sets a member's entry in the membership.
     pub async fn set_member(&self, id: u64, member: Member) -> Result<(), Status> {
+        let _queued = self.membership_changes.lock().await;
         let nodes = BTreeMap::from([(id, member)]);
         match self
             .raft
@@ -367,6 +390,21 @@ impl Node {
             .map_err(|e| Status::internal(format!("etcdserver: {e}")))?
             .map_err(store_status)
     }
+}
+
+/// How a forwarded write failed.
+enum Forward {
+    /// It never reached the leader: safe to send again.
+    Unreached,
+    /// It may have reached the leader, or the leader refused it.
+    Failed(Status),
+}
+
+/// Whether a transport status means the connection could not be made at all, so the request
+/// was never sent.
+fn is_connect_failure(status: &Status) -> bool {
+    let text = format!("{status:?}").to_ascii_lowercase();
+    text.contains("connect") || text.contains("dns error")
 }
 
 pub fn member_to_wire(m: &Member) -> RaftMember {

@@ -16,6 +16,7 @@ use conclave_raft::network::PeerTransport;
 use conclave_raft::{LogStore, Member, Raft, StateMachine};
 use conclave_store::Store;
 use conclave_tls::PeerTls;
+use openraft::async_runtime::WatchReceiver;
 use openraft::error::{InitializeError, RaftError};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -33,6 +34,8 @@ use crate::service::{ClusterService, InternalService, KvService, MaintenanceServ
 const MAX_GRPC_MESSAGE: usize = MAX_REQUEST_BYTES + 512 * 1024;
 /// How long one snapshot chunk, or a follower's whole install, may take.
 const SNAPSHOT_INSTALL_TIMEOUT_MS: u64 = 60_000;
+/// How long a stopping leader waits for its successor.
+const HAND_OVER_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long open streams get to finish at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -81,7 +84,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         cluster_name: token.clone(),
         heartbeat_interval: config.heartbeat_interval,
         election_timeout_min: config.election_timeout,
-        election_timeout_max: config.election_timeout * 2,
+        // openraft's leader lease is the upper bound: twice the timeout (etcd's randomized
+        // range) made a dead leader's lease outlast a whole first election, ~3.5 s to fail
+        // over; half again keeps elections randomized and failover near etcd's.
+        election_timeout_max: config.election_timeout + config.election_timeout / 2,
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.snapshot_count),
         max_in_snapshot_log_to_keep: config.experimental_snapshot_catchup_entries,
         // A member that has been away asks before it disrupts a working leader.
@@ -167,6 +173,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     shutdown_signal().await;
     info!("shutting down");
     publisher.abort();
+    // As etcd does: a leader that is asked to stop hands over first, so writes pause for a
+    // transfer rather than for an election timeout.
+    if node.is_leader() {
+        hand_over_leadership(&node).await;
+    }
     let _ = stop_tx.send(true);
     for server in servers {
         match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
@@ -185,6 +196,36 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tokio::task::spawn_blocking(move || store.persist()).await??;
     info!(data_dir = %data_dir.display(), "stopped; data is in the data dir");
     Ok(())
+}
+
+/// Moves leadership to the most caught-up other voter and waits (briefly) for it to lead.
+async fn hand_over_leadership(node: &Node) {
+    let me = node.identity.member_id;
+    let target = {
+        let metrics = node.raft.metrics();
+        let m = metrics.borrow_watched();
+        let voters: Vec<u64> = m.membership_config.membership().voter_ids().collect();
+        m.replication.as_ref().and_then(|progress| {
+            voters
+                .iter()
+                .filter(|v| **v != me)
+                .max_by_key(|v| progress.get(v).cloned().flatten().map_or(0, |l| l.index))
+                .copied()
+        })
+    };
+    let Some(target) = target else { return };
+    if node.raft.trigger().transfer_leader(target).await.is_err() {
+        return;
+    }
+    match node
+        .raft
+        .wait(Some(HAND_OVER_TIMEOUT))
+        .current_leader(target, "hand over leadership")
+        .await
+    {
+        Ok(_) => info!(to = format!("{target:x}"), "handed leadership over"),
+        Err(_) => warn!("leadership hand-over did not finish; stopping anyway"),
+    }
 }
 
 /// The peer TLS identity: from the --peer-* flags, or for a member alone, a CA and certificate

@@ -128,8 +128,11 @@ impl Backend {
         Ok(())
     }
 
+    /// The data's size, as etcd's dbSize reports its bbolt file: the keyspaces' tables plus
+    /// what the memtables hold (journalled, not yet flushed); not the journal file itself,
+    /// which fjall preallocates (64 MiB from the first write).
     pub fn disk_space(&self) -> u64 {
-        self.db.disk_space().unwrap_or(0)
+        self.kv.disk_space() + self.meta.disk_space() + self.db.write_buffer_size()
     }
 }
 

@@ -70,6 +70,7 @@ impl ClusterService {
     }
 
     async fn change(&self, change: ChangeMembers<u64, RaftMember>) -> Result<(), Status> {
+        let _queued = self.node.membership_changes.lock().await;
         match self.node.raft.change_membership(change, false).await {
             Ok(_) => Ok(()),
             Err(RaftError::Fatal(_)) => Err(STOPPED.into()),
