@@ -11,6 +11,8 @@ use clap::Args;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
+use crate::serve::shutdown_signal;
+
 #[derive(Debug, Clone, Args)]
 pub struct DevArgs {
     /// How many members.
@@ -128,25 +130,4 @@ fn prefix_output(name: &str, out: Option<impl tokio::io::AsyncRead + Unpin + Sen
             eprintln!("{name} | {line}");
         }
     });
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
-    }
 }
