@@ -557,29 +557,15 @@ impl Cluster {
     }
 
     fn signal_and_wait(&mut self, i: usize, signal: &str) -> ExitStatus {
-        let mut child = self.members[i]
+        let child = self.members[i]
             .child
             .take()
             .unwrap_or_else(|| panic!("member {i} is not running"));
-        let kill = Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(child.id().to_string())
-            .status()
-            .expect("run kill");
-        assert!(kill.success(), "kill -{signal} failed: {kill}");
-        let deadline = Instant::now() + STOP_DEADLINE;
-        loop {
-            if let Some(status) = child.try_wait().expect("poll a member process") {
-                return status;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                self.fail(&format!(
-                    "member {i} did not exit within {STOP_DEADLINE:?} of SIG{signal}"
-                ));
-            }
-            std::thread::sleep(CLUSTER_POLL);
+        match super::signal_and_wait(child, signal) {
+            Some(status) => status,
+            None => self.fail(&format!(
+                "member {i} did not exit within {STOP_DEADLINE:?} of SIG{signal}"
+            )),
         }
     }
 

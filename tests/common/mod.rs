@@ -160,28 +160,13 @@ impl Server {
     }
 
     fn signal_and_wait(&mut self, signal: &str) -> ExitStatus {
-        let mut child = self.child.take().expect("the server is running");
-        let kill = Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(child.id().to_string())
-            .status()
-            .expect("run kill");
-        assert!(kill.success(), "kill -{signal} failed: {kill}");
-        let deadline = Instant::now() + STOP_DEADLINE;
-        loop {
-            if let Some(status) = child.try_wait().expect("poll the server process") {
-                return status;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "the server did not exit within {STOP_DEADLINE:?} of SIG{signal}\n--- server log ---\n{}",
-                    self.log()
-                );
-            }
-            std::thread::sleep(POLL_INTERVAL);
-        }
+        let child = self.child.take().expect("the server is running");
+        signal_and_wait(child, signal).unwrap_or_else(|| {
+            panic!(
+                "the server did not exit within {STOP_DEADLINE:?} of SIG{signal}\n--- server log ---\n{}",
+                self.log()
+            )
+        })
     }
 
     /// Starts the server again on the same data dir and port, and waits until it answers.
@@ -298,6 +283,29 @@ pub fn etcdctl_path() -> &'static Path {
 }
 
 /// A port nobody listens on right now.
+/// Sends `signal` to `child` and waits for it to exit; `None` (after killing it) if it has
+/// not exited within STOP_DEADLINE.
+pub fn signal_and_wait(mut child: Child, signal: &str) -> Option<ExitStatus> {
+    let kill = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(child.id().to_string())
+        .status()
+        .expect("run kill");
+    assert!(kill.success(), "kill -{signal} failed: {kill}");
+    let deadline = Instant::now() + STOP_DEADLINE;
+    loop {
+        if let Some(status) = child.try_wait().expect("poll a server process") {
+            return Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(POLL_INTERVAL);
+    }
+}
+
 fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind a probe port");
     listener.local_addr().expect("probe port address").port()
