@@ -44,6 +44,26 @@ proto_module!(
     "conclavepb"
 );
 
+/// The end of the range holding every key that starts with `prefix`: the prefix with its last
+/// byte below 0xff incremented and what follows dropped; `"\0"` (every key from `prefix` on)
+/// when no such byte exists.
+///
+/// ```
+/// assert_eq!(conclave_proto::prefix_range_end(b"abc"), b"abd");
+/// assert_eq!(conclave_proto::prefix_range_end(b"a\xff"), b"b");
+/// assert_eq!(conclave_proto::prefix_range_end(b"\xff"), b"\0");
+/// ```
+pub fn prefix_range_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0]
+}
+
 /// What a log entry's command is, in a word and a key: for logs and openraft's summaries.
 impl std::fmt::Display for conclavepb::Command {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -6,25 +6,7 @@ use conclave_proto::etcdserverpb::{
     range_request::{SortOrder, SortTarget},
 };
 
-/// The end of the range holding every key that starts with `prefix`: the prefix with its last
-/// byte below 0xff incremented and what follows dropped; `"\0"` (every key from `prefix` on)
-/// when no such byte exists.
-///
-/// ```
-/// assert_eq!(conclave_client::prefix_range_end(b"abc"), b"abd");
-/// assert_eq!(conclave_client::prefix_range_end(b"a\xff"), b"b");
-/// assert_eq!(conclave_client::prefix_range_end(b"\xff"), b"\0");
-/// ```
-pub fn prefix_range_end(prefix: &[u8]) -> Vec<u8> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return end;
-        }
-    }
-    vec![0]
-}
+pub use conclave_proto::prefix_range_end;
 
 /// Which keys a request covers, besides its key.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

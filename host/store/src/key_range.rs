@@ -68,18 +68,9 @@ impl KeyRange {
     }
 }
 
-/// The `range_end` that selects every key with this prefix: the prefix with its last byte
-/// incremented, trailing 0xff bytes dropped; `"\0"` (every key) when the prefix is all 0xff.
-pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return end;
-        }
-    }
-    vec![0]
-}
+/// The `range_end` that selects every key with this prefix (etcd's rule, kept in the proto
+/// crate so that the store and the client share it).
+pub use conclave_proto::prefix_range_end as prefix_end;
 
 #[cfg(test)]
 mod tests {
