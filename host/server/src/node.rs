@@ -60,9 +60,8 @@ pub struct Node {
     pub token: String,
     /// Channels to other members' client ports (the leader, mostly), by client URL.
     channels: Mutex<HashMap<String, Channel>>,
-    /// openraft refuses a membership change while another is under way: changes made here
-    /// (members publishing themselves, member add/remove) queue instead.
-    pub membership_changes: tokio::sync::Mutex<()>,
+    /// Serializes membership changes (see [`Node::change_membership`]).
+    membership_changes: tokio::sync::Mutex<()>,
 }
 
 impl Node {
@@ -275,22 +274,30 @@ impl Node {
         }
     }
 
-    /// On the leader: sets a member's entry in the membership.
-    pub async fn set_member(&self, id: u64, member: Member) -> Result<(), Status> {
+    /// On the leader: changes the membership, one change at a time (openraft refuses a
+    /// change while another is under way, so changes made here queue instead).
+    pub async fn change_membership(
+        &self,
+        change: ChangeMembers<u64, Member>,
+    ) -> Result<(), Status> {
         let _queued = self.membership_changes.lock().await;
-        let nodes = BTreeMap::from([(id, member)]);
-        match self
-            .raft
-            .change_membership(ChangeMembers::SetNodes(nodes), true)
-            .await
-        {
+        // `retain: false`: a removed voter leaves the nodes too, rather than staying a learner.
+        match self.raft.change_membership(change, false).await {
             Ok(_) => Ok(()),
             Err(RaftError::Fatal(_)) => Err(STOPPED.into()),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
                 Err(LEADER_CHANGED.into())
             }
-            Err(RaftError::APIError(e)) => Err(Status::failed_precondition(e.to_string())),
+            Err(RaftError::APIError(e)) => {
+                Err(Status::failed_precondition(format!("etcdserver: {e}")))
+            }
         }
+    }
+
+    /// On the leader: sets a member's entry in the membership.
+    pub async fn set_member(&self, id: u64, member: Member) -> Result<(), Status> {
+        self.change_membership(ChangeMembers::SetNodes(BTreeMap::from([(id, member)])))
+            .await
     }
 
     /// Keeps this member's name and client URLs in the membership, as etcd publishes a

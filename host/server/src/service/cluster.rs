@@ -13,11 +13,10 @@ use conclave_proto::etcdserverpb::{
 use conclave_raft::Member as RaftMember;
 use openraft::ChangeMembers;
 use openraft::async_runtime::WatchReceiver;
-use openraft::error::{ClientWriteError, RaftError};
 use tonic::{Code, Request, Response, Status};
 
 use crate::config::peer_addr;
-use crate::error::{LEADER_CHANGED, NO_LEADER, STOPPED};
+use crate::error::NO_LEADER;
 use crate::ids;
 use crate::node::Node;
 
@@ -70,17 +69,7 @@ impl ClusterService {
     }
 
     async fn change(&self, change: ChangeMembers<u64, RaftMember>) -> Result<(), Status> {
-        let _queued = self.node.membership_changes.lock().await;
-        match self.node.raft.change_membership(change, false).await {
-            Ok(_) => Ok(()),
-            Err(RaftError::Fatal(_)) => Err(STOPPED.into()),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
-                Err(LEADER_CHANGED.into())
-            }
-            Err(RaftError::APIError(e)) => {
-                Err(Status::failed_precondition(format!("etcdserver: {e}")))
-            }
-        }
+        self.node.change_membership(change).await
     }
 
     fn header(&self) -> Option<conclave_proto::etcdserverpb::ResponseHeader> {
@@ -184,7 +173,7 @@ impl Cluster for ClusterService {
                     "etcdserver: re-configuration failed due to not enough started members",
                 ));
             }
-            // `retain: false` (in `change`) drops the removed voter from the nodes too.
+            // Removing a voter drops it from the nodes too (see Node::change_membership).
             self.change(ChangeMembers::RemoveVoters(ids)).await?;
         } else {
             self.change(ChangeMembers::RemoveNodes(ids)).await?;
