@@ -309,25 +309,23 @@ async fn kill9_the_leader_loses_no_acknowledged_write_and_it_catches_up_on_resta
     blocking(|| c.wait_applied(old_leader, target));
 }
 
-/// The raft log index a snapshot file covers, from its name (`<term>-<node>-<index>.snap`).
-fn snapshot_indexes(dir: &std::path::Path) -> Vec<u64> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "snap"))
-        .filter_map(|p| {
-            p.file_stem()?
-                .to_str()?
-                .rsplit('-')
-                .next()?
-                .parse::<u64>()
-                .ok()
+/// The log indexes a member's log names after `phrase` ("snapshot at log index 57: ...").
+fn logged_indexes(log: &str, phrase: &str) -> Vec<u64> {
+    log.match_indices(phrase)
+        .filter_map(|(at, _)| {
+            let rest = &log[at + phrase.len()..];
+            let digits: String = rest
+                .trim_start()
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
+            digits.parse().ok()
         })
         .collect()
 }
+
+const SNAPSHOT_AT: &str = "snapshot at log index";
+const INSTALLED_AT: &str = "installed a snapshot from the leader at log index";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_down_while_the_log_was_purged_catches_up_by_snapshot() {
@@ -359,40 +357,31 @@ async fn a_member_down_while_the_log_was_purged_catches_up_by_snapshot() {
     // The leader's snapshot now covers well past what the stopped member has, plus the
     // entries kept behind it: the log that member needs is gone.
     let leader = blocking(|| c.leader());
-    let leader_snapshots = c.data_dir(leader).join("snapshots");
     let needed = stopped_at + CATCHUP_ENTRIES + 1;
     let wait_from = Instant::now();
-    while !snapshot_indexes(&leader_snapshots)
+    while !logged_indexes(&c.log(leader), SNAPSHOT_AT)
         .iter()
         .any(|&i| i > needed)
     {
         assert!(
             wait_from.elapsed() < CONVERGE,
-            "the leader (member {leader}) has no snapshot past index {needed} in {}: {:?}",
-            leader_snapshots.display(),
-            snapshot_indexes(&leader_snapshots)
+            "the leader (member {leader}) has no snapshot past index {needed}: {:?}",
+            logged_indexes(&c.log(leader), SNAPSHOT_AT)
         );
         tokio::time::sleep(POLL).await;
     }
-    let lagging_snapshots = c.data_dir(lagging).join("snapshots");
     assert!(
-        snapshot_indexes(&lagging_snapshots).is_empty(),
-        "the stopped member had no snapshot of its own yet: {:?}",
-        snapshot_indexes(&lagging_snapshots)
+        logged_indexes(&c.log(lagging), INSTALLED_AT).is_empty(),
+        "the stopped member had installed no snapshot yet"
     );
 
     blocking(|| c.restart(lagging));
     let mut back = c.client(lagging).await;
     wait_serializable(&mut back, "the member that was down", "snap/", &want).await;
-    let installed = snapshot_indexes(&lagging_snapshots);
+    let installed = logged_indexes(&c.log(lagging), INSTALLED_AT);
     assert!(
         installed.iter().any(|&i| i > needed),
-        "the member that was down holds a snapshot past index {needed} in {}: {installed:?}",
-        lagging_snapshots.display()
-    );
-    assert!(
-        c.log(lagging).contains("installed a snapshot"),
-        "the member that was down installed a snapshot from the leader (its log says so)"
+        "the member that was down installed a snapshot past index {needed} (its log says so): {installed:?}"
     );
 
     // After the snapshot, ordinary replication goes on.

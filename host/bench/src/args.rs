@@ -41,6 +41,9 @@ pub enum Command {
     Stat(StatArgs),
     /// Maintenance.Status of each endpoint (server version, db size); can wait until they answer.
     Status(StatusArgs),
+    /// Puts one key again and again until a put succeeds: how long a cluster took to accept
+    /// writes again, e.g. after its leader was killed.
+    WriteProbe(WriteProbeArgs),
 }
 
 /// Flags every load shares: where to send requests, how many at once, and when to stop.
@@ -247,6 +250,31 @@ impl LoadArgs {
             duration: self.duration,
         })
     }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct WriteProbeArgs {
+    /// Comma-separated gRPC endpoints, tried in turn, one attempt each.
+    #[arg(long, value_delimiter = ',', default_value = "127.0.0.1:2379")]
+    pub endpoints: Vec<String>,
+
+    /// Count from this moment (nanoseconds since the Unix epoch, as `date +%s%N` prints it),
+    /// e.g. when the leader was killed; the default is when the probe starts.
+    #[arg(long)]
+    pub since_unix_ns: Option<u128>,
+
+    /// Give up on one attempt after this long and try the next endpoint; this bounds how
+    /// precisely the moment of the first successful write is known.
+    #[arg(long, value_parser = parse_duration, default_value = "100ms")]
+    pub attempt_timeout: Duration,
+
+    /// Fail if no put has succeeded after this long.
+    #[arg(long, value_parser = parse_duration, default_value = "60s")]
+    pub give_up_after: Duration,
+
+    /// The key to put.
+    #[arg(long, default_value = "write-probe")]
+    pub key: String,
 }
 
 /// Parses `250ms`, `30s`, `2m`, `1h` or a bare number of seconds (fractions allowed).

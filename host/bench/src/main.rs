@@ -9,6 +9,7 @@ mod runner;
 mod stats;
 mod status;
 mod workload;
+mod write_probe;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -91,6 +92,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string_pretty(&statuses)?);
             } else {
                 print!("{}", status::to_text(&statuses));
+            }
+            Ok(())
+        }
+        Command::WriteProbe(a) => {
+            let report = write_probe::probe(&a).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.to_text());
             }
             Ok(())
         }

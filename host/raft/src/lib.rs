@@ -5,10 +5,12 @@
 pub mod codec;
 pub mod log_store;
 pub mod network;
+pub mod snapshot;
 pub mod state_machine;
 pub mod types;
 
 pub use log_store::{LogReader, LogStore};
 pub use network::{NetworkError, PeerNetwork, PeerNetworkFactory, PeerTransport};
-pub use state_machine::{ApplyListener, SnapshotFile, StateMachine};
+pub use snapshot::SnapshotSource;
+pub use state_machine::{ApplyListener, StateMachine};
 pub use types::{Member, Raft, TypeConfig};

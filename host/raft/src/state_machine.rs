@@ -1,10 +1,9 @@
 //! The Raft state machine: committed entries go to the store's apply interface, in order, in
 //! one batch per call, with openraft's applied log id and membership written in the same atomic
-//! batch (the store's "raft state"). Snapshots are the store's own snapshot stream, kept as
-//! files under the snapshot directory beside a small metadata file.
+//! batch (the store's "raft state"). Snapshots are the durable store itself (see `snapshot`).
 
-use std::io::{BufReader, BufWriter};
-use std::path::{Path, PathBuf};
+use std::io::BufReader;
+use std::path::Path;
 use std::sync::Arc;
 
 use conclave_store::{Applied, Durability, Entry as StoreEntry, Response, Store};
@@ -14,17 +13,11 @@ use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
 use tracing::{info, warn};
 
 use crate::codec::{self, RaftState};
+use crate::snapshot::{Outgoing, SnapshotSource, decode_state, io_err};
 use crate::types::{LogId, StoredMembership, TypeConfig};
 
 pub use crate::codec::SnapshotMeta;
-pub type Snapshot = openraft::type_config::alias::SnapshotOf<TypeConfig, SnapshotFile>;
-
-/// A snapshot's data: a file in the snapshot directory, in the store's snapshot format. The
-/// transport streams it from here, and writes a received one to a file of its own.
-#[derive(Debug, Clone)]
-pub struct SnapshotFile {
-    pub path: PathBuf,
-}
+pub type Snapshot = openraft::type_config::alias::SnapshotOf<TypeConfig, SnapshotSource>;
 
 /// Told about every applied batch, after it is applied: the watch hub, leases and plugins
 /// hang off this.
@@ -34,14 +27,10 @@ pub trait ApplyListener: Send + Sync + 'static {
 
 pub struct StateMachine {
     store: Arc<Store>,
-    snapshots: PathBuf,
+    outgoing: Arc<Outgoing>,
     applied: Option<LogId>,
     membership: StoredMembership,
     listener: Option<Arc<dyn ApplyListener>>,
-}
-
-fn io_err(e: impl std::fmt::Display) -> std::io::Error {
-    std::io::Error::other(e.to_string())
 }
 
 async fn blocking<T: Send + 'static>(
@@ -51,20 +40,16 @@ async fn blocking<T: Send + 'static>(
 }
 
 impl StateMachine {
-    /// Opens the state machine over `store`, keeping snapshots in `snapshots`.
+    /// Opens the state machine over `store`, writing snapshots for followers in `snapshots`.
     pub fn new(
         store: Arc<Store>,
         snapshots: &Path,
         listener: Option<Arc<dyn ApplyListener>>,
     ) -> Result<Self, std::io::Error> {
-        std::fs::create_dir_all(snapshots)?;
-        let state = match store.raft_state().map_err(io_err)? {
-            Some(bytes) => codec::decode::<RaftState>(&bytes).map_err(io_err)?,
-            None => RaftState::default(),
-        };
+        let state = decode_state(store.raft_state().map_err(io_err)?.as_deref())?;
         Ok(Self {
+            outgoing: Arc::new(Outgoing::new(store.clone(), snapshots)?),
             store,
-            snapshots: snapshots.to_path_buf(),
             applied: state.applied,
             membership: state.membership,
             listener,
@@ -77,7 +62,7 @@ impl StateMachine {
 }
 
 impl RaftStateMachine<TypeConfig> for StateMachine {
-    type SnapshotData = SnapshotFile;
+    type SnapshotData = SnapshotSource;
     type SnapshotBuilder = SnapshotBuilder;
 
     async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), std::io::Error> {
@@ -153,152 +138,97 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         SnapshotBuilder {
             store: self.store.clone(),
-            snapshots: self.snapshots.clone(),
+            outgoing: self.outgoing.clone(),
         }
     }
 
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta,
-        snapshot: SnapshotFile,
+        snapshot: SnapshotSource,
     ) -> Result<(), std::io::Error> {
+        if snapshot.is_store(&self.store) {
+            // openraft installs get_current_snapshot's snapshot at start-up when it is ahead
+            // of the applied position; ours never is, and this store already holds it.
+            return Ok(());
+        }
+        let file = snapshot.open(meta.last_log_id).await?;
         let store = self.store.clone();
-        let dir = self.snapshots.clone();
-        let meta_owned = meta.clone();
         let installed = blocking(move || {
-            let file = std::fs::File::open(&snapshot.path)?;
-            let info = store
+            store
                 .install_snapshot(&mut BufReader::new(file))
-                .map_err(io_err)?;
-            keep_as_current(&dir, &meta_owned, &snapshot.path)?;
-            Ok(info)
+                .map_err(io_err)
         })
         .await?;
+        // Installed, the store holds it: a download is no longer needed.
+        if let Some(path) = snapshot.received_path()
+            && let Err(e) = std::fs::remove_file(path)
+        {
+            warn!(path = %path.display(), error = %e, "cannot remove an installed snapshot");
+        }
+        // The data may be ahead of `meta` (see the snapshot module): openraft replays the log
+        // from `meta`, and the store skips what it already holds.
         self.applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
         info!(
             revision = installed.revision,
             records = installed.records,
-            last_log = ?meta.last_log_id,
-            "installed a snapshot from the leader"
+            "installed a snapshot from the leader at log index {}",
+            log_index(meta)
         );
         Ok(())
     }
 
+    /// The applied position, with the store's current state as its data (written out only
+    /// when the transport sends it).
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, std::io::Error> {
-        let dir = self.snapshots.clone();
-        blocking(move || current_snapshot(&dir)).await
+        if self.applied.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(Snapshot {
+            meta: SnapshotMeta {
+                last_log_id: self.applied,
+                last_membership: self.membership.clone(),
+            },
+            snapshot: SnapshotSource::local(self.outgoing.clone()),
+        }))
     }
 }
 
+/// "Builds" a snapshot by making the store durable up to its applied position.
 pub struct SnapshotBuilder {
     store: Arc<Store>,
-    snapshots: PathBuf,
+    outgoing: Arc<Outgoing>,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
-    type SnapshotData = SnapshotFile;
+    type SnapshotData = SnapshotSource;
 
     async fn build_snapshot(&mut self) -> Result<Snapshot, std::io::Error> {
         let store = self.store.clone();
-        let dir = self.snapshots.clone();
-        blocking(move || {
-            let tmp = dir.join(format!("building-{}.snap", std::process::id()));
-            let info = {
-                let mut out = BufWriter::new(std::fs::File::create(&tmp)?);
-                let info = store.write_snapshot(&mut out).map_err(io_err)?;
-                std::io::Write::flush(&mut out)?;
-                out.into_inner().map_err(io_err)?.sync_all()?;
-                info
-            };
-            // The snapshot's own raft state, not the state machine's current one: apply may
-            // have moved on while the snapshot was written.
-            let state = match info.raft_state {
-                Some(bytes) => codec::decode::<RaftState>(&bytes).map_err(io_err)?,
-                None => RaftState::default(),
-            };
-            let meta = SnapshotMeta {
+        let meta = blocking(move || {
+            // The position first, then the fsync: what is durable afterwards covers it, so
+            // openraft may purge the log up to it. Apply may move on meanwhile.
+            let state = decode_state(store.raft_state().map_err(io_err)?.as_deref())?;
+            store.persist().map_err(io_err)?;
+            Ok(SnapshotMeta {
                 last_log_id: state.applied,
                 last_membership: state.membership,
-            };
-            let path = keep_as_current(&dir, &meta, &tmp)?;
-            info!(
-                revision = info.revision,
-                records = info.records,
-                bytes = info.bytes,
-                last_log = ?meta.last_log_id,
-                "built a snapshot"
-            );
-            Ok(Snapshot {
-                meta,
-                snapshot: SnapshotFile { path },
             })
         })
-        .await
+        .await?;
+        info!(
+            "snapshot at log index {}: the store is durable up to it, so the log behind it may be purged",
+            log_index(&meta)
+        );
+        Ok(Snapshot {
+            meta,
+            snapshot: SnapshotSource::local(self.outgoing.clone()),
+        })
     }
 }
 
-/// A snapshot's file name: the log position it covers. Two snapshots at one position hold the
-/// same state, so the newer may replace the older.
-fn snapshot_name(meta: &SnapshotMeta) -> String {
-    match meta.last_log_id {
-        Some(l) => format!("{}-{}-{}", l.leader_id.term, l.leader_id.node_id, l.index),
-        None => "0-0-0".to_string(),
-    }
-}
-
-const DATA_EXT: &str = "snap";
-const META_EXT: &str = "meta";
-
-/// Makes `data` the current snapshot: moves it to `<id>.snap`, writes `<id>.meta` beside it
-/// (data first, so a meta file always has its data), then removes every older snapshot.
-fn keep_as_current(
-    dir: &Path,
-    meta: &SnapshotMeta,
-    data: &Path,
-) -> Result<PathBuf, std::io::Error> {
-    let id = &snapshot_name(meta);
-    let data_path = dir.join(format!("{id}.{DATA_EXT}"));
-    let meta_path = dir.join(format!("{id}.{META_EXT}"));
-    if data != data_path {
-        std::fs::rename(data, &data_path)?;
-    }
-    let tmp_meta = dir.join(format!("{id}.{META_EXT}.tmp"));
-    std::fs::write(&tmp_meta, codec::encode(meta))?;
-    std::fs::rename(&tmp_meta, &meta_path)?;
-    for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
-        let stem_is_current = path.file_stem().is_some_and(|s| s == id.as_str());
-        // Only finished snapshots and their meta files; the transport's partial downloads
-        // live here too and are not ours to remove.
-        let ours = path
-            .extension()
-            .is_some_and(|e| e == DATA_EXT || e == META_EXT);
-        if ours
-            && !stem_is_current
-            && path != data_path
-            && let Err(e) = std::fs::remove_file(&path)
-        {
-            warn!(path = %path.display(), error = %e, "cannot remove an old snapshot file");
-        }
-    }
-    Ok(data_path)
-}
-
-/// The snapshot `keep_as_current` left, if any.
-fn current_snapshot(dir: &Path) -> Result<Option<Snapshot>, std::io::Error> {
-    for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
-        if path.extension().is_some_and(|e| e == META_EXT) {
-            let meta: SnapshotMeta = codec::decode(&std::fs::read(&path)?).map_err(io_err)?;
-            let data = path.with_extension(DATA_EXT);
-            if data.exists() {
-                return Ok(Some(Snapshot {
-                    meta,
-                    snapshot: SnapshotFile { path: data },
-                }));
-            }
-        }
-    }
-    Ok(None)
+/// The log index a snapshot covers, 0 for none; the logs and tests name snapshots by it.
+fn log_index(meta: &SnapshotMeta) -> u64 {
+    meta.last_log_id.map_or(0, |l| l.index)
 }

@@ -5,6 +5,7 @@ mod authority;
 pub mod config;
 mod dev;
 mod error;
+mod forward;
 mod gateway;
 mod ids;
 pub mod node;

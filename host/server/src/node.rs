@@ -27,6 +27,7 @@ use tracing::{debug, info, warn};
 use crate::error::{
     LEADER_CHANGED, NO_LEADER, REQUEST_TIMED_OUT, REQUEST_TOO_LARGE, STOPPED, store_status,
 };
+use crate::forward::{Forward, Forwarder};
 
 /// etcd's --max-request-bytes default: the largest write proposal.
 pub const MAX_REQUEST_BYTES: usize = 1536 * 1024;
@@ -62,6 +63,8 @@ pub struct Node {
     channels: Mutex<HashMap<String, Channel>>,
     /// Serializes membership changes (see [`Node::change_membership`]).
     membership_changes: tokio::sync::Mutex<()>,
+    /// Batches this member's writes to the leader while it is a follower.
+    forwarder: Forwarder,
 }
 
 impl Node {
@@ -80,6 +83,7 @@ impl Node {
             token,
             channels: Mutex::new(HashMap::new()),
             membership_changes: tokio::sync::Mutex::new(()),
+            forwarder: Forwarder::spawn(),
         })
     }
 
@@ -111,33 +115,40 @@ impl Node {
 
     async fn propose_routed(&self, command: Command) -> Result<Applied, Status> {
         loop {
-            match self.raft.client_write(command.clone()).await {
-                Ok(resp) => return Ok(resp.data),
-                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                    match f.leader_node.filter(|m| !m.client_urls.is_empty()) {
-                        Some(leader) => {
-                            match self.forward_propose(&leader, command.clone()).await {
-                                // The request never reached the leader (it is down): retry once
-                                // another is known, until the request's deadline, as etcd keeps a
-                                // proposal waiting until it times out. Anything that may have
-                                // reached it is not retried: a write must not apply twice.
-                                Err(Forward::Unreached) => {
-                                    self.await_leader_change(f.leader_id).await;
-                                }
-                                Err(Forward::Failed(status)) => return Err(status),
-                                Ok(applied) => return Ok(applied),
+            // A follower that knows the leader forwards at once, without asking its Raft core.
+            let (leader_id, leader) = match self.leader() {
+                Some((id, member)) if id != self.identity.member_id => (id, member),
+                _ => match self.raft.client_write(command.clone()).await {
+                    Ok(resp) => return Ok(resp.data),
+                    Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                        match (f.leader_id, f.leader_node) {
+                            (Some(id), Some(m)) if !m.client_urls.is_empty() => (id, m),
+                            // No leader yet, or one that has not published its client URLs:
+                            // wait for the next change, within the request's deadline.
+                            _ => {
+                                self.await_leader_change(f.leader_id).await;
+                                continue;
                             }
                         }
-                        // No leader yet, or one that has not published its client URLs:
-                        // wait for the next change, within the request's deadline.
-                        None => self.await_leader_change(f.leader_id).await,
                     }
-                }
-                Err(RaftError::APIError(e)) => return Err(Status::internal(e.to_string())),
-                Err(RaftError::Fatal(e)) => {
-                    warn!(error = %e, "raft stopped");
-                    return Err(STOPPED.into());
-                }
+                    Err(RaftError::APIError(e)) => return Err(Status::internal(e.to_string())),
+                    Err(RaftError::Fatal(e)) => {
+                        warn!(error = %e, "raft stopped");
+                        return Err(STOPPED.into());
+                    }
+                },
+            };
+            match self
+                .forward_propose(leader_id, &leader, command.clone())
+                .await
+            {
+                // The request never reached the leader (it is down): retry once another is
+                // known, until the request's deadline, as etcd keeps a proposal waiting until
+                // it times out. Anything that may have reached it is not retried: a write must
+                // not apply twice.
+                Err(Forward::Unreached) => self.await_leader_change(Some(leader_id)).await,
+                Err(Forward::Failed(status)) => return Err(status),
+                Ok(applied) => return Ok(applied),
             }
         }
     }
@@ -187,21 +198,15 @@ impl Node {
             .max_encoding_message_size(usize::MAX))
     }
 
-    async fn forward_propose(&self, leader: &Member, command: Command) -> Result<Applied, Forward> {
+    async fn forward_propose(
+        &self,
+        leader_id: u64,
+        leader: &Member,
+        command: Command,
+    ) -> Result<Applied, Forward> {
         debug!(leader = %leader.name, "forwarding a write to the leader");
-        let resp = self
-            .internal_client(leader)
-            .map_err(Forward::Failed)?
-            .propose(command)
-            .await
-            .map_err(|s| match s.code() {
-                tonic::Code::Unavailable if is_connect_failure(&s) => Forward::Unreached,
-                tonic::Code::Unavailable | tonic::Code::Unknown => {
-                    Forward::Failed(LEADER_CHANGED.into())
-                }
-                _ => Forward::Failed(s),
-            })?
-            .into_inner();
+        let channel = self.channel_to(leader).map_err(Forward::Failed)?;
+        let resp = self.forwarder.forward(leader_id, channel, command).await?;
         let applied = applied_from_wire(resp).map_err(Forward::Failed)?;
         // Answer only once this member has applied the write as well, so that a read here
         // right after sees it (as etcd's followers answer after their own apply).
@@ -397,21 +402,6 @@ impl Node {
             .map_err(|e| Status::internal(format!("etcdserver: {e}")))?
             .map_err(store_status)
     }
-}
-
-/// How a forwarded write failed.
-enum Forward {
-    /// It never reached the leader: safe to send again.
-    Unreached,
-    /// It may have reached the leader, or the leader refused it.
-    Failed(Status),
-}
-
-/// Whether a transport status means the connection could not be made at all, so the request
-/// was never sent.
-fn is_connect_failure(status: &Status) -> bool {
-    let text = format!("{status:?}").to_ascii_lowercase();
-    text.contains("connect") || text.contains("dns error")
 }
 
 pub fn member_to_wire(m: &Member) -> RaftMember {

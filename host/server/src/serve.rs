@@ -7,6 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::forward::MAX_BATCH_BYTES;
 use anyhow::{Context, bail};
 use conclave_proto::conclavepb::internal_server::InternalServer;
 use conclave_proto::etcdserverpb::{
@@ -80,14 +81,23 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     };
 
     let tls = peer_tls(&config, &data_dir, initial.len())?;
+    if config.election_timeout < 5 * config.heartbeat_interval {
+        // etcd's rule and words.
+        bail!(
+            "--election-timeout[{}ms] should be at least as 5 times as --heartbeat-interval[{}ms]",
+            config.election_timeout,
+            config.heartbeat_interval
+        );
+    }
     let raft_config = openraft::Config {
         cluster_name: token.clone(),
         heartbeat_interval: config.heartbeat_interval,
-        election_timeout_min: config.election_timeout,
-        // openraft's leader lease is the upper bound: twice the timeout (etcd's randomized
-        // range) made a dead leader's lease outlast a whole first election, ~3.5 s to fail
-        // over; half again keeps elections randomized and failover near etcd's.
-        election_timeout_max: config.election_timeout + config.election_timeout / 2,
+        // A follower campaigns once it has heard nothing for openraft's leader lease (which is
+        // election_timeout_max) plus a timeout drawn from [min, max): between 1 and 1.5 times
+        // --election-timeout with these. etcd campaigns after 1 to 2 times it; taking the
+        // timeout itself as min and max, as before, failed over in 2.5 to 3 s, not 1 to 2.
+        election_timeout_min: config.election_timeout / 4,
+        election_timeout_max: config.election_timeout * 3 / 4,
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.snapshot_count),
         max_in_snapshot_log_to_keep: config.experimental_snapshot_catchup_entries,
         // A member that has been away asks before it disrupts a working leader.
@@ -136,7 +146,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     .add_service(ClusterServer::new(ClusterService::new(node.clone())))
     .add_service(
         InternalServer::new(InternalService::new(node.clone()))
-            .max_decoding_message_size(MAX_GRPC_MESSAGE),
+            .max_decoding_message_size(MAX_GRPC_MESSAGE + MAX_BATCH_BYTES),
     )
     .into_axum_router();
     let app = grpc.merge(gateway::router(Gateway { kv, maintenance }));

@@ -60,6 +60,9 @@ pub struct Applied {
 pub enum Durability {
     /// fsync before returning: the store is the durability point (a single node without a log).
     Sync,
-    /// Written, not fsynced: a durable log in front replays what a crash loses.
+    /// Handed to the LSM's journal buffer, not even written to the OS yet: a durable log in
+    /// front replays what a crash loses (the journal drops a torn last batch on recovery, and
+    /// the applied position travels in each batch, so the replay starts where the disk ends).
+    /// This saves a write(2) per batch; [`crate::Store::persist`] reaches the disk on demand.
     Buffered,
 }

@@ -35,7 +35,8 @@ use super::frame::{
     read_reply,
 };
 use crate::codec::{SnapshotHeader, Wire};
-use crate::state_machine::{Snapshot, SnapshotFile};
+use crate::snapshot::SnapshotSource;
+use crate::state_machine::Snapshot;
 use crate::types::{Member, TypeConfig, Vote};
 
 /// Stream priorities (quinn sends higher first): votes and heartbeats before replication,
@@ -292,23 +293,19 @@ impl PeerNetwork {
         let peer = self.peer();
         let deadline = Instant::now() + ttl;
         let conn = self.connect(deadline).await?;
-        let SnapshotFile { path } = &snapshot.snapshot;
         let file_error = |e: std::io::Error| -> StreamingError<TypeConfig> {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                // Replaced by a newer snapshot since openraft picked it: the retry takes that.
-                StreamingError::Network(NetworkError::from_string(format!(
-                    "snapshot file {} is gone: {e}",
-                    path.display()
-                )))
-            } else {
-                StreamingError::StorageError(StorageError::from_io_error(
-                    ErrorSubject::Snapshot(Some(snapshot.meta.signature())),
-                    ErrorVerb::Read,
-                    e,
-                ))
-            }
+            StreamingError::StorageError(StorageError::from_io_error(
+                ErrorSubject::Snapshot(Some(snapshot.meta.signature())),
+                ErrorVerb::Read,
+                e,
+            ))
         };
-        let mut file = tokio::fs::File::open(path).await.map_err(file_error)?;
+        let file = snapshot
+            .snapshot
+            .open(snapshot.meta.last_log_id)
+            .await
+            .map_err(file_error)?;
+        let mut file = tokio::fs::File::from_std(file);
         let len = file.metadata().await.map_err(file_error)?.len();
         let header = SnapshotHeader {
             vote,
@@ -362,7 +359,7 @@ impl PeerNetwork {
 }
 
 impl RaftNetworkV2<TypeConfig> for PeerNetwork {
-    type SnapshotData = SnapshotFile;
+    type SnapshotData = SnapshotSource;
 
     async fn append_entries(
         &mut self,

@@ -22,7 +22,8 @@ use super::frame::{
     read_required,
 };
 use crate::codec::{self, SnapshotHeader, Wire};
-use crate::state_machine::{Snapshot, SnapshotFile};
+use crate::snapshot::SnapshotSource;
+use crate::state_machine::Snapshot;
 use crate::types::{Raft, TypeConfig};
 
 /// Received snapshots are written to `download-<n>.part` until complete.
@@ -271,7 +272,7 @@ async fn receive_snapshot(
     }
     let snapshot = Snapshot {
         meta: header.meta,
-        snapshot: SnapshotFile { path: path.clone() },
+        snapshot: SnapshotSource::received(path.clone()),
     };
     let installed = service
         .raft

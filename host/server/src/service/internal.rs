@@ -4,12 +4,13 @@
 use std::sync::Arc;
 
 use conclave_proto::conclavepb::{
-    Command, ProposeResponse, PublishMemberRequest, PublishMemberResponse, ReadIndexRequest,
-    ReadIndexResponse, internal_server::Internal,
+    ProposeBatchRequest, ProposeBatchResponse, PublishMemberRequest, PublishMemberResponse,
+    ReadIndexRequest, ReadIndexResponse, internal_server::Internal,
 };
 use openraft::async_runtime::WatchReceiver;
 use tonic::{Request, Response, Status};
 
+use crate::forward::to_outcome;
 use crate::node::{Node, applied_to_wire, member_from_wire};
 
 #[derive(Clone)]
@@ -25,16 +26,26 @@ impl InternalService {
 
 #[tonic::async_trait]
 impl Internal for InternalService {
-    async fn propose(
+    async fn propose_batch(
         &self,
-        request: Request<Command>,
-    ) -> Result<Response<ProposeResponse>, Status> {
-        let request = request
-            .into_inner()
-            .request
-            .ok_or_else(|| Status::invalid_argument("etcdserver: empty proposal"))?;
-        let applied = self.node.propose(request).await?;
-        Ok(Response::new(applied_to_wire(applied)))
+        request: Request<ProposeBatchRequest>,
+    ) -> Result<Response<ProposeBatchResponse>, Status> {
+        // All at once: Raft puts them in as few log appends as it can.
+        let proposals = request.into_inner().commands.into_iter().map(|command| {
+            let node = self.node.clone();
+            async move {
+                let request = command
+                    .request
+                    .ok_or_else(|| Status::invalid_argument("etcdserver: empty proposal"))?;
+                node.propose(request).await.map(applied_to_wire)
+            }
+        });
+        let outcomes = futures::future::join_all(proposals)
+            .await
+            .into_iter()
+            .map(to_outcome)
+            .collect();
+        Ok(Response::new(ProposeBatchResponse { outcomes }))
     }
 
     async fn read_index(
