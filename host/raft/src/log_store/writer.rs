@@ -182,14 +182,16 @@ fn write_group(shared: &Shared, group: &mut [Op], unsynced: &mut bool) -> io::Re
         // Nothing of its own to write (an empty append): still, what it waits on must be on
         // disk before it completes.
         if sync && *unsynced {
-            shared.db.persist(PersistMode::SyncAll).map_err(fjall_err)?;
+            shared.db.persist(PersistMode::SyncData).map_err(fjall_err)?;
             Stats::add(&shared.stats.syncs, 1);
             *unsynced = false;
         }
     } else {
         let items = batch.len();
+        // fdatasync, as etcd's WAL: the journal's bytes and length reach the disk, its
+        // timestamps need not.
         batch
-            .durability(sync.then_some(PersistMode::SyncAll))
+            .durability(sync.then_some(PersistMode::SyncData))
             .commit()
             .map_err(fjall_err)?;
         *unsynced = !sync;
