@@ -239,11 +239,10 @@ impl Drop for Server {
     }
 }
 
-/// Runs etcdctl 3.4 against `endpoint` (`host:port`) only, with `stdin` as its input if given.
-pub fn etcdctl_at(endpoint: &str, args: &[&str], stdin: Option<&str>) -> Output {
-    let etcdctl = etcdctl_path();
-    let mut cmd = Command::new(etcdctl);
-    // Whatever the environment says, talk v3 to this server only.
+/// etcdctl 3.4 set up to talk v3 to `endpoint` (`host:port`) only, whatever the environment
+/// says; add the command's arguments.
+pub fn etcdctl_command(endpoint: &str) -> Command {
+    let mut cmd = Command::new(etcdctl_path());
     for (k, _) in std::env::vars_os() {
         if k.to_string_lossy().starts_with("ETCDCTL_") {
             cmd.env_remove(k);
@@ -252,8 +251,19 @@ pub fn etcdctl_at(endpoint: &str, args: &[&str], stdin: Option<&str>) -> Output 
     cmd.env("ETCDCTL_API", "3")
         .arg(format!("--endpoints={endpoint}"))
         .arg("--dial-timeout=10s")
-        .arg("--command-timeout=30s")
-        .args(args)
+        .arg("--command-timeout=30s");
+    cmd
+}
+
+/// Starts etcdctl 3.4 against `endpoint` with its output piped; with `stdin`, writes it to
+/// etcdctl's input and hands back the open pipe (dropping it ends the input).
+pub fn spawn_etcdctl(
+    endpoint: &str,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> (std::process::Child, Option<std::process::ChildStdin>) {
+    let mut cmd = etcdctl_command(endpoint);
+    cmd.args(args)
         .stdin(if stdin.is_some() {
             Stdio::piped()
         } else {
@@ -262,11 +272,19 @@ pub fn etcdctl_at(endpoint: &str, args: &[&str], stdin: Option<&str>) -> Output 
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("run etcdctl");
-    if let Some(input) = stdin {
+    let pipe = stdin.map(|input| {
         let mut pipe = child.stdin.take().expect("etcdctl's stdin");
         pipe.write_all(input.as_bytes())
             .expect("write etcdctl's stdin");
-    }
+        pipe
+    });
+    (child, pipe)
+}
+
+/// Runs etcdctl 3.4 against `endpoint` (`host:port`) only, with `stdin` as its input if given.
+pub fn etcdctl_at(endpoint: &str, args: &[&str], stdin: Option<&str>) -> Output {
+    let (child, pipe) = spawn_etcdctl(endpoint, args, stdin);
+    drop(pipe);
     child.wait_with_output().expect("wait for etcdctl")
 }
 

@@ -23,6 +23,12 @@ pub type Snapshot = openraft::type_config::alias::SnapshotOf<TypeConfig, Snapsho
 /// hang off this.
 pub trait ApplyListener: Send + Sync + 'static {
     fn applied(&self, outcomes: &[Applied]);
+
+    /// The store was replaced by a snapshot from the leader, now at `revision`: the changes
+    /// since the last applied batch were never announced.
+    fn installed(&self, revision: i64) {
+        let _ = revision;
+    }
 }
 
 pub struct StateMachine {
@@ -165,6 +171,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             && let Err(e) = std::fs::remove_file(path)
         {
             warn!(path = %path.display(), error = %e, "cannot remove an installed snapshot");
+        }
+        if let Some(listener) = &self.listener {
+            listener.installed(installed.revision);
         }
         // The data may be ahead of `meta` (see the snapshot module): openraft replays the log
         // from `meta`, and the store skips what it already holds.

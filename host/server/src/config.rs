@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Parser, ValueEnum};
@@ -91,6 +92,17 @@ pub struct Config {
         env = "ETCD_EXPERIMENTAL_SNAPSHOT_CATCHUP_ENTRIES"
     )]
     pub experimental_snapshot_catchup_entries: u64,
+
+    /// How often an idle watcher created with progress_notify hears the current revision
+    /// (e.g. 10m, 30s; etcd 3.4/3.5 call it --experimental-watch-progress-notify-interval).
+    #[arg(
+        long,
+        default_value = "10m",
+        value_parser = humantime::parse_duration,
+        alias = "experimental-watch-progress-notify-interval",
+        env = "ETCD_WATCH_PROGRESS_NOTIFY_INTERVAL"
+    )]
+    pub watch_progress_notify_interval: Duration,
 
     /// Initial cluster token; part of the member and cluster IDs.
     #[arg(

@@ -12,6 +12,7 @@ pub mod node;
 mod serve;
 pub mod service;
 mod validate;
+mod watch;
 
 pub use config::Config;
 pub use serve::run;

@@ -7,14 +7,14 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::forward::MAX_BATCH_BYTES;
 use anyhow::{Context, bail};
 use conclave_proto::conclavepb::internal_server::InternalServer;
 use conclave_proto::etcdserverpb::{
     cluster_server::ClusterServer, kv_server::KvServer, maintenance_server::MaintenanceServer,
+    watch_server::WatchServer,
 };
 use conclave_raft::network::PeerTransport;
-use conclave_raft::{LogStore, Member, Raft, StateMachine};
+use conclave_raft::{ApplyListener, LogStore, Member, Raft, StateMachine};
 use conclave_store::Store;
 use conclave_tls::PeerTls;
 use openraft::async_runtime::WatchReceiver;
@@ -25,10 +25,14 @@ use tracing::{info, warn};
 
 use crate::authority::AuthorityListener;
 use crate::config::{ClusterState, Config, peer_addr, socket_addr};
+use crate::forward::MAX_BATCH_BYTES;
 use crate::gateway::{self, Gateway};
 use crate::ids;
 use crate::node::{Identity, MAX_REQUEST_BYTES, Node};
-use crate::service::{ClusterService, InternalService, KvService, MaintenanceService};
+use crate::service::{
+    ClusterService, InternalService, KvService, MaintenanceService, WatchService,
+};
+use crate::watch::{StreamConfig, WatchHub};
 
 /// gRPC's receive limit, as etcd sets it: the request limit plus room for framing, so that a
 /// request a little over the limit gets etcd's "request is too large" rather than a transport error.
@@ -112,8 +116,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .context("cannot open the raft log")?;
     let snapshots = data_dir.join("snapshots");
-    let state_machine = StateMachine::new(store.clone(), &snapshots, None)
-        .context("cannot open the state machine")?;
+    let hub = Arc::new(WatchHub::new());
+    let state_machine = StateMachine::new(
+        store.clone(),
+        &snapshots,
+        Some(hub.clone() as Arc<dyn ApplyListener>),
+    )
+    .context("cannot open the state machine")?;
     let peer_url = config
         .listen_peer_urls
         .first()
@@ -135,6 +144,16 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     bootstrap(&config, &raft, &initial_ids, &me).await?;
 
     let node = Node::new(store.clone(), raft.clone(), identity, me, token.clone());
+    // Stops the client listeners, and the watch streams that would hold them open.
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let watches = WatchService::new(
+        node.clone(),
+        hub,
+        StreamConfig {
+            progress_interval: config.watch_progress_notify_interval,
+        },
+        stop_rx.clone(),
+    );
     let kv = KvService::new(node.clone());
     let maintenance = MaintenanceService::new(node.clone());
     let grpc = tonic::service::Routes::new(
@@ -144,6 +163,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         MaintenanceServer::new(maintenance.clone()).max_decoding_message_size(MAX_GRPC_MESSAGE),
     )
     .add_service(ClusterServer::new(ClusterService::new(node.clone())))
+    .add_service(WatchServer::new(watches))
     .add_service(
         InternalServer::new(InternalService::new(node.clone()))
             .max_decoding_message_size(MAX_GRPC_MESSAGE + MAX_BATCH_BYTES),
@@ -151,7 +171,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     .into_axum_router();
     let app = grpc.merge(gateway::router(Gateway { kv, maintenance }));
 
-    let (stop_tx, stop_rx) = watch::channel(false);
     let mut servers = Vec::new();
     for url in &config.listen_client_urls {
         let addr = socket_addr(url).await?;

@@ -6,6 +6,7 @@ mod apply;
 mod backend;
 mod compact;
 mod error;
+mod history;
 mod index;
 pub mod key_range;
 mod read;
@@ -16,6 +17,7 @@ mod write;
 
 pub use apply::{Applied, Durability, Entry, Response};
 pub use error::{RequestError, Result, StoreError};
+pub use history::History;
 pub use key_range::{KeyRange, prefix_end};
 pub use revision::Revision;
 pub use snapshot::SnapshotInfo;

@@ -182,7 +182,10 @@ fn write_group(shared: &Shared, group: &mut [Op], unsynced: &mut bool) -> io::Re
         // Nothing of its own to write (an empty append): still, what it waits on must be on
         // disk before it completes.
         if sync && *unsynced {
-            shared.db.persist(PersistMode::SyncData).map_err(fjall_err)?;
+            shared
+                .db
+                .persist(PersistMode::SyncData)
+                .map_err(fjall_err)?;
             Stats::add(&shared.stats.syncs, 1);
             *unsynced = false;
         }

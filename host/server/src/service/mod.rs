@@ -4,8 +4,10 @@ mod cluster;
 mod internal;
 mod kv;
 mod maintenance;
+mod watch;
 
 pub use cluster::ClusterService;
 pub use internal::InternalService;
 pub use kv::KvService;
 pub use maintenance::{ETCD_API_VERSION, MaintenanceService};
+pub use watch::WatchService;
