@@ -9,6 +9,7 @@ mod forward;
 mod gateway;
 mod ids;
 pub mod node;
+mod read_batch;
 mod serve;
 pub mod service;
 mod validate;

@@ -28,6 +28,7 @@ use crate::error::{
     LEADER_CHANGED, NO_LEADER, REQUEST_TIMED_OUT, REQUEST_TOO_LARGE, STOPPED, store_status,
 };
 use crate::forward::{Forward, Forwarder};
+use crate::read_batch::ReadBatch;
 
 /// etcd's --max-request-bytes default: the largest write proposal.
 pub const MAX_REQUEST_BYTES: usize = 1536 * 1024;
@@ -65,6 +66,8 @@ pub struct Node {
     membership_changes: tokio::sync::Mutex<()>,
     /// Batches this member's writes to the leader while it is a follower.
     forwarder: Forwarder,
+    /// Linearizable reads waiting for a shared read index.
+    reads: ReadBatch,
 }
 
 impl Node {
@@ -84,6 +87,7 @@ impl Node {
             channels: Mutex::new(HashMap::new()),
             membership_changes: tokio::sync::Mutex::new(()),
             forwarder: Forwarder::spawn(),
+            reads: ReadBatch::default(),
         })
     }
 
@@ -226,15 +230,30 @@ impl Node {
             .map_err(|_| Status::from(REQUEST_TIMED_OUT))
     }
 
-    /// Makes the next local read linearizable: on the leader, a read index confirmed by a
-    /// quorum; on a follower, the leader's read index, then waiting to apply up to it.
-    pub async fn linearize(&self) -> Result<(), Status> {
+    /// Makes the next local read linearizable: waits for a read index obtained after this
+    /// call began (shared with the reads arriving meanwhile, see `read_batch`), then until
+    /// this member has applied up to it.
+    pub async fn linearize(self: &Arc<Self>) -> Result<(), Status> {
+        let (answer, start) = self.reads.join();
+        if start {
+            let node = self.clone();
+            tokio::spawn(async move { node.reads.run(|| node.confirm_read_index()).await });
+        }
+        let index = tokio::time::timeout(REQUEST_TIMEOUT, answer)
+            .await
+            .map_err(|_| Status::from(REQUEST_TIMED_OUT))?
+            .map_err(|_| Status::from(LEADER_CHANGED))??;
+        self.wait_applied(index).await
+    }
+
+    /// One read index: on the leader, confirmed by a quorum; on a follower, the leader's.
+    async fn confirm_read_index(&self) -> Result<u64, Status> {
         tokio::time::timeout(REQUEST_TIMEOUT, async {
             loop {
                 let leader = self.raft.metrics().borrow_watched().current_leader;
                 if leader == Some(self.identity.member_id) {
                     match self.raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
-                        Ok(_) => return Ok(()),
+                        Ok(read) => return Ok(read.log_id().index),
                         Err(RaftError::Fatal(_)) => return Err(Status::from(STOPPED)),
                         Err(RaftError::APIError(e)) => {
                             debug!(error = %e, "read index refused; waiting for a leader");
@@ -243,24 +262,15 @@ impl Node {
                     }
                     continue;
                 }
-                let node = leader.and_then(|l| {
-                    self.raft
-                        .metrics()
-                        .borrow_watched()
-                        .membership_config
-                        .get_node(&l)
-                        .cloned()
-                });
-                match node.filter(|m| !m.client_urls.is_empty()) {
-                    Some(leader_member) => {
-                        let index = self
+                match self.leader() {
+                    Some((_, leader_member)) => {
+                        return Ok(self
                             .internal_client(&leader_member)?
                             .read_index(ReadIndexRequest {})
                             .await
                             .map_err(|_| Status::from(LEADER_CHANGED))?
                             .into_inner()
-                            .index;
-                        return self.wait_applied(index).await;
+                            .index);
                     }
                     None => self.await_leader_change(leader).await,
                 }
