@@ -12,59 +12,12 @@ use std::process::{Child, ChildStdin};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::cluster::Cluster;
-use common::{Server, etcdctl_at, spawn_etcdctl, stdout_ok};
+use common::target::Target;
+use common::{etcdctl_at, spawn_etcdctl, stdout_ok};
 use serde_json::Value;
 
 /// How long a watch may take to print what it is expected to.
 const PATIENCE: Duration = Duration::from_secs(20);
-
-enum Target {
-    Single(Server),
-    Follower { cluster: Cluster, member: usize },
-}
-
-impl Target {
-    fn endpoint(&self) -> String {
-        match self {
-            Target::Single(s) => s.endpoint(),
-            Target::Follower { cluster, member } => cluster.endpoint(*member),
-        }
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        stdout_ok(&etcdctl_at(&self.endpoint(), args, None))
-    }
-
-    fn revision(&self) -> i64 {
-        let out = self.ok(&["get", "any-key", "-w", "json"]);
-        let v: Value = serde_json::from_str(&out).expect("etcdctl -w json");
-        v["header"]["revision"].as_i64().expect("header.revision")
-    }
-}
-
-macro_rules! single_and_cluster {
-    ($($test:ident),* $(,)?) => {
-        mod single {
-            $(
-                #[test]
-                fn $test() {
-                    super::$test(&super::Target::Single(super::Server::start()));
-                }
-            )*
-        }
-        mod cluster_follower {
-            $(
-                #[test]
-                fn $test() {
-                    let mut cluster = super::Cluster::start(3);
-                    let member = cluster.followers()[0];
-                    super::$test(&super::Target::Follower { cluster, member });
-                }
-            )*
-        }
-    };
-}
 
 single_and_cluster!(
     watch_prefix_with_prev_kv,

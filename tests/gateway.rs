@@ -280,3 +280,37 @@ fn health() {
     let body: Value = serde_json::from_str(&resp.body).expect("JSON health");
     assert_eq!(body["health"], "true", "{body}");
 }
+
+#[test]
+fn leases_over_the_gateway() {
+    let s = Server::start();
+    // etcd's JSON names for the lease messages are its proto names: ID, TTL, grantedTTL.
+    let granted = ok(&s, "/v3/lease/grant", json!({"TTL": "60", "ID": "4096"}));
+    assert_eq!(granted["ID"], json!("4096"), "{granted}");
+    assert_eq!(granted["TTL"], json!("60"), "{granted}");
+    ok(
+        &s,
+        "/v3/kv/put",
+        json!({"key": b64("svc/x"), "value": b64("1"), "lease": "4096"}),
+    );
+    let ttl = ok(
+        &s,
+        "/v3/lease/timetolive",
+        json!({"ID": "4096", "keys": true}),
+    );
+    assert_eq!(ttl["grantedTTL"], json!("60"), "{ttl}");
+    assert_eq!(ttl["keys"], json!([b64("svc/x")]), "{ttl}");
+    let kept = ok(&s, "/v3/lease/keepalive", json!({"ID": "4096"}));
+    assert_eq!(kept["result"]["TTL"], json!("60"), "{kept}");
+    let leases = ok(&s, "/v3/lease/leases", json!({}));
+    assert_eq!(leases["leases"], json!([{"ID": "4096"}]), "{leases}");
+    ok(&s, "/v3/lease/revoke", json!({"ID": "4096"}));
+    let gone = ok(&s, "/v3/kv/range", json!({"key": b64("svc/x")}));
+    assert!(gone.get("kvs").is_none(), "{gone}");
+    let (status, err) = s.post_json("/v3/lease/revoke", &json!({"ID": "4096"}));
+    assert_eq!(status, 404, "{err}");
+    assert_eq!(
+        err["message"],
+        json!("etcdserver: requested lease not found")
+    );
+}

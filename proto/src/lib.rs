@@ -80,6 +80,11 @@ impl std::fmt::Display for conclavepb::Command {
                 t.failure.len()
             ),
             Some(Request::Compaction(c)) => write!(f, "compact {}", c.revision),
+            Some(Request::LeaseGrant(g)) => write!(f, "lease grant {:x} ttl {}", g.id, g.ttl),
+            Some(Request::LeaseRevoke(r)) => write!(f, "lease revoke {:x}", r.id),
+            Some(Request::LeaseCheckpoint(c)) => {
+                write!(f, "lease checkpoint ({} leases)", c.checkpoints.len())
+            }
             None => write!(f, "empty"),
         }
     }

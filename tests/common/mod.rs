@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod target;
 
 use std::fs::OpenOptions;
 use std::io::{Read, Write};

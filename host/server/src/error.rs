@@ -63,6 +63,7 @@ pub fn request_status(e: &RequestError) -> Status {
         RequestError::Compacted | RequestError::FutureRevision => Code::OutOfRange,
         RequestError::LeaseNotFound => Code::NotFound,
         RequestError::KeyNotFound => Code::InvalidArgument,
+        RequestError::LeaseExists => Code::FailedPrecondition,
     };
     Status::new(code, e.to_string())
 }

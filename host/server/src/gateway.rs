@@ -12,19 +12,21 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use conclave_proto::etcdserverpb::{
-    CompactionRequest, DeleteRangeRequest, PutRequest, RangeRequest, StatusRequest, TxnRequest,
-    kv_server::Kv, maintenance_server::Maintenance,
+    CompactionRequest, DeleteRangeRequest, LeaseGrantRequest, LeaseKeepAliveRequest,
+    LeaseLeasesRequest, LeaseRevokeRequest, LeaseTimeToLiveRequest, PutRequest, RangeRequest,
+    StatusRequest, TxnRequest, kv_server::Kv, lease_server::Lease, maintenance_server::Maintenance,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tonic::{Code, Status};
 
-use crate::service::{KvService, MaintenanceService};
+use crate::service::{KvService, LeaseService, MaintenanceService};
 
 #[derive(Clone)]
 pub struct Gateway {
     pub kv: KvService,
     pub maintenance: MaintenanceService,
+    pub lease: LeaseService,
 }
 
 pub fn router(gateway: Gateway) -> Router {
@@ -35,6 +37,15 @@ pub fn router(gateway: Gateway) -> Router {
         .route("/v3/kv/txn", post(txn))
         .route("/v3/kv/compaction", post(compaction))
         .route("/v3/maintenance/status", post(status))
+        .route("/v3/lease/grant", post(lease_grant))
+        // etcd serves the older /v3/kv/lease/... paths too.
+        .route("/v3/lease/revoke", post(lease_revoke))
+        .route("/v3/kv/lease/revoke", post(lease_revoke))
+        .route("/v3/lease/timetolive", post(lease_time_to_live))
+        .route("/v3/kv/lease/timetolive", post(lease_time_to_live))
+        .route("/v3/lease/leases", post(lease_leases))
+        .route("/v3/kv/lease/leases", post(lease_leases))
+        .route("/v3/lease/keepalive", post(lease_keep_alive))
         .route("/health", get(health))
         .with_state(gateway)
 }
@@ -144,6 +155,50 @@ async fn status(State(g): State<Gateway>, body: Bytes) -> Response {
         g.maintenance.status(r).await
     })
     .await
+}
+
+async fn lease_grant(State(g): State<Gateway>, body: Bytes) -> Response {
+    unary(body, |r: tonic::Request<LeaseGrantRequest>| async move {
+        g.lease.lease_grant(r).await
+    })
+    .await
+}
+
+async fn lease_revoke(State(g): State<Gateway>, body: Bytes) -> Response {
+    unary(body, |r: tonic::Request<LeaseRevokeRequest>| async move {
+        g.lease.lease_revoke(r).await
+    })
+    .await
+}
+
+async fn lease_time_to_live(State(g): State<Gateway>, body: Bytes) -> Response {
+    unary(body, |r: tonic::Request<LeaseTimeToLiveRequest>| async move {
+        g.lease.lease_time_to_live(r).await
+    })
+    .await
+}
+
+async fn lease_leases(State(g): State<Gateway>, body: Bytes) -> Response {
+    unary(body, |r: tonic::Request<LeaseLeasesRequest>| async move {
+        g.lease.lease_leases(r).await
+    })
+    .await
+}
+
+/// A stream in etcd's gateway: one request body in, `{"result": ...}` out (one keep-alive).
+async fn lease_keep_alive(State(g): State<Gateway>, body: Bytes) -> Response {
+    #[derive(Serialize)]
+    struct Streamed<T> {
+        result: T,
+    }
+    let req: LeaseKeepAliveRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return error(&Status::invalid_argument(e.to_string())),
+    };
+    match g.lease.keep_alive_once(req).await {
+        Ok(resp) => json(StatusCode::OK, &Streamed { result: resp }),
+        Err(status) => error(&status),
+    }
 }
 
 /// etcd's `/health`: healthy when a linearizable read succeeds.

@@ -8,6 +8,7 @@ mod error;
 mod forward;
 mod gateway;
 mod ids;
+mod lease;
 pub mod node;
 mod read_batch;
 mod serve;

@@ -196,7 +196,10 @@ impl Node {
         Ok(channel)
     }
 
-    fn internal_client(&self, leader: &Member) -> Result<InternalClient<Channel>, Status> {
+    pub(crate) fn internal_client(
+        &self,
+        leader: &Member,
+    ) -> Result<InternalClient<Channel>, Status> {
         Ok(InternalClient::new(self.channel_to(leader)?)
             .max_decoding_message_size(usize::MAX)
             .max_encoding_message_size(usize::MAX))
@@ -438,6 +441,9 @@ fn applied_from_wire(resp: ProposeResponse) -> Result<Applied, Status> {
         Some(R::DeleteRange(r)) => Ok(Response::DeleteRange(r)),
         Some(R::Txn(r)) => Ok(Response::Txn(r)),
         Some(R::Compaction(r)) => Ok(Response::Compaction(r)),
+        Some(R::LeaseGrant(r)) => Ok(Response::LeaseGrant(r)),
+        Some(R::LeaseRevoke(r)) => Ok(Response::LeaseRevoke(r)),
+        Some(R::LeaseCheckpoint(r)) => Ok(Response::LeaseCheckpoint(r)),
         Some(R::Error(message)) => Err(RequestError::from_message(&message)
             .ok_or_else(|| Status::internal(format!("leader answered: {message}")))?),
         None => Ok(Response::Empty),
@@ -458,6 +464,9 @@ pub fn applied_to_wire(applied: Applied) -> ProposeResponse {
         Ok(Response::DeleteRange(r)) => Some(R::DeleteRange(r)),
         Ok(Response::Txn(r)) => Some(R::Txn(r)),
         Ok(Response::Compaction(r)) => Some(R::Compaction(r)),
+        Ok(Response::LeaseGrant(r)) => Some(R::LeaseGrant(r)),
+        Ok(Response::LeaseRevoke(r)) => Some(R::LeaseRevoke(r)),
+        Ok(Response::LeaseCheckpoint(r)) => Some(R::LeaseCheckpoint(r)),
         Ok(Response::Empty) => None,
         Err(e) => Some(R::Error(e.to_string())),
     };

@@ -10,8 +10,8 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use conclave_proto::conclavepb::internal_server::InternalServer;
 use conclave_proto::etcdserverpb::{
-    cluster_server::ClusterServer, kv_server::KvServer, maintenance_server::MaintenanceServer,
-    watch_server::WatchServer,
+    cluster_server::ClusterServer, kv_server::KvServer, lease_server::LeaseServer,
+    maintenance_server::MaintenanceServer, watch_server::WatchServer,
 };
 use conclave_raft::network::PeerTransport;
 use conclave_raft::{ApplyListener, LogStore, Member, Raft, StateMachine};
@@ -28,9 +28,10 @@ use crate::config::{ClusterState, Config, peer_addr, socket_addr};
 use crate::forward::MAX_BATCH_BYTES;
 use crate::gateway::{self, Gateway};
 use crate::ids;
+use crate::lease::{Lessor, min_lease_ttl};
 use crate::node::{Identity, MAX_REQUEST_BYTES, Node};
 use crate::service::{
-    ClusterService, InternalService, KvService, MaintenanceService, WatchService,
+    ClusterService, InternalService, KvService, LeaseService, MaintenanceService, WatchService,
 };
 use crate::watch::{StreamConfig, WatchHub};
 
@@ -154,6 +155,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         },
         stop_rx.clone(),
     );
+    let lessor = Lessor::new(node.clone());
+    let lessor_task = tokio::spawn(lessor.clone().run());
+    let leases = LeaseService::new(
+        node.clone(),
+        lessor.clone(),
+        min_lease_ttl(config.election_timeout),
+    );
     let kv = KvService::new(node.clone());
     let maintenance = MaintenanceService::new(node.clone());
     let grpc = tonic::service::Routes::new(
@@ -164,12 +172,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     )
     .add_service(ClusterServer::new(ClusterService::new(node.clone())))
     .add_service(WatchServer::new(watches))
+    .add_service(LeaseServer::new(leases.clone()))
     .add_service(
-        InternalServer::new(InternalService::new(node.clone()))
+        InternalServer::new(InternalService::new(node.clone(), lessor))
             .max_decoding_message_size(MAX_GRPC_MESSAGE + MAX_BATCH_BYTES),
     )
     .into_axum_router();
-    let app = grpc.merge(gateway::router(Gateway { kv, maintenance }));
+    let app = grpc.merge(gateway::router(Gateway {
+        kv,
+        maintenance,
+        lease: leases.clone(),
+    }));
 
     let mut servers = Vec::new();
     for url in &config.listen_client_urls {
@@ -202,6 +215,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     shutdown_signal().await;
     info!("shutting down");
     publisher.abort();
+    lessor_task.abort();
     // As etcd does: a leader that is asked to stop hands over first, so writes pause for a
     // transfer rather than for an election timeout.
     if node.is_leader() {

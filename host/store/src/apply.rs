@@ -5,7 +5,8 @@
 
 use conclave_proto::conclavepb::{Command, command::Request};
 use conclave_proto::etcdserverpb::{
-    CompactionResponse, DeleteRangeResponse, PutResponse, TxnResponse,
+    CompactionResponse, DeleteRangeResponse, LeaseCheckpointResponse, LeaseGrantResponse,
+    LeaseRevokeResponse, PutResponse, TxnResponse,
 };
 use conclave_proto::mvccpb::Event;
 
@@ -40,6 +41,9 @@ pub enum Response {
     DeleteRange(DeleteRangeResponse),
     Txn(TxnResponse),
     Compaction(CompactionResponse),
+    LeaseGrant(LeaseGrantResponse),
+    LeaseRevoke(LeaseRevokeResponse),
+    LeaseCheckpoint(LeaseCheckpointResponse),
     /// An entry without a command.
     Empty,
 }

@@ -15,15 +15,18 @@ pub enum RequestError {
     LeaseNotFound,
     #[error("etcdserver: key not found")]
     KeyNotFound,
+    #[error("etcdserver: lease already exists")]
+    LeaseExists,
 }
 
 impl RequestError {
     /// Every variant, for mapping messages back.
-    const ALL: [RequestError; 4] = [
+    const ALL: [RequestError; 5] = [
         RequestError::Compacted,
         RequestError::FutureRevision,
         RequestError::LeaseNotFound,
         RequestError::KeyNotFound,
+        RequestError::LeaseExists,
     ];
 
     /// The error whose message this is: a member that forwarded a write reads the leader's

@@ -16,6 +16,7 @@ use crate::backend::{
 };
 use crate::compact::Compactor;
 use crate::error::{Result, StoreError};
+use crate::lease::{LeaseInfo, META_LEASE_PREFIX, decode_lease};
 use crate::read;
 use crate::revision::Revision;
 use crate::write::{BatchWriter, CompactionJob, State};
@@ -257,6 +258,16 @@ impl Store {
         Ok(())
     }
 
+    /// A lease with its attached keys; None if it does not exist.
+    pub fn lease(&self, id: i64) -> Option<LeaseInfo> {
+        self.state.read().state.leases.get(id)
+    }
+
+    /// Every lease (without keys), by ID.
+    pub fn leases(&self) -> Vec<LeaseInfo> {
+        self.state.read().state.leases.all()
+    }
+
     /// fsyncs everything written so far.
     pub fn persist(&self) -> Result<()> {
         self.backend.persist()
@@ -285,12 +296,18 @@ pub(crate) fn load_state(backend: &Backend) -> Result<(State, Option<CompactionJ
         ..Default::default()
     };
     let compact_done = backend.meta_i64(META_COMPACT_DONE)?.unwrap_or(0);
+    for guard in backend.meta.prefix(META_LEASE_PREFIX) {
+        let (key, value) = guard.into_inner()?;
+        let (id, ttl, remaining) = decode_lease(&key, &value)
+            .ok_or_else(|| StoreError::Corrupt(format!("bad lease entry {key:?}")))?;
+        state.leases.grant(id, ttl, remaining);
+    }
     for guard in backend.kv.iter() {
         let (key, value) = guard.into_inner()?;
         let rev = Revision::from_key(&key)
             .ok_or_else(|| StoreError::Corrupt(format!("bad revision key {key:?}")))?;
         let rec = Record::decode(rev, &value)?;
-        BatchWriter::restore(&mut state.index, rev, &rec);
+        BatchWriter::restore(&mut state, rev, &rec);
         state.current = state.current.max(rev.main);
     }
     let mut pending = None;

@@ -6,8 +6,9 @@ use std::collections::HashSet;
 use conclave_proto::conclavepb::command::Request;
 use conclave_proto::etcdserverpb::{
     CompactionRequest, CompactionResponse, Compare, DeleteRangeRequest, DeleteRangeResponse,
-    PutRequest, PutResponse, RangeRequest, RangeResponse, RequestOp, ResponseHeader, ResponseOp,
-    TxnRequest, TxnResponse,
+    LeaseCheckpointRequest, LeaseCheckpointResponse, LeaseGrantRequest, LeaseGrantResponse,
+    LeaseRevokeRequest, LeaseRevokeResponse, PutRequest, PutResponse, RangeRequest, RangeResponse,
+    RequestOp, ResponseHeader, ResponseOp, TxnRequest, TxnResponse,
     compare::{CompareResult, CompareTarget, TargetUnion},
     request_op, response_op,
 };
@@ -18,6 +19,7 @@ use crate::backend::{Backend, Record};
 use crate::error::{RequestError, Result};
 use crate::index::{Change, KeyIndex};
 use crate::key_range::KeyRange;
+use crate::lease::{Leases, encode_lease, lease_key};
 use crate::read;
 use crate::revision::Revision;
 
@@ -28,6 +30,7 @@ pub(crate) struct State {
     pub current: i64,
     pub compacted: i64,
     pub applied: (u64, u64),
+    pub leases: Leases,
 }
 
 /// A compaction decided in this batch, to be carried out on disk once the batch is durable.
@@ -110,6 +113,9 @@ impl<'a> BatchWriter<'a> {
             Request::DeleteRange(del) => Response::DeleteRange(self.delete_range(&mut txn, del)?),
             Request::Txn(t) => Response::Txn(self.txn(&mut txn, t)?),
             Request::Compaction(c) => Response::Compaction(self.compact(c)?),
+            Request::LeaseGrant(g) => Response::LeaseGrant(self.lease_grant(g)?),
+            Request::LeaseRevoke(r) => Response::LeaseRevoke(self.lease_revoke(&mut txn, r)?),
+            Request::LeaseCheckpoint(c) => Response::LeaseCheckpoint(self.lease_checkpoint(c)),
         };
         if txn.changed() {
             self.state.current = txn.main;
@@ -143,8 +149,7 @@ impl<'a> BatchWriter<'a> {
 
     /// A put's preconditions, checked against the state before the command writes anything.
     fn check_put(&self, put: &PutRequest) -> Result<()> {
-        if !put.ignore_lease && put.lease != 0 {
-            // Leases arrive with the lease service; until then no lease exists.
+        if !put.ignore_lease && put.lease != 0 && !self.state.leases.exists(put.lease) {
             return Err(RequestError::LeaseNotFound.into());
         }
         if (put.ignore_value || put.ignore_lease) && !self.is_live(&put.key) {
@@ -173,6 +178,7 @@ impl<'a> BatchWriter<'a> {
         };
         let rev = txn.next_rev();
         let (create_revision, version) = self.state.index.put(&put.key, rev);
+        self.state.leases.attach(&put.key, lease);
         let kv = KeyValue {
             key: put.key.clone(),
             create_revision,
@@ -214,6 +220,7 @@ impl<'a> BatchWriter<'a> {
         for (key, _) in &victims {
             let rev = txn.next_rev();
             self.state.index.delete(key, rev);
+            self.state.leases.detach(key);
             let kv = KeyValue {
                 key: key.clone(),
                 mod_revision: rev.main,
@@ -380,8 +387,71 @@ impl<'a> BatchWriter<'a> {
         })
     }
 
+    fn lease_grant(&mut self, g: &LeaseGrantRequest) -> Result<LeaseGrantResponse> {
+        if self.state.leases.exists(g.id) {
+            return Err(RequestError::LeaseExists.into());
+        }
+        self.state.leases.grant(g.id, g.ttl, 0);
+        self.batch
+            .insert(&self.backend.meta, lease_key(g.id), encode_lease(g.ttl, 0));
+        Ok(LeaseGrantResponse {
+            header: header(self.state.current),
+            id: g.id,
+            ttl: g.ttl,
+            error: String::new(),
+        })
+    }
+
+    /// Revokes a lease and deletes its keys, all in one revision (none if it had no keys).
+    fn lease_revoke(
+        &mut self,
+        txn: &mut WriteTxn,
+        r: &LeaseRevokeRequest,
+    ) -> Result<LeaseRevokeResponse> {
+        let keys = self
+            .state
+            .leases
+            .revoke(r.id)
+            .ok_or(RequestError::LeaseNotFound)?;
+        self.batch.remove(&self.backend.meta, lease_key(r.id));
+        for key in keys {
+            let del = DeleteRangeRequest {
+                key,
+                ..Default::default()
+            };
+            self.delete_range(txn, &del)?;
+        }
+        Ok(LeaseRevokeResponse {
+            header: header(txn.read_rev()),
+        })
+    }
+
+    /// Records remaining TTLs; leases revoked meanwhile are skipped.
+    fn lease_checkpoint(&mut self, c: &LeaseCheckpointRequest) -> LeaseCheckpointResponse {
+        for cp in &c.checkpoints {
+            if self.state.leases.checkpoint(cp.id, cp.remaining_ttl)
+                && let Some(lease) = self.state.leases.get(cp.id)
+            {
+                self.batch.insert(
+                    &self.backend.meta,
+                    lease_key(cp.id),
+                    encode_lease(lease.ttl, cp.remaining_ttl),
+                );
+            }
+        }
+        LeaseCheckpointResponse {
+            header: header(self.state.current),
+        }
+    }
+
     /// Rebuild helper for start-up: one record read back from disk.
-    pub fn restore(index: &mut KeyIndex, rev: Revision, rec: &Record) {
+    pub fn restore(state: &mut State, rev: Revision, rec: &Record) {
+        if rec.tombstone {
+            state.leases.detach(&rec.kv.key);
+        } else {
+            state.leases.attach(&rec.kv.key, rec.kv.lease);
+        }
+        let index = &mut state.index;
         index.restore(
             &rec.kv.key,
             Change {

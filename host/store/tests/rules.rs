@@ -2,8 +2,9 @@
 
 use conclave_proto::conclavepb::command::Request;
 use conclave_proto::etcdserverpb::{
-    CompactionRequest, Compare, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp,
-    TxnRequest, TxnResponse,
+    CompactionRequest, Compare, DeleteRangeRequest, LeaseCheckpoint, LeaseCheckpointRequest,
+    LeaseGrantRequest, LeaseRevokeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest,
+    TxnResponse,
     compare::{CompareResult, CompareTarget, TargetUnion},
     range_request::{SortOrder, SortTarget},
     request_op, response_op,
@@ -547,4 +548,152 @@ fn range_options() {
         })
         .unwrap();
     assert_eq!(keys(prefix), ["a"]);
+}
+
+fn lease_put(k: &str, v: &str, lease: i64) -> Request {
+    Request::Put(PutRequest {
+        key: k.into(),
+        value: v.into(),
+        lease,
+        ..Default::default()
+    })
+}
+
+fn grant(id: i64, ttl: i64) -> Request {
+    Request::LeaseGrant(LeaseGrantRequest { id, ttl })
+}
+
+#[test]
+fn leases_attach_keys_survive_restart_and_revoke_in_one_revision() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path()).unwrap();
+        let reqs = [
+            grant(7, 30),
+            lease_put("a", "1", 7),
+            lease_put("b", "2", 7),
+            lease_put("c", "3", 0),
+            // Moved off the lease by a put without one.
+            put("b", "2b"),
+            Request::LeaseCheckpoint(LeaseCheckpointRequest {
+                checkpoints: vec![LeaseCheckpoint {
+                    id: 7,
+                    remaining_ttl: 12,
+                }],
+            }),
+        ];
+        let entries: Vec<_> = reqs
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| Entry::new(i as u64 + 1, 1, r))
+            .collect();
+        let applied = store.apply(&entries, Durability::Sync).unwrap();
+        assert!(applied.iter().all(|a| a.result.is_ok()), "{applied:?}");
+        // A grant makes no revision: four puts on top of the first revision.
+        assert_eq!(store.current_revision(), 5);
+    }
+    let store = Store::open(dir.path()).unwrap();
+    let lease = store.lease(7).expect("the lease survives a restart");
+    assert_eq!((lease.ttl, lease.remaining), (30, 12));
+    assert_eq!(lease.keys, vec![b"a".to_vec()]);
+
+    let revoked = store
+        .apply(
+            &[Entry::new(
+                7,
+                1,
+                Request::LeaseRevoke(LeaseRevokeRequest { id: 7 }),
+            )],
+            Durability::Sync,
+        )
+        .unwrap()
+        .pop()
+        .unwrap();
+    assert!(revoked.result.is_ok(), "{revoked:?}");
+    assert_eq!(
+        revoked.revision, 6,
+        "the revoke deletes its keys in one revision"
+    );
+    assert_eq!(revoked.events.len(), 1);
+    assert_eq!(revoked.events[0].r#type, EventType::Delete as i32);
+    assert!(store.lease(7).is_none());
+    assert!(store.leases().is_empty());
+}
+
+#[test]
+fn lease_rules() {
+    let mut t = T::new();
+    assert_eq!(
+        t.apply(lease_put("k", "v", 99)).result.unwrap_err(),
+        RequestError::LeaseNotFound
+    );
+    assert!(t.apply(grant(99, 10)).result.is_ok());
+    assert_eq!(
+        t.apply(grant(99, 10)).result.unwrap_err(),
+        RequestError::LeaseExists
+    );
+    assert_eq!(
+        t.apply(Request::LeaseRevoke(LeaseRevokeRequest { id: 5 }))
+            .result
+            .unwrap_err(),
+        RequestError::LeaseNotFound
+    );
+    // ignore_lease keeps the key's lease.
+    t.apply(lease_put("k", "v", 99));
+    t.apply(Request::Put(PutRequest {
+        key: "k".into(),
+        value: "w".into(),
+        ignore_lease: true,
+        ..Default::default()
+    }));
+    assert_eq!(t.get("k").unwrap().lease, 99);
+    assert_eq!(t.store.lease(99).unwrap().keys, vec![b"k".to_vec()]);
+    // A revoke of a lease without keys makes no revision.
+    t.apply(grant(100, 10));
+    let before = t.store.current_revision();
+    t.apply(Request::LeaseRevoke(LeaseRevokeRequest { id: 100 }));
+    assert_eq!(t.store.current_revision(), before);
+}
+
+#[test]
+fn history_reads_events_in_order_and_stops_between_revisions() {
+    let mut t = T::new();
+    t.put("a", "1");
+    t.txn(TxnRequest {
+        success: vec![op_put("b", "2"), op_put("c", "3")],
+        ..Default::default()
+    });
+    t.del("a", "");
+    // Revisions 2 (a), 3 (b, c), 4 (delete a).
+    let all = t.store.history(2, 100).unwrap();
+    let seen: Vec<(i64, i32)> = all
+        .events
+        .iter()
+        .map(|e| (e.kv.as_ref().unwrap().mod_revision, e.r#type))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            (2, EventType::Put as i32),
+            (3, EventType::Put as i32),
+            (3, EventType::Put as i32),
+            (4, EventType::Delete as i32)
+        ]
+    );
+    assert_eq!((all.next, all.revision), (5, 4));
+    // A limit of 2 reached inside revision 3 still returns all of revision 3.
+    let part = t.store.history(2, 2).unwrap();
+    assert_eq!(part.events.len(), 3);
+    assert_eq!(part.next, 4);
+    // Nothing past the end; below the compacted revision is an error.
+    assert!(t.store.history(5, 10).unwrap().events.is_empty());
+    t.apply(Request::Compaction(CompactionRequest {
+        revision: 3,
+        physical: true,
+    }));
+    assert_eq!(
+        t.store.history(2, 10).unwrap_err().as_request(),
+        Some(&RequestError::Compacted)
+    );
+    assert!(t.store.history(3, 10).is_ok());
 }

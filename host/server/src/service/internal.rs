@@ -7,20 +7,25 @@ use conclave_proto::conclavepb::{
     ProposeBatchRequest, ProposeBatchResponse, PublishMemberRequest, PublishMemberResponse,
     ReadIndexRequest, ReadIndexResponse, internal_server::Internal,
 };
+use conclave_proto::etcdserverpb::{
+    LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
+};
 use openraft::async_runtime::WatchReceiver;
 use tonic::{Request, Response, Status};
 
 use crate::forward::to_outcome;
+use crate::lease::Lessor;
 use crate::node::{Node, applied_to_wire, member_from_wire};
 
 #[derive(Clone)]
 pub struct InternalService {
     node: Arc<Node>,
+    lessor: Arc<Lessor>,
 }
 
 impl InternalService {
-    pub fn new(node: Arc<Node>) -> Self {
-        Self { node }
+    pub fn new(node: Arc<Node>, lessor: Arc<Lessor>) -> Self {
+        Self { node, lessor }
     }
 }
 
@@ -46,6 +51,35 @@ impl Internal for InternalService {
             .map(to_outcome)
             .collect();
         Ok(Response::new(ProposeBatchResponse { outcomes }))
+    }
+
+    async fn lease_keep_alive(
+        &self,
+        request: Request<LeaseKeepAliveRequest>,
+    ) -> Result<Response<LeaseKeepAliveResponse>, Status> {
+        let id = request.into_inner().id;
+        // Only a leader answers: a follower forwarding here would loop.
+        if !self.node.is_leader() {
+            return Err(crate::error::LEADER_CHANGED.into());
+        }
+        let ttl = self.lessor.keep_alive(id).await?;
+        Ok(Response::new(LeaseKeepAliveResponse {
+            header: self.node.header(self.node.store.current_revision()),
+            id,
+            ttl,
+        }))
+    }
+
+    async fn lease_time_to_live(
+        &self,
+        request: Request<LeaseTimeToLiveRequest>,
+    ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
+        if !self.node.is_leader() {
+            return Err(crate::error::LEADER_CHANGED.into());
+        }
+        Ok(Response::new(
+            self.lessor.time_to_live(request.into_inner()).await?,
+        ))
     }
 
     async fn read_index(

@@ -1,0 +1,187 @@
+//! etcd's Lease service: grants and revokes go through Raft; keep-alives and remaining TTLs
+//! are the leader's (see `crate::lease`).
+
+use std::sync::Arc;
+
+use conclave_proto::conclavepb::command::Request as Command;
+use conclave_proto::etcdserverpb::{
+    LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse,
+    LeaseLeasesRequest, LeaseLeasesResponse, LeaseRevokeRequest, LeaseRevokeResponse, LeaseStatus,
+    LeaseTimeToLiveRequest, LeaseTimeToLiveResponse, lease_server::Lease,
+};
+use conclave_store::{RequestError, Response as StoreResponse};
+use futures::StreamExt;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::lease::{Lessor, MAX_LEASE_TTL};
+use crate::node::Node;
+
+/// etcd's answer to a TTL above the largest.
+const TOO_LARGE_TTL: &str = "etcdserver: too large lease TTL";
+/// Server-chosen IDs that collided with an existing lease before giving up (never, in practice).
+const ID_ATTEMPTS: usize = 5;
+
+#[derive(Clone)]
+pub struct LeaseService {
+    node: Arc<Node>,
+    lessor: Arc<Lessor>,
+    min_ttl: i64,
+}
+
+impl LeaseService {
+    pub fn new(node: Arc<Node>, lessor: Arc<Lessor>, min_ttl: i64) -> Self {
+        Self {
+            node,
+            lessor,
+            min_ttl,
+        }
+    }
+
+    /// One keep-alive, as the gateway serves it.
+    pub async fn keep_alive_once(
+        &self,
+        req: LeaseKeepAliveRequest,
+    ) -> Result<LeaseKeepAliveResponse, Status> {
+        let ttl = self.lessor.keep_alive(req.id).await?;
+        Ok(LeaseKeepAliveResponse {
+            header: self.node.header(self.node.store.current_revision()),
+            id: req.id,
+            ttl,
+        })
+    }
+
+    async fn grant(&self, req: LeaseGrantRequest) -> Result<LeaseGrantResponse, Status> {
+        if req.ttl > MAX_LEASE_TTL {
+            return Err(Status::out_of_range(TOO_LARGE_TTL));
+        }
+        let ttl = req.ttl.max(self.min_ttl);
+        let chosen = req.id != 0;
+        for _ in 0..ID_ATTEMPTS {
+            let id = if chosen { req.id } else { random_id() };
+            let command = Command::LeaseGrant(LeaseGrantRequest { ttl, id });
+            let applied = self.node.propose(command).await?;
+            match applied.result {
+                Ok(StoreResponse::LeaseGrant(mut resp)) => {
+                    self.lessor.granted(id, ttl);
+                    resp.header = self.node.header(applied.revision);
+                    return Ok(resp);
+                }
+                Err(RequestError::LeaseExists) if !chosen => continue,
+                Err(e) => return Err(crate::error::request_status(&e)),
+                Ok(other) => {
+                    return Err(Status::internal(format!(
+                        "a lease grant answered {other:?}"
+                    )));
+                }
+            }
+        }
+        Err(Status::internal("could not choose a free lease ID"))
+    }
+}
+
+/// A lease ID nobody chose: positive, so that etcdctl prints it as it prints etcd's.
+fn random_id() -> i64 {
+    loop {
+        let id = (rand_u64() >> 1) as i64;
+        if id != 0 {
+            return id;
+        }
+    }
+}
+
+fn rand_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    // RandomState is seeded from the OS per instance: enough for IDs, no extra crate.
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    h.finish()
+}
+
+#[tonic::async_trait]
+impl Lease for LeaseService {
+    async fn lease_grant(
+        &self,
+        request: Request<LeaseGrantRequest>,
+    ) -> Result<Response<LeaseGrantResponse>, Status> {
+        Ok(Response::new(self.grant(request.into_inner()).await?))
+    }
+
+    async fn lease_revoke(
+        &self,
+        request: Request<LeaseRevokeRequest>,
+    ) -> Result<Response<LeaseRevokeResponse>, Status> {
+        let id = request.into_inner().id;
+        let applied = self
+            .node
+            .propose(Command::LeaseRevoke(LeaseRevokeRequest { id }))
+            .await?;
+        match applied.result {
+            Ok(_) => Ok(Response::new(LeaseRevokeResponse {
+                header: self.node.header(applied.revision),
+            })),
+            Err(e) => Err(crate::error::request_status(&e)),
+        }
+    }
+
+    type LeaseKeepAliveStream = ReceiverStream<Result<LeaseKeepAliveResponse, Status>>;
+
+    async fn lease_keep_alive(
+        &self,
+        request: Request<Streaming<LeaseKeepAliveRequest>>,
+    ) -> Result<Response<Self::LeaseKeepAliveStream>, Status> {
+        let mut requests = request.into_inner();
+        let (out, responses) = mpsc::channel(16);
+        let node = self.node.clone();
+        let lessor = self.lessor.clone();
+        tokio::spawn(async move {
+            while let Some(Ok(req)) = requests.next().await {
+                let answer = lessor
+                    .keep_alive(req.id)
+                    .await
+                    .map(|ttl| LeaseKeepAliveResponse {
+                        header: node.header(node.store.current_revision()),
+                        id: req.id,
+                        ttl,
+                    });
+                let failed = answer.is_err();
+                if out.send(answer).await.is_err() || failed {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(responses)))
+    }
+
+    async fn lease_time_to_live(
+        &self,
+        request: Request<LeaseTimeToLiveRequest>,
+    ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
+        Ok(Response::new(
+            self.lessor.time_to_live(request.into_inner()).await?,
+        ))
+    }
+
+    async fn lease_leases(
+        &self,
+        _: Request<LeaseLeasesRequest>,
+    ) -> Result<Response<LeaseLeasesResponse>, Status> {
+        let leases = self
+            .node
+            .store
+            .leases()
+            .into_iter()
+            .map(|l| LeaseStatus { id: l.id })
+            .collect();
+        Ok(Response::new(LeaseLeasesResponse {
+            header: self.node.header(self.node.store.current_revision()),
+            leases,
+        }))
+    }
+}
