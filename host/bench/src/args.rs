@@ -41,6 +41,12 @@ pub enum Command {
     Stat(StatArgs),
     /// Maintenance.Status of each endpoint (server version, db size); can wait until they answer.
     Status(StatusArgs),
+    /// Watchers on one prefix, and puts under it: latency from each put to each watcher, and
+    /// how long each put takes to reach every watcher (--watchers 10000 --total 1: fan-out).
+    Watch(WatchArgs),
+    /// Lease keep-alives, each client on its own stream with its own lease: throughput and
+    /// latency of a keep-alive.
+    LeaseKeepalive(LeaseKeepaliveArgs),
     /// Puts one key again and again until a put succeeds: how long a cluster took to accept
     /// writes again, e.g. after its leader was killed.
     WriteProbe(WriteProbeArgs),
@@ -250,6 +256,48 @@ impl LoadArgs {
             duration: self.duration,
         })
     }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct WatchArgs {
+    /// Comma-separated gRPC endpoints; watchers and puts spread over them.
+    #[arg(long, value_delimiter = ',', default_value = "127.0.0.1:2379")]
+    pub endpoints: Vec<String>,
+
+    /// Watch streams, one watcher each, all on --key-prefix.
+    #[arg(long, default_value_t = 1)]
+    pub watchers: usize,
+
+    /// Connections the watch streams share.
+    #[arg(long, default_value_t = 1)]
+    pub conns: usize,
+
+    /// Puts to send (one at a time, from one client).
+    #[arg(long, default_value_t = 100)]
+    pub total: u64,
+
+    /// Puts per second; 0 sends each as soon as the previous one is acknowledged.
+    #[arg(long, default_value_t = 100.0)]
+    pub rate: f64,
+
+    /// Value size in bytes (at least 16: the put's number and send time travel in it).
+    #[arg(long, default_value_t = 256)]
+    pub val_size: usize,
+
+    /// The watched prefix; the puts' keys are under it.
+    #[arg(long, default_value = "bench-watch/")]
+    pub key_prefix: String,
+
+    /// Give up if the watchers have not seen every put this long after the last one.
+    #[arg(long, value_parser = parse_duration, default_value = "60s")]
+    pub timeout: Duration,
+}
+
+/// Each client is a keep-alive stream with a lease of its own; --rate is not supported.
+#[derive(Debug, Clone, Args)]
+pub struct LeaseKeepaliveArgs {
+    #[command(flatten)]
+    pub load: LoadArgs,
 }
 
 #[derive(Debug, Clone, Args)]

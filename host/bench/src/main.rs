@@ -3,11 +3,13 @@
 
 mod args;
 mod keys;
+mod lease_load;
 mod pool;
 mod procstat;
 mod runner;
 mod stats;
 mod status;
+mod watch_load;
 mod workload;
 mod write_probe;
 
@@ -79,32 +81,39 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Stat(a) => {
             procstat::check(&a.data_dir)?;
             let stat = procstat::ProcStat::read(a.pid, &a.data_dir)?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&stat)?);
-            } else {
-                print!("{}", stat.to_text());
-            }
-            Ok(())
+            print_result(json, &stat, stat.to_text())
         }
         Command::Status(a) => {
             let statuses = status::statuses(&a.endpoints, a.wait).await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&statuses)?);
-            } else {
-                print!("{}", status::to_text(&statuses));
+            print_result(json, &statuses, status::to_text(&statuses))
+        }
+        Command::Watch(a) => {
+            let report = watch_load::run(&a).await?;
+            print_result(json, &report, report.to_text())
+        }
+        Command::LeaseKeepalive(a) => {
+            let report = lease_load::run(&a).await?;
+            print_result(json, &report, report.to_text())?;
+            if report.ok == 0 {
+                bail!("every keep-alive failed");
             }
             Ok(())
         }
         Command::WriteProbe(a) => {
             let report = write_probe::probe(&a).await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                print!("{}", report.to_text());
-            }
-            Ok(())
+            print_result(json, &report, report.to_text())
         }
     }
+}
+
+/// Prints a result as one JSON object (--json) or as text.
+fn print_result(json: bool, result: &impl serde::Serialize, text: String) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(result)?);
+    } else {
+        print!("{text}");
+    }
+    Ok(())
 }
 
 /// Connects, preloads keys `0..preload` if asked, runs the workload and prints its report.
@@ -170,11 +179,7 @@ async fn load<W: Workload>(
         },
         &outcome.recorder,
     );
-    if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print!("{}", report.to_text());
-    }
+    print_result(json, &report, report.to_text())?;
     if report.ok == 0 && report.requests > 0 {
         bail!("every request failed");
     }

@@ -11,7 +11,7 @@ use serde::Serialize;
 /// Latencies are recorded in microseconds, from 1 µs to an hour, to 3 significant figures.
 const HIGHEST_MICROS: u64 = 3_600_000_000;
 
-fn histogram() -> Histogram<u64> {
+pub fn histogram() -> Histogram<u64> {
     // Constant bounds, known valid: this fails only if the constants are edited wrongly.
     Histogram::new_with_bounds(1, HIGHEST_MICROS, 3).expect("constant histogram bounds are valid")
 }
@@ -81,7 +81,7 @@ pub struct Latency {
 }
 
 impl Latency {
-    fn of(h: &Histogram<u64>) -> Self {
+    pub fn of(h: &Histogram<u64>) -> Self {
         let ms = |micros: u64| micros as f64 / 1000.0;
         if h.is_empty() {
             return Self {
