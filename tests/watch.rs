@@ -318,3 +318,166 @@ async fn a_watcher_that_never_reads_leaves_memory_bounded_and_others_prompt() {
         control.after_first >> 20
     );
 }
+
+/// One raw Watch RPC stream: requests in, responses out, as a client library sees them.
+struct RawWatch {
+    requests: tokio::sync::mpsc::Sender<WatchRequest>,
+    responses: tonic::Streaming<conclave::proto::etcdserverpb::WatchResponse>,
+}
+
+impl RawWatch {
+    async fn open(server: &Server, first: RequestUnion) -> RawWatch {
+        let (requests, rx) = tokio::sync::mpsc::channel(16);
+        requests
+            .send(WatchRequest {
+                request_union: Some(first),
+            })
+            .await
+            .expect("queue the first request");
+        let responses = WatchClient::connect(server.url())
+            .await
+            .expect("connect")
+            .watch(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+            .expect("open a watch stream")
+            .into_inner();
+        RawWatch {
+            requests,
+            responses,
+        }
+    }
+
+    async fn send(&self, request: RequestUnion) {
+        self.requests
+            .send(WatchRequest {
+                request_union: Some(request),
+            })
+            .await
+            .expect("send a watch request");
+    }
+
+    async fn next(&mut self) -> conclave::proto::etcdserverpb::WatchResponse {
+        tokio::time::timeout(Duration::from_secs(10), self.responses.message())
+            .await
+            .expect("a response in time")
+            .expect("the stream is healthy")
+            .expect("the stream is open")
+    }
+}
+
+fn create(key: &str, watch_id: i64) -> RequestUnion {
+    RequestUnion::CreateRequest(WatchCreateRequest {
+        key: key.as_bytes().to_vec(),
+        watch_id,
+        ..Default::default()
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_ids_cancels_filters_and_progress_as_etcd() {
+    use conclave::proto::etcdserverpb::{
+        WatchCancelRequest, WatchProgressRequest, watch_create_request::FilterType,
+    };
+    let server = Server::start_with(&["--watch-progress-notify-interval", "1s"]);
+    let mut client = server.client().await;
+
+    // Automatic IDs start at 0; a chosen one is kept; a taken one is refused as etcd words it.
+    let mut w = RawWatch::open(&server, create("a", 0)).await;
+    let r = w.next().await;
+    assert!(r.created && !r.canceled && r.watch_id == 0, "{r:?}");
+    w.send(create("b", 0)).await;
+    assert_eq!(w.next().await.watch_id, 1);
+    w.send(create("c", 7)).await;
+    assert_eq!(w.next().await.watch_id, 7);
+    w.send(create("d", 7)).await;
+    let dup = w.next().await;
+    assert!(dup.created && dup.canceled && dup.watch_id == -1, "{dup:?}");
+    assert_eq!(
+        dup.cancel_reason,
+        "mvcc: duplicate watch ID provided on the WatchStream"
+    );
+    w.send(RequestUnion::CreateRequest(WatchCreateRequest {
+        key: b"e".to_vec(),
+        start_revision: -1,
+        ..Default::default()
+    }))
+    .await;
+    let negative = w.next().await;
+    assert!(negative.canceled && negative.watch_id == -1, "{negative:?}");
+    assert_eq!(
+        negative.cancel_reason,
+        "etcdserver: mvcc: required revision has been compacted"
+    );
+
+    // Cancel: a known watcher is answered, an unknown one is not (the next answer is the
+    // progress response).
+    w.send(RequestUnion::CancelRequest(WatchCancelRequest {
+        watch_id: 1,
+    }))
+    .await;
+    let canceled = w.next().await;
+    assert!(canceled.canceled && canceled.watch_id == 1, "{canceled:?}");
+    w.send(RequestUnion::CancelRequest(WatchCancelRequest {
+        watch_id: 99,
+    }))
+    .await;
+    let revision = client
+        .put("a", "1", None)
+        .await
+        .expect("put")
+        .header()
+        .expect("header")
+        .revision();
+    let event = w.next().await;
+    assert_eq!((event.watch_id, event.events.len()), (0, 1), "{event:?}");
+    w.send(RequestUnion::ProgressRequest(WatchProgressRequest {}))
+        .await;
+    let progress = w.next().await;
+    assert_eq!(progress.watch_id, -1, "{progress:?}");
+    assert!(progress.events.is_empty());
+    assert_eq!(progress.header.expect("header").revision, revision);
+
+    // NOPUT: only the delete reaches the watcher.
+    let mut deletes = RawWatch::open(
+        &server,
+        RequestUnion::CreateRequest(WatchCreateRequest {
+            key: b"f".to_vec(),
+            filters: vec![FilterType::Noput as i32],
+            ..Default::default()
+        }),
+    )
+    .await;
+    assert!(deletes.next().await.created);
+    client.put("f", "1", None).await.expect("put");
+    client.delete("f", None).await.expect("delete");
+    let only = deletes.next().await;
+    assert_eq!(only.events.len(), 1, "{only:?}");
+    assert_eq!(
+        only.events[0].r#type,
+        conclave::proto::mvccpb::event::EventType::Delete as i32
+    );
+
+    // progress_notify: an idle watcher hears the current revision at the interval (1 s).
+    let mut idle = RawWatch::open(
+        &server,
+        RequestUnion::CreateRequest(WatchCreateRequest {
+            key: b"quiet".to_vec(),
+            progress_notify: true,
+            ..Default::default()
+        }),
+    )
+    .await;
+    let created = idle.next().await;
+    assert!(created.created);
+    let notify = idle.next().await;
+    assert_eq!(notify.watch_id, created.watch_id, "{notify:?}");
+    assert!(notify.events.is_empty() && !notify.canceled);
+    let now = client
+        .get("any", None)
+        .await
+        .expect("get")
+        .header()
+        .expect("header")
+        .revision();
+    assert_eq!(notify.header.expect("header").revision, now);
+}

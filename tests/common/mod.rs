@@ -30,11 +30,18 @@ pub struct Server {
     /// The peer port (UDP, QUIC); a lone member still runs Raft and listens for peers.
     peer_port: u16,
     name: String,
+    /// Flags beyond the ones every test server gets.
+    extra: Vec<String>,
 }
 
 impl Server {
     /// Starts a member on a free port with an empty data dir, and waits until it answers.
     pub fn start() -> Server {
+        Self::start_with(&[])
+    }
+
+    /// [`Server::start`] with more flags, e.g. `["--watch-progress-notify-interval", "1s"]`.
+    pub fn start_with(extra: &[&str]) -> Server {
         // Another process may take the port between our probe and the server's bind: then the
         // server exits at once and we try another port.
         let mut last_failure = String::new();
@@ -44,6 +51,7 @@ impl Server {
                 port: free_port(),
                 peer_port: free_udp_port(),
                 name: "test".into(),
+                extra: extra.iter().map(|s| s.to_string()).collect(),
                 dir: tempfile::Builder::new()
                     .prefix("conclave-test-")
                     .tempdir()
@@ -101,6 +109,7 @@ impl Server {
             .arg(self.url())
             .arg("--listen-peer-urls")
             .arg(format!("https://127.0.0.1:{}", self.peer_port))
+            .args(&self.extra)
             .env("NO_COLOR", "1")
             .env("CONCLAVE_LOG", "info")
             .env_remove("ETCD_ADVERTISE_CLIENT_URLS")
