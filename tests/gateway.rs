@@ -314,3 +314,39 @@ fn leases_over_the_gateway() {
         json!("etcdserver: requested lease not found")
     );
 }
+
+#[test]
+fn locks_and_elections_over_the_gateway() {
+    let s = Server::start();
+    let lease = ok(&s, "/v3/lease/grant", json!({"TTL": "60"}));
+    let id = lease["ID"].as_str().expect("a lease ID").to_string();
+    let locked = ok(
+        &s,
+        "/v3/lock/lock",
+        json!({"name": b64("gw-lock"), "lease": id}),
+    );
+    let key = text(&locked["key"]);
+    assert!(key.starts_with("gw-lock/"), "{locked}");
+    ok(&s, "/v3/lock/unlock", json!({"key": locked["key"]}));
+    let gone = ok(&s, "/v3/kv/range", json!({"key": locked["key"]}));
+    assert!(gone.get("kvs").is_none(), "{gone}");
+
+    let won = ok(
+        &s,
+        "/v3/election/campaign",
+        json!({"name": b64("gw-vote"), "lease": id, "value": b64("me")}),
+    );
+    let leader = ok(&s, "/v3/election/leader", json!({"name": b64("gw-vote")}));
+    assert_eq!(text(&leader["kv"]["value"]), "me", "{leader}");
+    ok(
+        &s,
+        "/v3/election/proclaim",
+        json!({"leader": won["leader"], "value": b64("still me")}),
+    );
+    let leader = ok(&s, "/v3/election/leader", json!({"name": b64("gw-vote")}));
+    assert_eq!(text(&leader["kv"]["value"]), "still me", "{leader}");
+    ok(&s, "/v3/election/resign", json!({"leader": won["leader"]}));
+    let (status, err) = s.post_json("/v3/election/leader", &json!({"name": b64("gw-vote")}));
+    assert_ne!(status, 200, "{err}");
+    assert_eq!(err["message"], json!("election: no leader"));
+}

@@ -16,17 +16,23 @@ use conclave_proto::etcdserverpb::{
     LeaseLeasesRequest, LeaseRevokeRequest, LeaseTimeToLiveRequest, PutRequest, RangeRequest,
     StatusRequest, TxnRequest, kv_server::Kv, lease_server::Lease, maintenance_server::Maintenance,
 };
+use conclave_proto::v3electionpb::{
+    CampaignRequest, LeaderRequest, ProclaimRequest, ResignRequest, election_server::Election,
+};
+use conclave_proto::v3lockpb::{LockRequest, UnlockRequest, lock_server::Lock};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tonic::{Code, Status};
 
-use crate::service::{KvService, LeaseService, MaintenanceService};
+use crate::service::{ElectionService, KvService, LeaseService, LockService, MaintenanceService};
 
 #[derive(Clone)]
 pub struct Gateway {
     pub kv: KvService,
     pub maintenance: MaintenanceService,
     pub lease: LeaseService,
+    pub lock: LockService,
+    pub election: ElectionService,
 }
 
 pub fn router(gateway: Gateway) -> Router {
@@ -46,6 +52,12 @@ pub fn router(gateway: Gateway) -> Router {
         .route("/v3/lease/leases", post(lease_leases))
         .route("/v3/kv/lease/leases", post(lease_leases))
         .route("/v3/lease/keepalive", post(lease_keep_alive))
+        .route("/v3/lock/lock", post(lock))
+        .route("/v3/lock/unlock", post(unlock))
+        .route("/v3/election/campaign", post(campaign))
+        .route("/v3/election/proclaim", post(proclaim))
+        .route("/v3/election/leader", post(leader))
+        .route("/v3/election/resign", post(resign))
         .route("/health", get(health))
         .with_state(gateway)
 }
@@ -181,6 +193,48 @@ async fn lease_time_to_live(State(g): State<Gateway>, body: Bytes) -> Response {
 async fn lease_leases(State(g): State<Gateway>, body: Bytes) -> Response {
     unary(body, |r: tonic::Request<LeaseLeasesRequest>| async move {
         g.lease.lease_leases(r).await
+    })
+    .await
+}
+
+async fn lock(State(g): State<Gateway>, body: Bytes) -> Response {
+    unary(body, |r: tonic::Request<LockRequest>| async move {
+        g.lock.lock(r).await
+    })
+    .await
+}
+
+async fn unlock(State(g): State<Gateway>, body: Bytes) -> Response {
+    unary(body, |r: tonic::Request<UnlockRequest>| async move {
+        g.lock.unlock(r).await
+    })
+    .await
+}
+
+async fn campaign(State(g): State<Gateway>, body: Bytes) -> Response {
+    unary(body, |r: tonic::Request<CampaignRequest>| async move {
+        g.election.campaign(r).await
+    })
+    .await
+}
+
+async fn proclaim(State(g): State<Gateway>, body: Bytes) -> Response {
+    unary(body, |r: tonic::Request<ProclaimRequest>| async move {
+        g.election.proclaim(r).await
+    })
+    .await
+}
+
+async fn leader(State(g): State<Gateway>, body: Bytes) -> Response {
+    unary(body, |r: tonic::Request<LeaderRequest>| async move {
+        g.election.leader(r).await
+    })
+    .await
+}
+
+async fn resign(State(g): State<Gateway>, body: Bytes) -> Response {
+    unary(body, |r: tonic::Request<ResignRequest>| async move {
+        g.election.resign(r).await
     })
     .await
 }

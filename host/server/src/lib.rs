@@ -11,6 +11,7 @@ mod ids;
 mod lease;
 pub mod node;
 mod read_batch;
+mod recipe;
 mod serve;
 pub mod service;
 mod validate;

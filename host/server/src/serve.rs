@@ -13,6 +13,8 @@ use conclave_proto::etcdserverpb::{
     cluster_server::ClusterServer, kv_server::KvServer, lease_server::LeaseServer,
     maintenance_server::MaintenanceServer, watch_server::WatchServer,
 };
+use conclave_proto::v3electionpb::election_server::ElectionServer;
+use conclave_proto::v3lockpb::lock_server::LockServer;
 use conclave_raft::network::PeerTransport;
 use conclave_raft::{ApplyListener, LogStore, Member, Raft, StateMachine};
 use conclave_store::Store;
@@ -31,7 +33,8 @@ use crate::ids;
 use crate::lease::{Lessor, min_lease_ttl};
 use crate::node::{Identity, MAX_REQUEST_BYTES, Node};
 use crate::service::{
-    ClusterService, InternalService, KvService, LeaseService, MaintenanceService, WatchService,
+    ClusterService, ElectionService, InternalService, KvService, LeaseService, LockService,
+    MaintenanceService, WatchService,
 };
 use crate::watch::{StreamConfig, WatchHub};
 
@@ -147,6 +150,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let node = Node::new(store.clone(), raft.clone(), identity, me, token.clone());
     // Stops the client listeners, and the watch streams that would hold them open.
     let (stop_tx, stop_rx) = watch::channel(false);
+    let locks = LockService::new(node.clone(), hub.clone());
+    let elections = ElectionService::new(node.clone(), hub.clone());
     let watches = WatchService::new(
         node.clone(),
         hub,
@@ -173,6 +178,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     .add_service(ClusterServer::new(ClusterService::new(node.clone())))
     .add_service(WatchServer::new(watches))
     .add_service(LeaseServer::new(leases.clone()))
+    .add_service(LockServer::new(locks.clone()))
+    .add_service(ElectionServer::new(elections.clone()))
     .add_service(
         InternalServer::new(InternalService::new(node.clone(), lessor))
             .max_decoding_message_size(MAX_GRPC_MESSAGE + MAX_BATCH_BYTES),
@@ -182,6 +189,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         kv,
         maintenance,
         lease: leases.clone(),
+        lock: locks,
+        election: elections,
     }));
 
     let mut servers = Vec::new();

@@ -1,15 +1,19 @@
 //! The gRPC services, one file each.
 
 mod cluster;
+mod election;
 mod internal;
 mod kv;
 mod lease;
+mod lock;
 mod maintenance;
 mod watch;
 
 pub use cluster::ClusterService;
+pub use election::ElectionService;
 pub use internal::InternalService;
 pub use kv::KvService;
 pub use lease::LeaseService;
+pub use lock::LockService;
 pub use maintenance::{ETCD_API_VERSION, MaintenanceService};
 pub use watch::WatchService;
