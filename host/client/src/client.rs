@@ -124,6 +124,8 @@ impl ClientOptions {
 /// ```
 #[derive(Debug, Clone)]
 pub struct Client {
+    /// The connections (one endpoint's, or balanced over several): other services use them.
+    pub(crate) channel: Channel,
     kv: KvClient<Channel>,
     maintenance: MaintenanceClient<Channel>,
     endpoints: Arc<[String]>,
@@ -203,6 +205,7 @@ impl Client {
         };
         let retries = if names.len() > 1 { 3 * names.len() } else { 0 };
         Ok(Client {
+            channel: channel.clone(),
             kv: KvClient::new(channel.clone()).max_decoding_message_size(MAX_RECEIVE_BYTES),
             maintenance: MaintenanceClient::new(channel)
                 .max_decoding_message_size(MAX_RECEIVE_BYTES),
@@ -404,7 +407,7 @@ impl Client {
         self.maintenance.clone()
     }
 
-    fn request<T>(&self, message: T) -> tonic::Request<T> {
+    pub(crate) fn request<T>(&self, message: T) -> tonic::Request<T> {
         let mut req = tonic::Request::new(message);
         if let Some(timeout) = self.options.request_timeout {
             req.set_timeout(timeout);
@@ -414,7 +417,7 @@ impl Client {
 
     /// Runs one RPC under the request timeout, retrying it while it fails before reaching any
     /// server (so retrying cannot apply a write twice).
-    async fn call<T, F, Fut>(&self, mut attempt: F) -> Result<T, Error>
+    pub(crate) async fn call<T, F, Fut>(&self, mut attempt: F) -> Result<T, Error>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,

@@ -1,9 +1,11 @@
 //! conclave-client: an async client for the etcd v3 API, for conclave and any etcd server.
 //!
 //! [`Client`] wraps tonic's generated clients with options types that mirror etcd's Go client
-//! ([`GetOptions`], [`PutOptions`], [`DeleteOptions`]), a [`Txn`] builder, and a typed
-//! [`Error`] that keeps etcd's gRPC code and message. Responses are the protobuf messages
-//! themselves, re-exported from [`proto`].
+//! ([`GetOptions`], [`PutOptions`], [`DeleteOptions`], [`WatchOptions`]), a [`Txn`] builder,
+//! leases with a [`LeaseKeeper`] that keeps one alive while it lives, watches that resume on
+//! another endpoint without gap or repeat ([`WatchStream`]), and a typed [`Error`] that keeps
+//! etcd's gRPC code and message. Responses are the protobuf messages themselves, re-exported
+//! from [`proto`].
 //!
 //! ```no_run
 //! use conclave_client::{Client, Compare, GetOptions, PutOptions, Txn, TxnOp};
@@ -26,13 +28,17 @@
 
 mod client;
 mod error;
+mod lease;
 mod options;
 mod txn;
+mod watch;
 
 pub use client::{Client, ClientOptions, DEFAULT_CONNECT_TIMEOUT};
 pub use error::{Code, Error, messages};
+pub use lease::LeaseKeeper;
 pub use options::{DeleteOptions, GetOptions, PutOptions, prefix_range_end};
 pub use txn::{Compare, CompareInt, CompareValue, Txn, TxnOp};
+pub use watch::{WatchOptions, WatchStream};
 
 /// The etcd v3 protobuf types and generated tonic clients.
 pub use conclave_proto as proto;
