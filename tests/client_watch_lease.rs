@@ -53,6 +53,19 @@ async fn a_keeper_holds_a_lease_past_its_ttl_and_dropping_it_lets_go() {
     assert_eq!(keeper.ttl(), None);
 }
 
+/// Appends the (revision, key) of the events of the watch's next response.
+async fn next_events(watch: &mut conclave::WatchStream, seen: &mut Vec<(i64, Vec<u8>)>) {
+    let resp = tokio::time::timeout(Duration::from_secs(60), watch.message())
+        .await
+        .expect("a response in time")
+        .expect("the watch goes on")
+        .expect("a healthy response");
+    for e in resp.events {
+        let kv = e.kv.expect("kv");
+        seen.push((kv.mod_revision, kv.key));
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_watch_survives_each_of_its_members_being_killed() {
     const WRITES: usize = 240;
@@ -106,15 +119,7 @@ async fn a_watch_survives_each_of_its_members_being_killed() {
             "the watch saw {} events",
             seen.len()
         );
-        let resp = tokio::time::timeout(Duration::from_secs(60), watch.message())
-            .await
-            .expect("a response in time")
-            .expect("the watch goes on")
-            .expect("a healthy response");
-        for e in resp.events {
-            let kv = e.kv.expect("kv");
-            seen.push((kv.mod_revision, kv.key));
-        }
+        next_events(&mut watch, &mut seen).await;
         // Kill one member of the two, then (after bringing it back) the other: the watch's
         // stream was on one of them at least once.
         if !killed_a && seen.len() >= WRITES / 3 {
@@ -138,15 +143,7 @@ async fn a_watch_survives_each_of_its_members_being_killed() {
         .expect("watch the history");
     let mut truth: Vec<(i64, Vec<u8>)> = Vec::new();
     while !truth.iter().any(|s| s.1 == last_key) {
-        let resp = tokio::time::timeout(Duration::from_secs(30), history.message())
-            .await
-            .expect("history in time")
-            .expect("history goes on")
-            .expect("a healthy response");
-        for e in resp.events {
-            let kv = e.kv.expect("kv");
-            truth.push((kv.mod_revision, kv.key));
-        }
+        next_events(&mut history, &mut truth).await;
     }
     assert_eq!(seen, truth, "every event once, in order");
 }
