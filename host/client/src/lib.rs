@@ -29,6 +29,7 @@
 mod client;
 mod error;
 mod lease;
+mod lock;
 mod options;
 mod txn;
 mod watch;
@@ -36,6 +37,7 @@ mod watch;
 pub use client::{Client, ClientOptions, DEFAULT_CONNECT_TIMEOUT};
 pub use error::{Code, Error, messages};
 pub use lease::LeaseKeeper;
+pub use lock::{Leadership, LockGuard};
 pub use options::{DeleteOptions, GetOptions, PutOptions, prefix_range_end};
 pub use txn::{Compare, CompareInt, CompareValue, Txn, TxnOp};
 pub use watch::{WatchOptions, WatchStream};
