@@ -31,6 +31,7 @@ mod error;
 mod lease;
 mod lock;
 mod options;
+mod registry;
 mod txn;
 mod watch;
 
@@ -39,6 +40,7 @@ pub use error::{Code, Error, messages};
 pub use lease::LeaseKeeper;
 pub use lock::{Leadership, LockGuard};
 pub use options::{DeleteOptions, GetOptions, PutOptions, prefix_range_end};
+pub use registry::{Change, Discovery, Instance, Registration, ServiceRegistry};
 pub use txn::{Compare, CompareInt, CompareValue, Txn, TxnOp};
 pub use watch::{WatchOptions, WatchStream};
 
