@@ -1,0 +1,253 @@
+//! The three examples as real processes against a real 3-member cluster, as their docs show
+//! them: clients are killed with kill -9 and the others must notice (service discovery, leader
+//! election) or stay correct (the fenced lock).
+
+mod common;
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::cluster::Cluster;
+
+/// An example's binary: cargo builds examples beside the tests (target/<profile>/examples).
+fn example(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>");
+    let path = profile_dir.join("examples").join(name);
+    assert!(path.exists(), "{} is not built", path.display());
+    path
+}
+
+/// A running example, its stdout as lines.
+struct Running {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Running {
+    fn start(c: &Cluster, name: &str, args: &[&str]) -> Running {
+        let mut child = Command::new(example(name))
+            .args(args)
+            .env("CONCLAVE_ENDPOINTS", c.endpoints().join(","))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the example");
+        let (tx, lines) = mpsc::channel();
+        let out = child.stdout.take().expect("stdout");
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Running {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits for a line containing `text`; the time it took.
+    fn expect_line(&mut self, text: &str, within: Duration) -> Duration {
+        let started = Instant::now();
+        loop {
+            if let Some(i) = self.seen.iter().position(|l| l.contains(text)) {
+                self.seen.drain(..=i);
+                return started.elapsed();
+            }
+            let left = within.saturating_sub(started.elapsed());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => self.seen.push(line),
+                Err(_) => panic!(
+                    "no line with {text:?} within {within:?}; got {:?}",
+                    self.seen
+                ),
+            }
+        }
+    }
+
+    /// Everything printed so far (and until it exits, if it is exiting).
+    fn drain(&mut self) -> Vec<String> {
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(100)) {
+            self.seen.push(line);
+        }
+        std::mem::take(&mut self.seen)
+    }
+
+    fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn wait(&mut self, within: Duration) -> bool {
+        let started = Instant::now();
+        while started.elapsed() < within {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+#[test]
+fn service_discovery_sees_a_killed_instance_leave_within_its_ttl() {
+    let c = Cluster::start(3);
+    let mut instances: Vec<Running> = (1..=3)
+        .map(|i| {
+            Running::start(
+                &c,
+                "service_discovery",
+                &["register", &format!("pay-{i}"), &format!("10.0.0.{i}:8443")],
+            )
+        })
+        .collect();
+    for r in &mut instances {
+        r.expect_line("registered payments/", Duration::from_secs(30));
+    }
+    let mut watcher = Running::start(&c, "service_discovery", &["watch"]);
+    for i in 1..=3 {
+        watcher.expect_line(
+            &format!("up pay-{i} 10.0.0.{i}:8443"),
+            Duration::from_secs(30),
+        );
+    }
+    watcher.expect_line("watching", Duration::from_secs(30));
+    instances[1].kill9();
+    // A 2 s lease: gone within about 2 s (the leader revokes within a tick).
+    let took = watcher.expect_line("down pay-2", Duration::from_secs(15));
+    assert!(took < Duration::from_secs(8), "pay-2 left after {took:?}");
+}
+
+#[test]
+fn leader_election_moves_on_when_the_leader_is_killed() {
+    let c = Cluster::start(3);
+    let mut candidates: Vec<Running> = ["alice", "bob", "carol"]
+        .iter()
+        .map(|n| Running::start(&c, "leader_election", &[n]))
+        .collect();
+    // Exactly one is elected; all observe it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let leader = loop {
+        assert!(Instant::now() < deadline, "nobody was elected");
+        let elected: Vec<usize> = candidates
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(i, r)| {
+                let lines = r.drain();
+                let won = lines.iter().any(|l| l.contains(": elected"));
+                r.seen = lines;
+                won.then_some(i)
+            })
+            .collect();
+        match elected.as_slice() {
+            [] => std::thread::sleep(Duration::from_millis(100)),
+            [one] => break *one,
+            many => panic!("several leaders at once: {many:?}"),
+        }
+    };
+    candidates[leader].kill9();
+    let others: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let next = loop {
+        assert!(Instant::now() < deadline, "nobody took over");
+        let won: Vec<usize> = others
+            .iter()
+            .copied()
+            .filter(|&i| {
+                let lines = candidates[i].drain();
+                let won = lines.iter().any(|l| l.contains(": elected"));
+                candidates[i].seen = lines;
+                won
+            })
+            .collect();
+        match won.as_slice() {
+            [] => std::thread::sleep(Duration::from_millis(100)),
+            [one] => break *one,
+            many => panic!("several leaders at once: {many:?}"),
+        }
+    };
+    // The other survivor observes the new leader.
+    let observer = others
+        .into_iter()
+        .find(|&i| i != next)
+        .expect("an observer");
+    let names = ["alice", "bob", "carol"];
+    candidates[observer].expect_line(
+        &format!("leader is {} (leading)", names[next]),
+        Duration::from_secs(10),
+    );
+}
+
+#[test]
+fn fenced_lock_workers_never_double_count_when_one_is_killed() {
+    const ROUNDS: &str = "15";
+    let c = Cluster::start(3);
+    let mut workers: Vec<Running> = ["w1", "w2", "w3"]
+        .iter()
+        .map(|n| Running::start(&c, "lock", &[n, ROUNDS]))
+        .collect();
+    // Kill w2 once it has counted a few times (it may well hold the lock at that moment).
+    workers[1].expect_line("w2: counter", Duration::from_secs(60));
+    workers[1].kill9();
+    for i in [0, 2] {
+        assert!(
+            workers[i].wait(Duration::from_secs(120)),
+            "worker {i} did not finish"
+        );
+    }
+    let mut counted = Vec::new();
+    for w in &mut workers {
+        for line in w.drain() {
+            if let Some(n) = line.split("counter ").nth(1) {
+                let n: u64 = n
+                    .split_whitespace()
+                    .next()
+                    .expect("n")
+                    .parse()
+                    .expect("a count");
+                counted.push(n);
+            }
+        }
+    }
+    // Mutual exclusion with fencing: no two writes ever produced the same count.
+    let distinct: HashSet<u64> = counted.iter().copied().collect();
+    assert_eq!(
+        distinct.len(),
+        counted.len(),
+        "a count was written twice: {counted:?}"
+    );
+    let out = c.etcdctl(0, &["get", "counter", "--print-value-only"]);
+    let final_count: u64 = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("counter");
+    // Every printed count happened; w2 may have written once more than it printed.
+    let max_printed = counted.iter().copied().max().unwrap_or(0);
+    assert!(
+        final_count == max_printed || final_count == max_printed + 1,
+        "{final_count} vs {max_printed}"
+    );
+    assert!(
+        final_count >= 30,
+        "the two surviving workers counted 15 each"
+    );
+}
