@@ -47,6 +47,8 @@ pub enum Command {
     /// Lease keep-alives, each client on its own stream with its own lease: throughput and
     /// latency of a keep-alive.
     LeaseKeepalive(LeaseKeepaliveArgs),
+    /// Clients contend for one lock (etcd's v3lock): acquire and release, again and again.
+    Lock(LockArgs),
     /// Puts one key again and again until a put succeeds: how long a cluster took to accept
     /// writes again, e.g. after its leader was killed.
     WriteProbe(WriteProbeArgs),
@@ -298,6 +300,16 @@ pub struct WatchArgs {
 pub struct LeaseKeepaliveArgs {
     #[command(flatten)]
     pub load: LoadArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct LockArgs {
+    #[command(flatten)]
+    pub load: LoadArgs,
+
+    /// The lock's name.
+    #[arg(long, default_value = "bench-lock")]
+    pub name: String,
 }
 
 #[derive(Debug, Clone, Args)]

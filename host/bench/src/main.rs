@@ -4,6 +4,7 @@
 mod args;
 mod keys;
 mod lease_load;
+mod lock_load;
 mod pool;
 mod procstat;
 mod runner;
@@ -96,6 +97,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             print_result(json, &report, report.to_text())?;
             if report.ok == 0 {
                 bail!("every keep-alive failed");
+            }
+            Ok(())
+        }
+        Command::Lock(a) => {
+            let report = lock_load::run(&a).await?;
+            print_result(json, &report, report.to_text())?;
+            if report.ok == 0 {
+                bail!("every lock cycle failed");
             }
             Ok(())
         }
