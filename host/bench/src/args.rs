@@ -49,6 +49,8 @@ pub enum Command {
     LeaseKeepalive(LeaseKeepaliveArgs),
     /// Clients contend for one lock (etcd's v3lock): acquire and release, again and again.
     Lock(LockArgs),
+    /// An election's leader stops renewing its lease: time until the next candidate leads.
+    ElectionFailover(ElectionFailoverArgs),
     /// Puts one key again and again until a put succeeds: how long a cluster took to accept
     /// writes again, e.g. after its leader was killed.
     WriteProbe(WriteProbeArgs),
@@ -310,6 +312,21 @@ pub struct LockArgs {
     /// The lock's name.
     #[arg(long, default_value = "bench-lock")]
     pub name: String,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ElectionFailoverArgs {
+    /// Comma-separated gRPC endpoints: the leader uses the first, the candidate the last.
+    #[arg(long, value_delimiter = ',', default_value = "127.0.0.1:2379")]
+    pub endpoints: Vec<String>,
+
+    /// Failovers to time.
+    #[arg(long, default_value_t = 5)]
+    pub rounds: u32,
+
+    /// The leases' TTL in seconds (the failover cannot be faster).
+    #[arg(long, default_value_t = 2)]
+    pub ttl: i64,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -2,6 +2,7 @@
 //! conclave and etcd; see `args` for the command line.
 
 mod args;
+mod election_load;
 mod keys;
 mod lease_load;
 mod lock_load;
@@ -105,6 +106,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             print_result(json, &report, report.to_text())?;
             if report.ok == 0 {
                 bail!("every lock cycle failed");
+            }
+            Ok(())
+        }
+        Command::ElectionFailover(a) => {
+            let report = election_load::run(&a).await?;
+            print_result(json, &report, report.to_text())?;
+            if report.ok == 0 {
+                bail!("no failover completed");
             }
             Ok(())
         }
