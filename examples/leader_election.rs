@@ -29,7 +29,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut observe = client.observe(ELECTION).await?;
     let observer_name = me.clone();
     tokio::spawn(async move {
-        while let Ok(Some(resp)) = observe.message().await {
+        while let Some(resp) = observe.message().await {
             if let Some(kv) = resp.kv {
                 println!(
                     "{observer_name}: leader is {}",

@@ -13,7 +13,7 @@
 
 use std::time::Duration;
 
-use conclave::{Client, GetOptions, PutOptions, Txn, TxnOp};
+use conclave::{Client, Compare, GetOptions, PutOptions, Txn, TxnOp};
 
 const DEV_ENDPOINTS: &str = "127.0.0.1:2379,127.0.0.1:22379,127.0.0.1:32379";
 
@@ -28,33 +28,45 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut done = 0;
     while done < rounds {
         // A short lease: if this process dies holding the lock, it is free again in 2 s.
-        let guard = client.lock("counter-lock", 2).await?;
-        let now: u64 = client
-            .get("counter", GetOptions::new())
-            .await?
-            .kvs
-            .first()
-            .map_or(0, |kv| {
-                String::from_utf8_lossy(&kv.value).parse().unwrap_or(0)
-            });
-        // The write applies only while our lock key is still the one we created: a holder
-        // that stalled past its lease cannot overwrite its successor's count.
-        let write = Txn::new().when([guard.fence()]).and_then([TxnOp::put(
-            "counter",
-            (now + 1).to_string(),
-            PutOptions::new(),
-        )]);
-        if client.txn(write).await?.succeeded {
-            done += 1;
-            println!(
-                "{worker}: counter {} (fencing revision {})",
-                now + 1,
-                guard.revision()
-            );
-        } else {
-            println!("{worker}: lost the lock before writing; retrying");
+        let guard = match client.lock("counter-lock", 2).await {
+            Ok(guard) => guard,
+            Err(e) => {
+                eprintln!("{worker}: lock failed ({e}); retrying");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        let read = client.get("counter", GetOptions::new()).await;
+        let Ok(read) = read else {
+            continue;
+        };
+        let (now, read_at): (u64, i64) = read.kvs.first().map_or((0, 0), |kv| {
+            let n = String::from_utf8_lossy(&kv.value).parse().unwrap_or(0);
+            (n, kv.mod_revision)
+        });
+        // The write applies only while our lock key is still the one we created (a holder
+        // that stalled past its lease cannot overwrite its successor's count), and only if
+        // the counter is as we read it (so a retry after an unknown outcome is safe).
+        let write = Txn::new()
+            .when([guard.fence(), Compare::mod_revision("counter").eq(read_at)])
+            .and_then([TxnOp::put(
+                "counter",
+                (now + 1).to_string(),
+                PutOptions::new(),
+            )]);
+        match client.txn(write).await {
+            Ok(resp) if resp.succeeded => {
+                done += 1;
+                println!(
+                    "{worker}: counter {} (fencing revision {})",
+                    now + 1,
+                    guard.revision()
+                );
+            }
+            Ok(_) => println!("{worker}: lost the lock before writing; retrying"),
+            Err(e) => eprintln!("{worker}: write failed ({e}); retrying"),
         }
-        guard.unlock().await?;
+        let _ = guard.unlock().await;
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     println!("{worker}: done");

@@ -88,8 +88,7 @@ async fn leadership_moves_on_resign_and_observers_see_each_leader() {
         let resp = tokio::time::timeout(Duration::from_secs(10), observe.message())
             .await
             .expect("an observed change")
-            .expect("observe stream")
-            .expect("observe open");
+            .expect("observing goes on");
         values.push(String::from_utf8_lossy(&resp.kv.expect("kv").value).into_owned());
     }
     assert_eq!(values, ["a", "a2", "b"]);

@@ -38,7 +38,7 @@ mod watch;
 pub use client::{Client, ClientOptions, DEFAULT_CONNECT_TIMEOUT};
 pub use error::{Code, Error, messages};
 pub use lease::LeaseKeeper;
-pub use lock::{Leadership, LockGuard};
+pub use lock::{Leadership, LockGuard, ObserveStream};
 pub use options::{DeleteOptions, GetOptions, PutOptions, prefix_range_end};
 pub use registry::{Change, Discovery, Instance, Registration, ServiceRegistry};
 pub use txn::{Compare, CompareInt, CompareValue, Txn, TxnOp};

@@ -102,6 +102,39 @@ impl Drop for LockGuard {
     }
 }
 
+/// Runs a waiting call (Lock, Campaign) again while it fails for want of a server (the one
+/// serving it died, no leader for a moment) and its lease is still kept alive; etcd's own
+/// answers (the lease is gone, "concurrency: session is expired") end it.
+async fn retry_while_alive<T, F, Fut>(
+    keeper: &LeaseKeeper,
+    mut call: F,
+) -> Result<tonic::Response<T>, tonic::Status>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+{
+    loop {
+        match call().await {
+            Err(status) if transient(&status) && keeper.ttl().is_some() => {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+fn transient(status: &tonic::Status) -> bool {
+    match status.code() {
+        tonic::Code::Unavailable => true,
+        // A connection reset mid-call; not one of etcd's recipe answers.
+        tonic::Code::Unknown => {
+            let m = status.message();
+            !(m.starts_with("concurrency:") || m.starts_with("election:"))
+        }
+        _ => false,
+    }
+}
+
 fn fence(key: &[u8], revision: i64) -> Compare {
     let compare: CompareInt = Compare::create_revision(key.to_vec());
     compare.eq(revision)
@@ -185,14 +218,19 @@ impl Client {
     pub async fn lock(&self, name: impl Into<Vec<u8>>, ttl: i64) -> Result<LockGuard, Error> {
         let lease = self.lease_grant(ttl, 0).await?;
         let keeper = self.lease_keep_alive(lease.id).await?;
-        let mut service = LockClient::new(self.channel.clone());
-        // No request timeout: waiting for the lock is the point.
-        let locked = service
-            .lock(LockRequest {
-                name: name.into(),
-                lease: lease.id,
-            })
-            .await;
+        let request = LockRequest {
+            name: name.into(),
+            lease: lease.id,
+        };
+        // No request timeout: waiting for the lock is the point. A wait cut short by the
+        // member serving it is taken up again elsewhere: with the same lease, the server
+        // finds the key already made and keeps its place in line.
+        let locked = retry_while_alive(&keeper, || {
+            let mut service = LockClient::new(self.channel.clone());
+            let request = request.clone();
+            async move { service.lock(request).await }
+        })
+        .await;
         let key = match locked {
             Ok(resp) => resp.into_inner().key,
             Err(status) => {
@@ -234,14 +272,17 @@ impl Client {
     ) -> Result<Leadership, Error> {
         let lease = self.lease_grant(ttl, 0).await?;
         let keeper = self.lease_keep_alive(lease.id).await?;
-        let mut service = ElectionClient::new(self.channel.clone());
-        let won = service
-            .campaign(CampaignRequest {
-                name: name.into(),
-                lease: lease.id,
-                value: value.into(),
-            })
-            .await;
+        let request = CampaignRequest {
+            name: name.into(),
+            lease: lease.id,
+            value: value.into(),
+        };
+        let won = retry_while_alive(&keeper, || {
+            let mut service = ElectionClient::new(self.channel.clone());
+            let request = request.clone();
+            async move { service.campaign(request).await }
+        })
+        .await;
         match won.map(|r| r.into_inner().leader) {
             Ok(Some(leader)) => Ok(Leadership {
                 client: self.clone(),
@@ -275,16 +316,72 @@ impl Client {
     }
 
     /// Every change of leader (or of its value) in election `name`, in order, starting with
-    /// the current one.
-    pub async fn observe(
-        &self,
-        name: impl Into<Vec<u8>>,
-    ) -> Result<tonic::Streaming<conclave_proto::v3electionpb::LeaderResponse>, Error> {
-        let mut service = ElectionClient::new(self.channel.clone());
-        Ok(service
-            .observe(LeaderRequest { name: name.into() })
+    /// the current one. The stream is reopened (on another endpoint, if the client has
+    /// several) when it breaks; a change already delivered is not delivered again.
+    pub async fn observe(&self, name: impl Into<Vec<u8>>) -> Result<ObserveStream, Error> {
+        let name = name.into();
+        let first = ElectionClient::new(self.channel.clone())
+            .observe(LeaderRequest { name: name.clone() })
             .await
             .map_err(Error::from_status)?
-            .into_inner())
+            .into_inner();
+        let (tx, changes) = tokio::sync::mpsc::channel(16);
+        let client = self.clone();
+        let task = tokio::spawn(async move {
+            // The last (key, mod revision) delivered: a reopened stream starts by repeating
+            // the current leader, which may be it.
+            let mut last: Option<(Vec<u8>, i64)> = None;
+            let mut stream = Some(first);
+            loop {
+                let mut current = match stream.take() {
+                    Some(s) => s,
+                    None => match ElectionClient::new(client.channel.clone())
+                        .observe(LeaderRequest { name: name.clone() })
+                        .await
+                    {
+                        Ok(s) => s.into_inner(),
+                        Err(_) => {
+                            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                            continue;
+                        }
+                    },
+                };
+                while let Ok(Some(resp)) = current.message().await {
+                    let Some(kv) = &resp.kv else { continue };
+                    let now = (kv.key.clone(), kv.mod_revision);
+                    if last
+                        .as_ref()
+                        .is_some_and(|(k, r)| *k == now.0 && *r >= now.1)
+                    {
+                        continue;
+                    }
+                    last = Some(now);
+                    if tx.send(resp).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(ObserveStream { changes, task })
+    }
+}
+
+/// Leader changes of one election; see [`Client::observe`]. Dropping it stops observing.
+#[derive(Debug)]
+pub struct ObserveStream {
+    changes: tokio::sync::mpsc::Receiver<conclave_proto::v3electionpb::LeaderResponse>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ObserveStream {
+    /// The next leader (or new value); None once observing has stopped.
+    pub async fn message(&mut self) -> Option<conclave_proto::v3electionpb::LeaderResponse> {
+        self.changes.recv().await
+    }
+}
+
+impl Drop for ObserveStream {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
