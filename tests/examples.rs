@@ -135,6 +135,14 @@ fn service_discovery_sees_a_killed_instance_leave_within_its_ttl() {
     // A 2 s lease: gone within about 2 s (the leader revokes within a tick).
     let took = watcher.expect_line("down pay-2", Duration::from_secs(15));
     assert!(took < Duration::from_secs(8), "pay-2 left after {took:?}");
+
+    // A cluster member dies: the watcher's stream may have been on it; it goes on elsewhere
+    // and still sees the next instance leave.
+    let mut c = c;
+    let follower = c.followers()[0];
+    c.kill9(follower);
+    instances[2].kill9();
+    watcher.expect_line("down pay-3", Duration::from_secs(20));
 }
 
 #[test]
@@ -195,6 +203,14 @@ fn leader_election_moves_on_when_the_leader_is_killed() {
         &format!("leader is {} (leading)", names[next]),
         Duration::from_secs(10),
     );
+
+    // A cluster member dies too, then the new leader: the last candidate takes over and
+    // says so, its calls having moved to the members still up.
+    let mut c = c;
+    let follower = c.followers()[0];
+    c.kill9(follower);
+    candidates[next].kill9();
+    candidates[observer].expect_line(": elected", Duration::from_secs(30));
 }
 
 #[test]
