@@ -39,19 +39,31 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     });
 
-    // A 2 s lease: a leader that dies is replaced within about 2 s.
-    let leadership = client.campaign(ELECTION, me.clone(), 2).await?;
-    println!(
-        "{me}: elected (fencing revision {})",
-        leadership.leader_key().rev
-    );
-    leadership.proclaim(format!("{me} (leading)")).await?;
-    tokio::select! {
-        _ = leadership.lost() => println!("{me}: lost the leadership"),
-        _ = tokio::signal::ctrl_c() => {
-            leadership.resign().await?;
-            println!("{me}: resigned");
+    // A 5 s lease: a leader that dies is replaced within about 5 s. A campaign that fails
+    // (its lease ran out while a member was down) simply campaigns again.
+    loop {
+        let leadership = match client.campaign(ELECTION, me.clone(), 5).await {
+            Ok(leadership) => leadership,
+            Err(e) => {
+                eprintln!("{me}: campaign failed ({e}); campaigning again");
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        println!(
+            "{me}: elected (fencing revision {})",
+            leadership.leader_key().rev
+        );
+        if let Err(e) = leadership.proclaim(format!("{me} (leading)")).await {
+            eprintln!("{me}: proclaim failed ({e})");
+        }
+        tokio::select! {
+            _ = leadership.lost() => println!("{me}: lost the leadership"),
+            _ = tokio::signal::ctrl_c() => {
+                leadership.resign().await?;
+                println!("{me}: resigned");
+                return Ok(());
+            }
         }
     }
-    Ok(())
 }

@@ -1,6 +1,6 @@
 //! Service discovery: instances register under a lease for as long as they run; a client
 //! discovers them and follows them coming and going. Kill an instance (even with kill -9)
-//! and the client sees it leave within its TTL.
+//! and the client sees it leave within its TTL (5 s).
 //!
 //! Against a local cluster (`cargo run --release --bin conclave -- dev --members 3`):
 //!
@@ -30,20 +30,29 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .as_slice()
     {
         ["register", instance, address] => {
-            // A 2 s TTL: if this process dies, it leaves the registry within about 2 s.
-            let registration = registry
-                .register(
-                    SERVICE,
-                    instance,
-                    address,
-                    serde_json::json!({"pid": std::process::id()}),
-                    2,
-                )
-                .await?;
-            println!("registered {} at {address}", registration.key());
-            tokio::select! {
-                _ = registration.lost() => println!("registration lost"),
-                _ = tokio::signal::ctrl_c() => registration.deregister().await?,
+            // A 5 s TTL: if this process dies, it leaves the registry within about 5 s. A
+            // registration whose lease ran out (a member was down too long) registers again.
+            loop {
+                let metadata = serde_json::json!({"pid": std::process::id()});
+                let registration = match registry
+                    .register(SERVICE, instance, address, metadata, 5)
+                    .await
+                {
+                    Ok(r) => r,
+                    Err(e) => {
+                        eprintln!("register failed ({e}); trying again");
+                        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                        continue;
+                    }
+                };
+                println!("registered {} at {address}", registration.key());
+                tokio::select! {
+                    _ = registration.lost() => println!("registration lost; registering again"),
+                    _ = tokio::signal::ctrl_c() => {
+                        registration.deregister().await?;
+                        return Ok(());
+                    }
+                }
             }
         }
         ["watch"] => {

@@ -132,9 +132,9 @@ fn service_discovery_sees_a_killed_instance_leave_within_its_ttl() {
     }
     watcher.expect_line("watching", Duration::from_secs(30));
     instances[1].kill9();
-    // A 2 s lease: gone within about 2 s (the leader revokes within a tick).
-    let took = watcher.expect_line("down pay-2", Duration::from_secs(15));
-    assert!(took < Duration::from_secs(8), "pay-2 left after {took:?}");
+    // A 5 s lease: gone within about 5 s (the leader revokes within a tick).
+    let took = watcher.expect_line("down pay-2", Duration::from_secs(20));
+    assert!(took < Duration::from_secs(10), "pay-2 left after {took:?}");
 
     // A cluster member dies: the watcher's stream may have been on it; it goes on elsewhere
     // and still sees the next instance leave.

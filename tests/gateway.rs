@@ -350,3 +350,52 @@ fn locks_and_elections_over_the_gateway() {
     assert_ne!(status, 200, "{err}");
     assert_eq!(err["message"], json!("election: no leader"));
 }
+
+/// Reads a streaming HTTP response until `want` appears in it (or fails after a while).
+fn read_until(stream: &mut std::net::TcpStream, seen: &mut String, want: &str) {
+    use std::io::Read;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut buf = [0u8; 4096];
+    while !seen.contains(want) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no {want:?} in the watch stream: {seen}"
+        );
+        match stream.read(&mut buf) {
+            Ok(0) => panic!("the watch stream ended: {seen}"),
+            Ok(n) => seen.push_str(&String::from_utf8_lossy(&buf[..n])),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(e) => panic!("reading the watch stream: {e}"),
+        }
+    }
+}
+
+#[test]
+fn watch_streams_json_lines_over_the_gateway() {
+    use std::io::Write;
+    let s = Server::start();
+    let body = json!({"create_request": {"key": b64("gw/"), "range_end": b64("gw0")}}).to_string();
+    let mut stream = std::net::TcpStream::connect(s.endpoint()).expect("connect");
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_millis(200)))
+        .expect("timeout");
+    write!(
+        stream,
+        "POST /v3/watch HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        s.endpoint(),
+        body.len()
+    )
+    .expect("send the watch");
+    let mut seen = String::new();
+    read_until(&mut stream, &mut seen, "\"created\":true");
+    ok(
+        &s,
+        "/v3/kv/put",
+        json!({"key": b64("gw/a"), "value": b64("streamed")}),
+    );
+    // One {"result": WatchResponse} line per response, as etcd's grpc-gateway sends them.
+    read_until(&mut stream, &mut seen, &b64("streamed"));
+    assert!(seen.contains("{\"result\":"), "{seen}");
+}

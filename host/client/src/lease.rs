@@ -176,6 +176,7 @@ async fn keep_alive(client: Client, id: i64, ttl: i64, state: watch::Sender<Opti
             let _ = state.send(None);
             return;
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        // Soon: the lease's time is running.
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

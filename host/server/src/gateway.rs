@@ -14,7 +14,8 @@ use axum::routing::{get, post};
 use conclave_proto::etcdserverpb::{
     CompactionRequest, DeleteRangeRequest, LeaseGrantRequest, LeaseKeepAliveRequest,
     LeaseLeasesRequest, LeaseRevokeRequest, LeaseTimeToLiveRequest, PutRequest, RangeRequest,
-    StatusRequest, TxnRequest, kv_server::Kv, lease_server::Lease, maintenance_server::Maintenance,
+    StatusRequest, TxnRequest, WatchRequest, kv_server::Kv, lease_server::Lease,
+    maintenance_server::Maintenance,
 };
 use conclave_proto::v3electionpb::{
     CampaignRequest, LeaderRequest, ProclaimRequest, ResignRequest, election_server::Election,
@@ -24,7 +25,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tonic::{Code, Status};
 
-use crate::service::{ElectionService, KvService, LeaseService, LockService, MaintenanceService};
+use crate::service::{
+    ElectionService, KvService, LeaseService, LockService, MaintenanceService, WatchService,
+};
 
 #[derive(Clone)]
 pub struct Gateway {
@@ -33,6 +36,7 @@ pub struct Gateway {
     pub lease: LeaseService,
     pub lock: LockService,
     pub election: ElectionService,
+    pub watch: WatchService,
 }
 
 pub fn router(gateway: Gateway) -> Router {
@@ -54,6 +58,7 @@ pub fn router(gateway: Gateway) -> Router {
         .route("/v3/lease/keepalive", post(lease_keep_alive))
         .route("/v3/lock/lock", post(lock))
         .route("/v3/lock/unlock", post(unlock))
+        .route("/v3/watch", post(watch))
         .route("/v3/election/campaign", post(campaign))
         .route("/v3/election/proclaim", post(proclaim))
         .route("/v3/election/leader", post(leader))
@@ -237,6 +242,38 @@ async fn resign(State(g): State<Gateway>, body: Bytes) -> Response {
         g.election.resign(r).await
     })
     .await
+}
+
+/// etcd's gateway watch: one WatchRequest in the body, then one `{"result": WatchResponse}`
+/// line per response for as long as the client keeps the connection open.
+async fn watch(State(g): State<Gateway>, body: Bytes) -> Response {
+    use futures::StreamExt;
+    let req: WatchRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return error(&Status::invalid_argument(e.to_string())),
+    };
+    // The request stream stays open: the watch lives until the HTTP client goes away.
+    let requests = futures::stream::iter([Ok(req)]).chain(futures::stream::pending());
+    let lines = g.watch.open(Box::pin(requests)).map(|item| {
+        #[derive(Serialize)]
+        struct Streamed<T> {
+            result: T,
+        }
+        let mut line = match item {
+            Ok(resp) => serde_json::to_vec(&Streamed { result: resp }),
+            Err(status) => serde_json::to_vec(&serde_json::json!({
+                "error": {"code": status.code() as i32, "message": status.message()}
+            })),
+        }
+        .unwrap_or_default();
+        line.push(b'\n');
+        Ok::<_, std::convert::Infallible>(Bytes::from(line))
+    });
+    (
+        [("content-type", "application/json")],
+        axum::body::Body::from_stream(lines),
+    )
+        .into_response()
 }
 
 /// A stream in etcd's gateway: one request body in, `{"result": ...}` out (one keep-alive).

@@ -176,7 +176,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         MaintenanceServer::new(maintenance.clone()).max_decoding_message_size(MAX_GRPC_MESSAGE),
     )
     .add_service(ClusterServer::new(ClusterService::new(node.clone())))
-    .add_service(WatchServer::new(watches))
+    .add_service(WatchServer::new(watches.clone()))
     .add_service(LeaseServer::new(leases.clone()))
     .add_service(LockServer::new(locks.clone()))
     .add_service(ElectionServer::new(elections.clone()))
@@ -191,6 +191,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         lease: leases.clone(),
         lock: locks,
         election: elections,
+        watch: watches,
     }));
 
     let mut servers = Vec::new();

@@ -37,17 +37,12 @@ impl WatchService {
             stop,
         }
     }
-}
 
-#[tonic::async_trait]
-impl Watch for WatchService {
-    type WatchStream = ReceiverStream<Result<WatchResponse, Status>>;
-
-    async fn watch(
-        &self,
-        request: Request<Streaming<WatchRequest>>,
-    ) -> Result<Response<Self::WatchStream>, Status> {
-        let requests = request.into_inner();
+    /// Serves one watch stream for `requests` (gRPC's, or the gateway's); its responses.
+    pub fn open<S>(&self, requests: S) -> ReceiverStream<Result<WatchResponse, Status>>
+    where
+        S: futures::Stream<Item = Result<WatchRequest, Status>> + Unpin + Send + 'static,
+    {
         let (out, responses) = mpsc::channel(QUEUED_RESPONSES);
         let stream = WatchStream::new(self.node.clone(), out);
         let mut stop = self.stop.clone();
@@ -59,6 +54,18 @@ impl Watch for WatchService {
                 _ = stop.wait_for(|stopping| *stopping) => {}
             }
         });
-        Ok(Response::new(ReceiverStream::new(responses)))
+        ReceiverStream::new(responses)
+    }
+}
+
+#[tonic::async_trait]
+impl Watch for WatchService {
+    type WatchStream = ReceiverStream<Result<WatchResponse, Status>>;
+
+    async fn watch(
+        &self,
+        request: Request<Streaming<WatchRequest>>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        Ok(Response::new(self.open(request.into_inner())))
     }
 }

@@ -94,6 +94,9 @@ impl WatchStream {
                     Err(RecvError::Closed) => Err(()),
                 },
                 _ = ticker.tick() => self.progress_tick().await,
+                // The client is gone (its responses are no longer read): stop now rather
+                // than at the next event.
+                () = self.out.closed() => Err(()),
                 () = std::future::ready(()), if catching_up => self.catch_up_step().await,
             };
             if step.is_err() {
