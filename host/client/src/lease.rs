@@ -180,3 +180,67 @@ async fn keep_alive(client: Client, id: i64, ttl: i64, state: watch::Sender<Opti
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// A lease granted for one holder (a lock, a leadership, a registration): kept alive while
+/// held, revoked when released or dropped, so what hangs on it goes at once rather than a
+/// TTL later.
+#[derive(Debug)]
+pub(crate) struct HeldLease {
+    client: Client,
+    /// None once released.
+    keeper: Option<LeaseKeeper>,
+}
+
+impl HeldLease {
+    /// Grants a lease of `ttl` seconds and starts keeping it alive.
+    pub(crate) async fn grant(client: &Client, ttl: i64) -> Result<Self, Error> {
+        let lease = client.lease_grant(ttl, 0).await?;
+        let keeper = client.lease_keep_alive(lease.id).await?;
+        Ok(Self {
+            client: client.clone(),
+            keeper: Some(keeper),
+        })
+    }
+
+    pub(crate) fn id(&self) -> i64 {
+        self.keeper.as_ref().map_or(0, LeaseKeeper::id)
+    }
+
+    /// Whether the lease is still kept alive.
+    pub(crate) fn alive(&self) -> bool {
+        self.keeper.as_ref().is_some_and(|k| k.ttl().is_some())
+    }
+
+    /// Resolves if the lease is lost.
+    pub(crate) async fn lost(&self) {
+        if let Some(keeper) = &self.keeper {
+            keeper.lost().await;
+        }
+    }
+
+    /// Stops keeping the lease alive and revokes it now.
+    pub(crate) async fn revoke(mut self) -> Result<(), Error> {
+        match self.keeper.take() {
+            Some(keeper) => {
+                let id = keeper.id();
+                drop(keeper);
+                self.client.lease_revoke(id).await.map(|_| ())
+            }
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for HeldLease {
+    fn drop(&mut self) {
+        if let Some(keeper) = self.keeper.take() {
+            let (client, id) = (self.client.clone(), keeper.id());
+            drop(keeper);
+            if let Ok(handle) = tokio::runtime::Handle::try_current() {
+                handle.spawn(async move {
+                    let _ = client.lease_revoke(id).await;
+                });
+            }
+        }
+    }
+}

@@ -1,5 +1,5 @@
 //! Locks and elections on etcd's v3lock and v3election services, each held under a lease
-//! that a [`LeaseKeeper`] keeps alive for as long as the guard lives, so a process that dies
+//! that a [`LeaseKeeper`](crate::LeaseKeeper) keeps alive for as long as the guard lives, so a process that dies
 //! lets go within the lease's TTL.
 //!
 //! A lock or a leadership is only as safe as the writes it guards (Jepsen, and Kleppmann's
@@ -16,7 +16,7 @@ use conclave_proto::v3lockpb::{LockRequest, UnlockRequest, lock_client::LockClie
 
 use crate::client::Client;
 use crate::error::Error;
-use crate::lease::LeaseKeeper;
+use crate::lease::HeldLease;
 use crate::options::GetOptions;
 use crate::txn::{Compare, CompareInt};
 
@@ -41,7 +41,8 @@ pub struct LockGuard {
     client: Client,
     key: Vec<u8>,
     revision: i64,
-    keeper: Option<LeaseKeeper>,
+    /// Revoked on drop: that deletes the lock key, so the next holder need not wait the TTL.
+    lease: HeldLease,
 }
 
 impl LockGuard {
@@ -62,43 +63,19 @@ impl LockGuard {
 
     /// Resolves if the lock's lease is lost (the lock may then be someone else's).
     pub async fn lost(&self) {
-        if let Some(keeper) = &self.keeper {
-            keeper.lost().await;
-        }
+        self.lease.lost().await;
     }
 
     /// Releases the lock now.
-    pub async fn unlock(mut self) -> Result<(), Error> {
-        let keeper = self.keeper.take();
-        let lease = keeper.as_ref().map(LeaseKeeper::id);
-        drop(keeper);
+    pub async fn unlock(self) -> Result<(), Error> {
         let mut service = LockClient::new(self.client.channel.clone());
         let released = service
-            .unlock(self.client.request(UnlockRequest {
-                key: self.key.clone(),
-            }))
+            .unlock(self.client.request(UnlockRequest { key: self.key }))
             .await
             .map_err(Error::from_status);
-        if let Some(id) = lease {
-            // The lease was the lock's alone.
-            let _ = self.client.lease_revoke(id).await;
-        }
+        // The lease was the lock's alone.
+        let _ = self.lease.revoke().await;
         released.map(|_| ())
-    }
-}
-
-impl Drop for LockGuard {
-    fn drop(&mut self) {
-        if let Some(keeper) = self.keeper.take() {
-            let (client, id) = (self.client.clone(), keeper.id());
-            drop(keeper);
-            // Revoking the lease deletes the lock key: the next holder need not wait the TTL.
-            if let Ok(handle) = tokio::runtime::Handle::try_current() {
-                handle.spawn(async move {
-                    let _ = client.lease_revoke(id).await;
-                });
-            }
-        }
     }
 }
 
@@ -106,7 +83,7 @@ impl Drop for LockGuard {
 /// serving it died, no leader for a moment) and its lease is still kept alive; etcd's own
 /// answers (the lease is gone, "concurrency: session is expired") end it.
 async fn retry_while_alive<T, F, Fut>(
-    keeper: &LeaseKeeper,
+    lease: &HeldLease,
     mut call: F,
 ) -> Result<tonic::Response<T>, tonic::Status>
 where
@@ -115,7 +92,7 @@ where
 {
     loop {
         match call().await {
-            Err(status) if transient(&status) && keeper.ttl().is_some() => {
+            Err(status) if transient(&status) && lease.alive() => {
                 tokio::time::sleep(std::time::Duration::from_millis(200)).await;
             }
             other => return other,
@@ -145,7 +122,8 @@ fn fence(key: &[u8], revision: i64) -> Compare {
 pub struct Leadership {
     client: Client,
     leader: LeaderKey,
-    keeper: Option<LeaseKeeper>,
+    /// Revoked on drop: that deletes the leader key, so the next candidate leads at once.
+    lease: HeldLease,
 }
 
 impl Leadership {
@@ -174,41 +152,20 @@ impl Leadership {
 
     /// Resolves if the leadership's lease is lost.
     pub async fn lost(&self) {
-        if let Some(keeper) = &self.keeper {
-            keeper.lost().await;
-        }
+        self.lease.lost().await;
     }
 
     /// Steps down now: the next candidate leads at once.
-    pub async fn resign(mut self) -> Result<(), Error> {
-        let keeper = self.keeper.take();
-        let lease = keeper.as_ref().map(LeaseKeeper::id);
-        drop(keeper);
+    pub async fn resign(self) -> Result<(), Error> {
         let mut service = ElectionClient::new(self.client.channel.clone());
         let resigned = service
             .resign(self.client.request(ResignRequest {
-                leader: Some(self.leader.clone()),
+                leader: Some(self.leader),
             }))
             .await
             .map_err(Error::from_status);
-        if let Some(id) = lease {
-            let _ = self.client.lease_revoke(id).await;
-        }
+        let _ = self.lease.revoke().await;
         resigned.map(|_| ())
-    }
-}
-
-impl Drop for Leadership {
-    fn drop(&mut self) {
-        if let Some(keeper) = self.keeper.take() {
-            let (client, id) = (self.client.clone(), keeper.id());
-            drop(keeper);
-            if let Ok(handle) = tokio::runtime::Handle::try_current() {
-                handle.spawn(async move {
-                    let _ = client.lease_revoke(id).await;
-                });
-            }
-        }
     }
 }
 
@@ -216,16 +173,15 @@ impl Client {
     /// Waits for the lock `name` and holds it under a lease of `ttl` seconds kept alive by
     /// the returned guard.
     pub async fn lock(&self, name: impl Into<Vec<u8>>, ttl: i64) -> Result<LockGuard, Error> {
-        let lease = self.lease_grant(ttl, 0).await?;
-        let keeper = self.lease_keep_alive(lease.id).await?;
+        let lease = HeldLease::grant(self, ttl).await?;
         let request = LockRequest {
             name: name.into(),
-            lease: lease.id,
+            lease: lease.id(),
         };
         // No request timeout: waiting for the lock is the point. A wait cut short by the
         // member serving it is taken up again elsewhere: with the same lease, the server
         // finds the key already made and keeps its place in line.
-        let locked = retry_while_alive(&keeper, || {
+        let locked = retry_while_alive(&lease, || {
             let mut service = LockClient::new(self.channel.clone());
             let request = request.clone();
             async move { service.lock(request).await }
@@ -234,8 +190,7 @@ impl Client {
         let key = match locked {
             Ok(resp) => resp.into_inner().key,
             Err(status) => {
-                drop(keeper);
-                let _ = self.lease_revoke(lease.id).await;
+                let _ = lease.revoke().await;
                 return Err(Error::from_status(status));
             }
         };
@@ -249,7 +204,7 @@ impl Client {
             client: self.clone(),
             key,
             revision,
-            keeper: Some(keeper),
+            lease,
         })
     }
 
@@ -270,14 +225,13 @@ impl Client {
         value: impl Into<Vec<u8>>,
         ttl: i64,
     ) -> Result<Leadership, Error> {
-        let lease = self.lease_grant(ttl, 0).await?;
-        let keeper = self.lease_keep_alive(lease.id).await?;
+        let lease = HeldLease::grant(self, ttl).await?;
         let request = CampaignRequest {
             name: name.into(),
-            lease: lease.id,
+            lease: lease.id(),
             value: value.into(),
         };
-        let won = retry_while_alive(&keeper, || {
+        let won = retry_while_alive(&lease, || {
             let mut service = ElectionClient::new(self.channel.clone());
             let request = request.clone();
             async move { service.campaign(request).await }
@@ -287,15 +241,14 @@ impl Client {
             Ok(Some(leader)) => Ok(Leadership {
                 client: self.clone(),
                 leader,
-                keeper: Some(keeper),
+                lease,
             }),
             Ok(None) => Err(Error::Status {
                 code: tonic::Code::Internal,
                 message: "the campaign answered no leader key".into(),
             }),
             Err(status) => {
-                drop(keeper);
-                let _ = self.lease_revoke(lease.id).await;
+                let _ = lease.revoke().await;
                 Err(Error::from_status(status))
             }
         }

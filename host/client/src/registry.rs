@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::client::Client;
 use crate::error::Error;
-use crate::lease::LeaseKeeper;
+use crate::lease::HeldLease;
 use crate::options::{GetOptions, PutOptions};
 use crate::watch::{WatchOptions, WatchStream};
 
@@ -70,9 +70,9 @@ pub struct ServiceRegistry {
 /// is removed when it is dropped or deregistered.
 #[derive(Debug)]
 pub struct Registration {
-    client: Client,
     key: String,
-    keeper: Option<LeaseKeeper>,
+    /// Revoked on drop: that deletes the entry.
+    lease: HeldLease,
 }
 
 impl Registration {
@@ -83,35 +83,12 @@ impl Registration {
 
     /// Resolves if the registration's lease is lost (the entry is gone).
     pub async fn lost(&self) {
-        if let Some(keeper) = &self.keeper {
-            keeper.lost().await;
-        }
+        self.lease.lost().await;
     }
 
     /// Removes the entry now.
-    pub async fn deregister(mut self) -> Result<(), Error> {
-        match self.keeper.take() {
-            Some(keeper) => {
-                let id = keeper.id();
-                drop(keeper);
-                self.client.lease_revoke(id).await.map(|_| ())
-            }
-            None => Ok(()),
-        }
-    }
-}
-
-impl Drop for Registration {
-    fn drop(&mut self) {
-        if let Some(keeper) = self.keeper.take() {
-            let (client, id) = (self.client.clone(), keeper.id());
-            drop(keeper);
-            if let Ok(handle) = tokio::runtime::Handle::try_current() {
-                handle.spawn(async move {
-                    let _ = client.lease_revoke(id).await;
-                });
-            }
-        }
+    pub async fn deregister(self) -> Result<(), Error> {
+        self.lease.revoke().await
     }
 }
 
@@ -193,8 +170,7 @@ impl ServiceRegistry {
         metadata: serde_json::Value,
         ttl: i64,
     ) -> Result<Registration, Error> {
-        let lease = self.client.lease_grant(ttl, 0).await?;
-        let keeper = self.client.lease_keep_alive(lease.id).await?;
+        let lease = HeldLease::grant(&self.client, ttl).await?;
         let key = format!("{service}/{instance}");
         let value = serde_json::to_vec(&Update {
             op: 0,
@@ -206,13 +182,9 @@ impl ServiceRegistry {
             message: format!("metadata is not JSON: {e}"),
         })?;
         self.client
-            .put(key.clone(), value, PutOptions::new().with_lease(lease.id))
+            .put(key.clone(), value, PutOptions::new().with_lease(lease.id()))
             .await?;
-        Ok(Registration {
-            client: self.client.clone(),
-            key,
-            keeper: Some(keeper),
-        })
+        Ok(Registration { key, lease })
     }
 
     /// The instances of `service` now, and a stream of their changes from that point on.
