@@ -91,6 +91,11 @@ impl Leases {
         }
     }
 
+    /// A lease's granted TTL, without copying its keys.
+    pub fn ttl(&self, id: i64) -> Option<i64> {
+        self.leases.get(&id).map(|l| l.ttl)
+    }
+
     pub fn get(&self, id: i64) -> Option<LeaseInfo> {
         self.leases.get(&id).map(|l| LeaseInfo {
             id,

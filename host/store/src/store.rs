@@ -263,6 +263,12 @@ impl Store {
         self.state.read().state.leases.get(id)
     }
 
+    /// A lease's granted TTL; None if it does not exist. Unlike [`Store::lease`], it does not
+    /// copy the attached keys: keep-alives ask this.
+    pub fn lease_ttl(&self, id: i64) -> Option<i64> {
+        self.state.read().state.leases.ttl(id)
+    }
+
     /// Every lease (without keys), by ID.
     pub fn leases(&self) -> Vec<LeaseInfo> {
         self.state.read().state.leases.all()

@@ -47,6 +47,11 @@ struct Clock {
     last_checkpoint: Option<Instant>,
 }
 
+/// `secs` seconds (never negative) after `from`.
+fn after(from: Instant, secs: i64) -> Instant {
+    from + Duration::from_secs(secs.max(0) as u64)
+}
+
 fn seconds(d: Duration) -> i64 {
     // Round up, as etcd reports remaining TTLs: a lease with 0.2 s left has 1 s left.
     d.as_millis().div_ceil(1000) as i64
@@ -82,9 +87,7 @@ impl Lessor {
                     } else {
                         lease.ttl
                     };
-                    clock
-                        .deadlines
-                        .insert(lease.id, now + Duration::from_secs(left.max(0) as u64));
+                    clock.deadlines.insert(lease.id, after(now, left));
                 }
             }
         }
@@ -96,18 +99,15 @@ impl Lessor {
         if !self.node.is_leader() {
             return self.forward_keep_alive(id).await;
         }
-        let Some(lease) = self.node.store.lease(id) else {
+        let Some(ttl) = self.node.store.lease_ttl(id) else {
             return Ok(0);
         };
         let mut clock = self.clock();
         if clock.term.is_none() {
             return Err(LEADER_CHANGED.into());
         }
-        clock.deadlines.insert(
-            id,
-            Instant::now() + Duration::from_secs(lease.ttl.max(0) as u64),
-        );
-        Ok(lease.ttl)
+        clock.deadlines.insert(id, after(Instant::now(), ttl));
+        Ok(ttl)
     }
 
     async fn forward_keep_alive(&self, id: i64) -> Result<i64, Status> {
@@ -138,7 +138,16 @@ impl Lessor {
                 .into_inner());
         }
         let header = self.node.header(self.node.store.current_revision());
-        let Some(lease) = self.node.store.lease(req.id) else {
+        // The keys are copied only when asked for.
+        let found = if req.keys {
+            self.node.store.lease(req.id).map(|l| (l.ttl, l.keys))
+        } else {
+            self.node
+                .store
+                .lease_ttl(req.id)
+                .map(|ttl| (ttl, Vec::new()))
+        };
+        let Some((granted_ttl, keys)) = found else {
             return Ok(LeaseTimeToLiveResponse {
                 header,
                 id: req.id,
@@ -149,14 +158,14 @@ impl Lessor {
         let deadline = self.clock().deadlines.get(&req.id).copied();
         let ttl = match deadline {
             Some(d) => seconds(d.saturating_duration_since(Instant::now())),
-            None => lease.ttl,
+            None => granted_ttl,
         };
         Ok(LeaseTimeToLiveResponse {
             header,
             id: req.id,
             ttl,
-            granted_ttl: lease.ttl,
-            keys: if req.keys { lease.keys } else { Vec::new() },
+            granted_ttl,
+            keys,
         })
     }
 
@@ -164,9 +173,7 @@ impl Lessor {
     pub fn granted(&self, id: i64, ttl: i64) {
         let mut clock = self.clock();
         if clock.term.is_some() {
-            clock
-                .deadlines
-                .insert(id, Instant::now() + Duration::from_secs(ttl.max(0) as u64));
+            clock.deadlines.insert(id, after(Instant::now(), ttl));
         }
     }
 
@@ -208,10 +215,7 @@ impl Lessor {
             .collect();
         clock.deadlines.retain(|id, _| live.contains_key(id));
         for (&id, &(ttl, _)) in &live {
-            clock
-                .deadlines
-                .entry(id)
-                .or_insert_with(|| now + Duration::from_secs(ttl.max(0) as u64));
+            clock.deadlines.entry(id).or_insert_with(|| after(now, ttl));
         }
 
         let per_tick = (REVOKES_PER_SECOND * TICK.as_millis() as usize / 1000).max(1);

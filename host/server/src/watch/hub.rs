@@ -55,6 +55,12 @@ impl WatchHub {
 
 impl ApplyListener for WatchHub {
     fn applied(&self, outcomes: &[Applied]) {
+        // With no stream open there is nobody to copy the events for. A stream that opens
+        // after this check reads the store's revision after subscribing, so it covers this
+        // batch.
+        if self.ring.receiver_count() == 0 {
+            return;
+        }
         let events: Vec<Event> = outcomes
             .iter()
             .flat_map(|o| o.events.iter().cloned())
