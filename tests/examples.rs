@@ -145,39 +145,15 @@ fn service_discovery_sees_a_killed_instance_leave_within_its_ttl() {
     watcher.expect_line("down pay-3", Duration::from_secs(20));
 }
 
-#[test]
-fn leader_election_moves_on_when_the_leader_is_killed() {
-    let c = Cluster::start(3);
-    let mut candidates: Vec<Running> = ["alice", "bob", "carol"]
-        .iter()
-        .map(|n| Running::start(&c, "leader_election", &[n]))
-        .collect();
-    // Exactly one is elected; all observe it.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let leader = loop {
-        assert!(Instant::now() < deadline, "nobody was elected");
-        let elected: Vec<usize> = candidates
-            .iter_mut()
-            .enumerate()
-            .filter_map(|(i, r)| {
-                let lines = r.drain();
-                let won = lines.iter().any(|l| l.contains(": elected"));
-                r.seen = lines;
-                won.then_some(i)
-            })
-            .collect();
-        match elected.as_slice() {
-            [] => std::thread::sleep(Duration::from_millis(100)),
-            [one] => break *one,
-            many => panic!("several leaders at once: {many:?}"),
-        }
-    };
-    candidates[leader].kill9();
-    let others: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let next = loop {
-        assert!(Instant::now() < deadline, "nobody took over");
-        let won: Vec<usize> = others
+/// The one of `among` that says it was elected (fails if none does in time, or several do).
+fn elected(candidates: &mut [Running], among: &[usize], within: Duration) -> usize {
+    let deadline = Instant::now() + within;
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "nobody was elected among {among:?}"
+        );
+        let won: Vec<usize> = among
             .iter()
             .copied()
             .filter(|&i| {
@@ -189,10 +165,24 @@ fn leader_election_moves_on_when_the_leader_is_killed() {
             .collect();
         match won.as_slice() {
             [] => std::thread::sleep(Duration::from_millis(100)),
-            [one] => break *one,
+            [one] => return *one,
             many => panic!("several leaders at once: {many:?}"),
         }
-    };
+    }
+}
+
+#[test]
+fn leader_election_moves_on_when_the_leader_is_killed() {
+    let c = Cluster::start(3);
+    let mut candidates: Vec<Running> = ["alice", "bob", "carol"]
+        .iter()
+        .map(|n| Running::start(&c, "leader_election", &[n]))
+        .collect();
+    // Exactly one is elected; all observe it.
+    let leader = elected(&mut candidates, &[0, 1, 2], Duration::from_secs(30));
+    candidates[leader].kill9();
+    let others: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
+    let next = elected(&mut candidates, &others, Duration::from_secs(20));
     // The other survivor observes the new leader.
     let observer = others
         .into_iter()

@@ -447,6 +447,20 @@ async fn a_member_that_was_down_catches_up_by_snapshot() {
     cluster.shutdown().await;
 }
 
+/// Sends a vote that must not get through: the transport's reason it did not.
+async fn refused_vote(client: &mut impl RaftNetworkV2<TypeConfig>) -> String {
+    let refused = client
+        .vote(
+            VoteRequest::new(openraft::Vote::new(100, 4), None),
+            RPCOption::new(Duration::from_secs(4)),
+        )
+        .await;
+    match refused {
+        Err(RPCError::Unreachable(e)) => e.to_string(),
+        other => panic!("a vote from a foreign certificate got through: {other:?}"),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_member_with_a_certificate_from_another_ca_is_refused() {
     let cluster = Cluster::start().await;
@@ -470,19 +484,8 @@ async fn a_member_with_a_certificate_from_another_ca_is_refused() {
     let mut factory = intruder.transport.network();
     let target = cluster.node(leader);
     let mut client = factory.new_client(target.id, &target.member()).await;
-    let refused = client
-        .vote(
-            VoteRequest::new(openraft::Vote::new(100, 4), None),
-            RPCOption::new(Duration::from_secs(4)),
-        )
-        .await;
-    match refused {
-        Err(RPCError::Unreachable(e)) => {
-            let message = e.to_string();
-            assert!(message.contains("TLS handshake failed"), "{message}");
-        }
-        other => panic!("the intruder's vote should not get through: {other:?}"),
-    }
+    let message = refused_vote(&mut client).await;
+    assert!(message.contains("TLS handshake failed"), "{message}");
 
     // Trusting the cluster's CA as well does not help it: the members refuse its certificate.
     let both = cluster.root.join("both-cas.crt");
@@ -493,19 +496,8 @@ async fn a_member_with_a_certificate_from_another_ca_is_refused() {
     let sly_tls = PeerTls::load(&n4.cert, &n4.key, &both).expect("load n4 with both CAs");
     let sly = bind("127.0.0.1:0".parse().unwrap(), &sly_tls).await;
     let mut client = sly.network().new_client(target.id, &target.member()).await;
-    let refused = client
-        .vote(
-            VoteRequest::new(openraft::Vote::new(100, 4), None),
-            RPCOption::new(Duration::from_secs(4)),
-        )
-        .await;
-    match refused {
-        Err(RPCError::Unreachable(e)) => {
-            let message = e.to_string();
-            assert!(message.contains("refused the TLS handshake"), "{message}");
-        }
-        other => panic!("a certificate from another CA should be refused: {other:?}"),
-    }
+    let message = refused_vote(&mut client).await;
+    assert!(message.contains("refused the TLS handshake"), "{message}");
     sly.shutdown().await;
 
     // Nor can the cluster reach it when it is added as a learner.
