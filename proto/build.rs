@@ -12,6 +12,7 @@ const PROTOS: &[&str] = &[
     "conclave/command.proto",
     "conclave/raft.proto",
     "conclave/internal.proto",
+    "conclave/plugin.proto",
 ];
 
 const PACKAGES: &[&str] = &[

@@ -85,6 +85,26 @@ impl std::fmt::Display for conclavepb::Command {
             Some(Request::LeaseCheckpoint(c)) => {
                 write!(f, "lease checkpoint ({} leases)", c.checkpoints.len())
             }
+            Some(Request::PluginDeploy(d)) => {
+                let spec = d.spec.as_ref();
+                write!(
+                    f,
+                    "plugin deploy {} ({} bytes)",
+                    spec.map_or("", |s| s.name.as_str()),
+                    d.wasm.len()
+                )
+            }
+            Some(Request::PluginRemove(r)) => write!(f, "plugin remove {}", r.name),
+            Some(Request::PluginRollback(r)) => write!(f, "plugin rollback {}", r.name),
+            Some(Request::PluginFlush(p)) => write!(
+                f,
+                "plugin flush {} v{} window {}..{} ({} ops)",
+                p.name,
+                p.version,
+                p.start_ms,
+                p.end_ms,
+                p.ops.len()
+            ),
             None => write!(f, "empty"),
         }
     }

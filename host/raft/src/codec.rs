@@ -582,6 +582,7 @@ mod tests {
                 ignore_value: false,
                 ignore_lease: false,
             })),
+            stamp_ms: 1_700_000_000_123,
         }
     }
 

@@ -314,6 +314,7 @@ fn put(key: &str, value: &str) -> Command {
             value: value.as_bytes().to_vec(),
             ..Default::default()
         })),
+        stamp_ms: 0,
     }
 }
 

@@ -157,6 +157,7 @@ fn put(term: u64, index: u64) -> Entry {
                 value: format!("term {term}").into_bytes(),
                 ..Default::default()
             })),
+            stamp_ms: 0,
         }),
     }
 }
@@ -298,6 +299,7 @@ async fn replication_reads_are_bounded() {
                 value: vec![b'x'; 1 << 20],
                 ..Default::default()
             })),
+            stamp_ms: 0,
         }),
     };
     let written: Vec<Entry> = (0..20).map(big).collect();

@@ -3,7 +3,7 @@
 //! calls it with committed entries. Re-applying an entry at or below the applied position is
 //! a no-op, so replay after a crash is safe.
 
-use conclave_proto::conclavepb::{Command, command::Request};
+use conclave_proto::conclavepb::{Command, PluginChanged, command::Request};
 use conclave_proto::etcdserverpb::{
     CompactionResponse, DeleteRangeResponse, LeaseCheckpointResponse, LeaseGrantResponse,
     LeaseRevokeResponse, PutResponse, TxnResponse,
@@ -22,12 +22,19 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// An entry without a leader's time stamp (its revision keeps the previous one's time).
     pub fn new(index: u64, term: u64, request: Request) -> Self {
+        Self::stamped(index, term, request, 0)
+    }
+
+    /// An entry as a leader proposes it: `stamp_ms` is its clock, ms since the Unix epoch.
+    pub fn stamped(index: u64, term: u64, request: Request, stamp_ms: i64) -> Self {
         Self {
             index,
             term,
             command: Some(Command {
                 request: Some(request),
+                stamp_ms,
             }),
         }
     }
@@ -44,6 +51,8 @@ pub enum Response {
     LeaseGrant(LeaseGrantResponse),
     LeaseRevoke(LeaseRevokeResponse),
     LeaseCheckpoint(LeaseCheckpointResponse),
+    /// A plugin registry command's answer: deploy, remove, rollback or flush.
+    Plugin(PluginChanged),
     /// An entry without a command.
     Empty,
 }

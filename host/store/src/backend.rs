@@ -1,7 +1,10 @@
 //! The on-disk layout, over one fjall database:
-//! - `kv`: revision (16 bytes, big-endian main then sub) -> record (kind byte + mvccpb.KeyValue).
-//!   A put's record is the whole KeyValue; a delete's record (a tombstone) holds the key.
-//! - `meta`: the applied log position, current and compacted revisions, finished compaction.
+//! - `kv`: revision (16 bytes, big-endian main then sub) -> record (kind byte, the revision's
+//!   commit time, mvccpb.KeyValue). A put's record is the whole KeyValue; a delete's record
+//!   (a tombstone) holds the key.
+//! - `meta`: the applied log position, current and compacted revisions, finished compaction,
+//!   the newest revision's commit time; leases (`lease.rs`) and the plugin registry
+//!   (`plugin.rs`) under their own prefixes.
 //!
 //! Every call here blocks on disk: callers keep them off async workers.
 
@@ -16,9 +19,17 @@ use crate::revision::Revision;
 
 const KIND_PUT: u8 = 0;
 const KIND_TOMBSTONE: u8 = 1;
+/// Set in the kind byte when 8 bytes of commit time (ms since the Unix epoch, i64 big-endian)
+/// follow it. Every record written now has it; a record without it (written before commit
+/// times existed) reads as time 0, so no format bump was needed.
+const KIND_TIMED: u8 = 0x80;
 
 pub(crate) const META_APPLIED: &[u8] = b"applied";
 pub(crate) const META_REVISION: &[u8] = b"revision";
+/// The commit time of the newest revision. Kept in meta, written with `revision` in every
+/// batch, because the newest records themselves may be compacted away (a tombstone at the
+/// compaction point), and the next revision's time must still not go below it.
+pub(crate) const META_TIME: &[u8] = b"time";
 pub(crate) const META_COMPACTED: &[u8] = b"compacted";
 pub(crate) const META_COMPACT_DONE: &[u8] = b"compact_done";
 pub(crate) const META_RAFT_STATE: &[u8] = b"raft_state";
@@ -29,17 +40,21 @@ pub(crate) const META_INSTALLING: &[u8] = b"installing";
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Record {
     pub tombstone: bool,
+    /// The commit time of the record's main revision, ms since the Unix epoch.
+    pub time: i64,
     pub kv: KeyValue,
 }
 
 impl Record {
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(1 + self.kv.encoded_len());
-        out.push(if self.tombstone {
+        let mut out = Vec::with_capacity(9 + self.kv.encoded_len());
+        let kind = if self.tombstone {
             KIND_TOMBSTONE
         } else {
             KIND_PUT
-        });
+        };
+        out.push(kind | KIND_TIMED);
+        out.extend_from_slice(&self.time.to_be_bytes());
         // Writing into a Vec cannot run out of room.
         let _ = self.kv.encode(&mut out);
         out
@@ -49,7 +64,15 @@ impl Record {
         let (kind, body) = bytes
             .split_first()
             .ok_or_else(|| StoreError::Corrupt(format!("empty record at revision {rev}")))?;
-        let tombstone = match *kind {
+        let (time, body) = if kind & KIND_TIMED != 0 {
+            let (time, body) = body.split_first_chunk::<8>().ok_or_else(|| {
+                StoreError::Corrupt(format!("record without its time at revision {rev}"))
+            })?;
+            (i64::from_be_bytes(*time), body)
+        } else {
+            (0, body)
+        };
+        let tombstone = match *kind & !KIND_TIMED {
             KIND_PUT => false,
             KIND_TOMBSTONE => true,
             other => {
@@ -60,7 +83,11 @@ impl Record {
         };
         let kv = KeyValue::decode(body)
             .map_err(|e| StoreError::Corrupt(format!("record at revision {rev}: {e}")))?;
-        Ok(Self { tombstone, kv })
+        Ok(Self {
+            tombstone,
+            time,
+            kv,
+        })
     }
 }
 
@@ -155,6 +182,7 @@ mod tests {
     fn records_round_trip_and_reject_garbage() {
         let rec = Record {
             tombstone: false,
+            time: 1_700_000_000_123,
             kv: KeyValue {
                 key: b"k".to_vec(),
                 create_revision: 2,
@@ -169,5 +197,28 @@ mod tests {
         assert!(Record::decode(rev, &[]).is_err());
         assert!(Record::decode(rev, &[9, 1, 2]).is_err());
         assert!(Record::decode(rev, &[0, 0xff, 0xff, 0xff]).is_err());
+        // A timed kind byte without its 8 bytes of time.
+        assert!(Record::decode(rev, &[0x80, 1, 2]).is_err());
+        assert!(Record::decode(rev, &[0x89, 0, 0, 0, 0, 0, 0, 0, 0]).is_err());
+    }
+
+    #[test]
+    fn records_from_before_commit_times_read_as_time_zero() {
+        let kv = KeyValue {
+            key: b"k".to_vec(),
+            mod_revision: 2,
+            ..Default::default()
+        };
+        let mut old = vec![KIND_TOMBSTONE];
+        old.extend_from_slice(&kv.encode_to_vec());
+        let rec = Record::decode(Revision::new(2, 0), &old).unwrap();
+        assert_eq!(
+            rec,
+            Record {
+                tombstone: true,
+                time: 0,
+                kv
+            }
+        );
     }
 }

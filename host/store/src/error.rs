@@ -4,7 +4,8 @@
 
 use thiserror::Error;
 
-/// What a well-formed request can be refused for. The messages are etcd's, byte for byte.
+/// What a well-formed request can be refused for. The messages are etcd's, byte for byte;
+/// the plugin registry's (conclave's own) start with `conclave:`.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum RequestError {
     #[error("etcdserver: mvcc: required revision has been compacted")]
@@ -17,16 +18,36 @@ pub enum RequestError {
     KeyNotFound,
     #[error("etcdserver: lease already exists")]
     LeaseExists,
+    #[error("conclave: plugin not found")]
+    PluginNotFound,
+    #[error("conclave: plugin has no previous version")]
+    NoPreviousVersion,
+    /// A flush that does not follow the mark in place: already applied, or another leader's
+    /// flush came first.
+    #[error("conclave: plugin flush mark moved")]
+    FlushMarkMoved,
+    #[error("conclave: plugin name must be 1 to 1024 bytes")]
+    PluginNameInvalid,
+    #[error("conclave: plugin digest is not the SHA-256 of its component")]
+    PluginDigestMismatch,
+    #[error("conclave: plugin flush ops may only put or delete")]
+    FlushOpInvalid,
 }
 
 impl RequestError {
     /// Every variant, for mapping messages back.
-    const ALL: [RequestError; 5] = [
+    const ALL: [RequestError; 11] = [
         RequestError::Compacted,
         RequestError::FutureRevision,
         RequestError::LeaseNotFound,
         RequestError::KeyNotFound,
         RequestError::LeaseExists,
+        RequestError::PluginNotFound,
+        RequestError::NoPreviousVersion,
+        RequestError::FlushMarkMoved,
+        RequestError::PluginNameInvalid,
+        RequestError::PluginDigestMismatch,
+        RequestError::FlushOpInvalid,
     ];
 
     /// The error whose message this is: a member that forwarded a write reads the leader's
@@ -59,3 +80,33 @@ impl StoreError {
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_request_error_reads_back_from_its_message() {
+        // Exhaustive on purpose: a new variant stops compiling here until it is in ALL too.
+        match RequestError::Compacted {
+            RequestError::Compacted
+            | RequestError::FutureRevision
+            | RequestError::LeaseNotFound
+            | RequestError::KeyNotFound
+            | RequestError::LeaseExists
+            | RequestError::PluginNotFound
+            | RequestError::NoPreviousVersion
+            | RequestError::FlushMarkMoved
+            | RequestError::PluginNameInvalid
+            | RequestError::PluginDigestMismatch
+            | RequestError::FlushOpInvalid => {}
+        }
+        for e in RequestError::ALL {
+            assert_eq!(RequestError::from_message(&e.to_string()), Some(e.clone()));
+        }
+        assert_eq!(
+            RequestError::from_message("etcdserver: something else"),
+            None
+        );
+    }
+}

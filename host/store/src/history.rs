@@ -16,6 +16,9 @@ use crate::store::{Store, failed};
 #[derive(Debug, Clone, PartialEq)]
 pub struct History {
     pub events: Vec<Event>,
+    /// Beside each event, the commit time of its revision (ms since the Unix epoch; 0 for
+    /// revisions written without a leader's stamp). Never decreasing.
+    pub times: Vec<i64>,
     /// The first revision not read: where the next read starts.
     pub next: i64,
     /// The store's revision when this was read; `next > revision` means this reached the end.
@@ -42,10 +45,12 @@ impl Store {
             )
         };
         let mut events = Vec::new();
+        let mut times = Vec::new();
         let mut next = from.max(1);
         if next > revision {
             return Ok(History {
                 events,
+                times,
                 next,
                 revision,
             });
@@ -75,6 +80,7 @@ impl Store {
                 kv: Some(record.kv),
                 prev_kv: None,
             });
+            times.push(record.time);
             next = rev.main + 1;
         }
         if !full {
@@ -83,6 +89,7 @@ impl Store {
         }
         Ok(History {
             events,
+            times,
             next,
             revision,
         })

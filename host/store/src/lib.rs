@@ -10,6 +10,7 @@ mod history;
 mod index;
 pub mod key_range;
 mod lease;
+mod plugin;
 mod read;
 mod revision;
 mod snapshot;

@@ -12,11 +12,12 @@ use tracing::info;
 use crate::apply::{Applied, Durability, Entry, Response};
 use crate::backend::{
     Backend, META_APPLIED, META_COMPACT_DONE, META_COMPACTED, META_INSTALLING, META_RAFT_STATE,
-    META_REVISION, Record, pair_bytes,
+    META_REVISION, META_TIME, Record, pair_bytes,
 };
 use crate::compact::Compactor;
 use crate::error::{Result, StoreError};
 use crate::lease::{LeaseInfo, META_LEASE_PREFIX, decode_lease};
+use crate::plugin::META_PLUGIN_PREFIX;
 use crate::read;
 use crate::revision::Revision;
 use crate::write::{BatchWriter, CompactionJob, State};
@@ -181,9 +182,10 @@ impl Store {
                 continue;
             }
             let request = e.command.as_ref().and_then(|c| c.request.as_ref());
+            let stamp = e.command.as_ref().map_or(0, |c| c.stamp_ms);
             let (result, events) = match request {
                 None => (Ok(Response::Empty), Vec::new()),
-                Some(req) => match w.execute(req) {
+                Some(req) => match w.execute(req, stamp) {
                     Ok((resp, events)) => (Ok(resp), events),
                     Err(StoreError::Request(err)) => (Err(err), Vec::new()),
                     Err(fatal) => return Err(fatal),
@@ -199,6 +201,7 @@ impl Store {
         }
         let (index, term) = w.state.applied;
         let current = w.state.current;
+        let time = w.state.time;
         let compacted = w.state.compacted;
         let jobs = std::mem::take(&mut w.compactions);
         let mut batch = w.batch;
@@ -208,6 +211,7 @@ impl Store {
             pair_bytes(index, term).to_vec(),
         );
         batch.insert(&backend.meta, META_REVISION, current.to_be_bytes().to_vec());
+        batch.insert(&backend.meta, META_TIME, time.to_be_bytes().to_vec());
         if let Some(raft_state) = raft_state {
             batch.insert(&backend.meta, META_RAFT_STATE, raft_state.to_vec());
         }
@@ -237,6 +241,11 @@ impl Store {
     /// The newest revision readers see.
     pub fn current_revision(&self) -> i64 {
         self.visible.load(Ordering::Acquire)
+    }
+
+    /// The revision history was compacted at: reads below it are refused.
+    pub fn compacted_revision(&self) -> i64 {
+        self.state.read().state.compacted
     }
 
     pub fn status(&self) -> StoreStatus {
@@ -299,6 +308,7 @@ pub(crate) fn load_state(backend: &Backend) -> Result<(State, Option<CompactionJ
         current: backend.meta_i64(META_REVISION)?.unwrap_or(INITIAL_REVISION),
         compacted: backend.meta_i64(META_COMPACTED)?.unwrap_or(0),
         applied: backend.meta_pair(META_APPLIED)?.unwrap_or((0, 0)),
+        time: backend.meta_i64(META_TIME)?.unwrap_or(0),
         ..Default::default()
     };
     let compact_done = backend.meta_i64(META_COMPACT_DONE)?.unwrap_or(0);
@@ -308,6 +318,10 @@ pub(crate) fn load_state(backend: &Backend) -> Result<(State, Option<CompactionJ
             .ok_or_else(|| StoreError::Corrupt(format!("bad lease entry {key:?}")))?;
         state.leases.grant(id, ttl, remaining);
     }
+    for guard in backend.meta.prefix(META_PLUGIN_PREFIX) {
+        let (key, value) = guard.into_inner()?;
+        state.plugins.restore(&key, &value)?;
+    }
     for guard in backend.kv.iter() {
         let (key, value) = guard.into_inner()?;
         let rev = Revision::from_key(&key)
@@ -315,6 +329,8 @@ pub(crate) fn load_state(backend: &Backend) -> Result<(State, Option<CompactionJ
         let rec = Record::decode(rev, &value)?;
         BatchWriter::restore(&mut state, rev, &rec);
         state.current = state.current.max(rev.main);
+        // Meta has it already; a store written before meta kept it has it only here.
+        state.time = state.time.max(rec.time);
     }
     let mut pending = None;
     if state.compacted > 0 {

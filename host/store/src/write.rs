@@ -1,5 +1,7 @@
 //! Executing write commands inside one apply batch: puts and deletes numbered by revision,
-//! txns with compares, nested txns, and reads that see the batch's own earlier writes.
+//! txns with compares, nested txns, and reads that see the batch's own earlier writes. Every
+//! revision gets a commit time from the proposing leader's stamp, never below the previous
+//! revision's. The plugin registry's commands live in `plugin.rs`; they write through here.
 
 use std::collections::HashSet;
 
@@ -20,6 +22,7 @@ use crate::error::{RequestError, Result};
 use crate::index::{Change, KeyIndex};
 use crate::key_range::KeyRange;
 use crate::lease::{Leases, encode_lease, lease_key};
+use crate::plugin::Registry;
 use crate::read;
 use crate::revision::Revision;
 
@@ -30,7 +33,10 @@ pub(crate) struct State {
     pub current: i64,
     pub compacted: i64,
     pub applied: (u64, u64),
+    /// The commit time of revision `current`, ms since the Unix epoch (0 before any stamp).
+    pub time: i64,
     pub leases: Leases,
+    pub plugins: Registry,
 }
 
 /// A compaction decided in this batch, to be carried out on disk once the batch is durable.
@@ -51,10 +57,13 @@ pub(crate) struct BatchWriter<'a> {
     pub compactions: Vec<CompactionJob>,
 }
 
-/// Revision bookkeeping for one command: every change it makes shares `main`.
-struct WriteTxn {
-    main: i64,
+/// Revision bookkeeping for one command: every change it makes shares `main`, and its time.
+pub(crate) struct WriteTxn {
+    pub main: i64,
     next_sub: i64,
+    /// The commit time of `main`: the leader's stamp, or the previous revision's time if that
+    /// is later (clocks differ between leaders), so that times never go backwards.
+    pub time: i64,
     events: Vec<Event>,
 }
 
@@ -65,7 +74,7 @@ impl WriteTxn {
         rev
     }
 
-    fn changed(&self) -> bool {
+    pub fn changed(&self) -> bool {
         self.next_sub > 0
     }
 
@@ -98,11 +107,13 @@ impl<'a> BatchWriter<'a> {
         }
     }
 
-    /// Executes one command. Request errors leave no trace; a storage error is fatal.
-    pub fn execute(&mut self, request: &Request) -> Result<(Response, Vec<Event>)> {
+    /// Executes one command, `stamp_ms` being the proposing leader's clock. Request errors
+    /// leave no trace; a storage error is fatal.
+    pub fn execute(&mut self, request: &Request, stamp_ms: i64) -> Result<(Response, Vec<Event>)> {
         let mut txn = WriteTxn {
             main: self.state.current + 1,
             next_sub: 0,
+            time: stamp_ms.max(self.state.time),
             events: Vec::new(),
         };
         let response = match request {
@@ -116,9 +127,14 @@ impl<'a> BatchWriter<'a> {
             Request::LeaseGrant(g) => Response::LeaseGrant(self.lease_grant(g)?),
             Request::LeaseRevoke(r) => Response::LeaseRevoke(self.lease_revoke(&mut txn, r)?),
             Request::LeaseCheckpoint(c) => Response::LeaseCheckpoint(self.lease_checkpoint(c)),
+            Request::PluginDeploy(d) => Response::Plugin(self.plugin_deploy(d, txn.time)?),
+            Request::PluginRemove(r) => Response::Plugin(self.plugin_remove(r)?),
+            Request::PluginRollback(r) => Response::Plugin(self.plugin_rollback(r)?),
+            Request::PluginFlush(f) => Response::Plugin(self.plugin_flush(&mut txn, f)?),
         };
         if txn.changed() {
             self.state.current = txn.main;
+            self.state.time = txn.time;
         }
         Ok((response, txn.events))
     }
@@ -138,8 +154,12 @@ impl<'a> BatchWriter<'a> {
         }
     }
 
-    fn record(&mut self, rev: Revision, tombstone: bool, kv: KeyValue) {
-        let rec = Record { tombstone, kv };
+    fn record(&mut self, rev: Revision, time: i64, tombstone: bool, kv: KeyValue) {
+        let rec = Record {
+            tombstone,
+            time,
+            kv,
+        };
         self.batch
             .insert(&self.backend.kv, rev.to_key().to_vec(), rec.encode());
         if !tombstone {
@@ -149,7 +169,16 @@ impl<'a> BatchWriter<'a> {
 
     /// A put's preconditions, checked against the state before the command writes anything.
     fn check_put(&self, put: &PutRequest) -> Result<()> {
-        if !put.ignore_lease && put.lease != 0 && !self.state.leases.exists(put.lease) {
+        self.check_put_granting(put, &HashSet::new())
+    }
+
+    /// [`Self::check_put`] for a command that grants the leases `granting` before its puts.
+    fn check_put_granting(&self, put: &PutRequest, granting: &HashSet<i64>) -> Result<()> {
+        if !put.ignore_lease
+            && put.lease != 0
+            && !self.state.leases.exists(put.lease)
+            && !granting.contains(&put.lease)
+        {
             return Err(RequestError::LeaseNotFound.into());
         }
         if (put.ignore_value || put.ignore_lease) && !self.is_live(&put.key) {
@@ -192,7 +221,7 @@ impl<'a> BatchWriter<'a> {
             kv: Some(kv.clone()),
             prev_kv: None,
         });
-        self.record(rev, false, kv);
+        self.record(rev, txn.time, false, kv);
         Ok(PutResponse {
             header: header(rev.main),
             prev_kv: if put.prev_kv { prev } else { None },
@@ -231,7 +260,7 @@ impl<'a> BatchWriter<'a> {
                 kv: Some(kv.clone()),
                 prev_kv: None,
             });
-            self.record(rev, true, kv);
+            self.record(rev, txn.time, true, kv);
         }
         Ok(DeleteRangeResponse {
             header: header(txn.read_rev()),
@@ -313,6 +342,22 @@ impl<'a> BatchWriter<'a> {
         let succeeded = path.get(*cursor).copied().unwrap_or(false);
         *cursor += 1;
         let ops: &[RequestOp] = if succeeded { &t.success } else { &t.failure };
+        let responses = self.run_ops(txn, ops, path, cursor)?;
+        Ok(TxnResponse {
+            header: None,
+            succeeded,
+            responses,
+        })
+    }
+
+    /// One branch of a txn, in order, each op seeing the ones before it.
+    fn run_ops(
+        &mut self,
+        txn: &mut WriteTxn,
+        ops: &[RequestOp],
+        path: &[bool],
+        cursor: &mut usize,
+    ) -> Result<Vec<ResponseOp>> {
         let mut responses = Vec::with_capacity(ops.len());
         for op in ops {
             let response = match &op.request {
@@ -336,11 +381,43 @@ impl<'a> BatchWriter<'a> {
                 response: Some(response),
             });
         }
-        Ok(TxnResponse {
-            header: None,
-            succeeded,
-            responses,
-        })
+        Ok(responses)
+    }
+
+    /// A plugin flush's outputs: grants `leases`, then runs `ops` (puts and deletes only) as
+    /// a txn's success branch runs, all at one revision (none if they change nothing). Every
+    /// precondition is checked first, against the state before the flush, so a refusal
+    /// writes nothing.
+    pub(crate) fn write_outputs(
+        &mut self,
+        txn: &mut WriteTxn,
+        leases: &[LeaseGrantRequest],
+        ops: &[RequestOp],
+    ) -> Result<()> {
+        let mut granting = HashSet::with_capacity(leases.len());
+        for l in leases {
+            // A lease listed twice would exist by the time its second grant runs.
+            if self.state.leases.exists(l.id) || !granting.insert(l.id) {
+                return Err(RequestError::LeaseExists.into());
+            }
+        }
+        for op in ops {
+            match &op.request {
+                Some(request_op::Request::RequestPut(put)) => {
+                    self.check_put_granting(put, &granting)?
+                }
+                Some(request_op::Request::RequestDeleteRange(_)) => {}
+                // Reads answer nobody here, and a nested txn's compares would make a window's
+                // outputs depend on more than the window.
+                _ => return Err(RequestError::FlushOpInvalid.into()),
+            }
+        }
+        for l in leases {
+            self.lease_grant(l)?;
+        }
+        // No nested txns were let through, so the branch path is never consulted.
+        self.run_ops(txn, ops, &[], &mut 0)?;
+        Ok(())
     }
 
     /// One compare, etcd's way: every key in its range must satisfy it; a missing key compares

@@ -742,6 +742,7 @@ mod tests {
                             value: vec![7; value_len],
                             ..Default::default()
                         })),
+                        stamp_ms: 0,
                     }),
                 })
                 .collect(),
