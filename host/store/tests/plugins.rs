@@ -2,6 +2,10 @@
 //! per digest and deleted when unused, flushes applied only after the mark they follow (with
 //! their leases and outputs at one revision), and all of it through a restart and a snapshot.
 
+mod common;
+
+use common::StampedStore;
+
 use conclave_proto::conclavepb::{
     FlushMark, PluginChanged, PluginDeploy, PluginFlush, PluginRecord, PluginRemove,
     PluginRollback, PluginSpec, command::Request,
@@ -10,45 +14,10 @@ use conclave_proto::etcdserverpb::{
     DeleteRangeRequest, LeaseGrantRequest, PutRequest, RangeRequest, RequestOp, request_op,
 };
 use conclave_proto::mvccpb::event::EventType;
-use conclave_store::{Applied, Durability, Entry, RequestError, Response, Store};
+use conclave_store::{RequestError, Response};
 use sha2::{Digest, Sha256};
 
-struct T {
-    dir: tempfile::TempDir,
-    store: Option<Store>,
-    index: u64,
-}
-
-impl T {
-    fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Some(Store::open(dir.path()).unwrap());
-        Self {
-            dir,
-            store,
-            index: 0,
-        }
-    }
-
-    fn store(&self) -> &Store {
-        self.store.as_ref().unwrap()
-    }
-
-    fn apply_all(&mut self, reqs: Vec<(Request, i64)>) -> Vec<Applied> {
-        let entries: Vec<Entry> = reqs
-            .into_iter()
-            .map(|(req, stamp)| {
-                self.index += 1;
-                Entry::stamped(self.index, 1, req, stamp)
-            })
-            .collect();
-        self.store().apply(&entries, Durability::Sync).unwrap()
-    }
-
-    fn apply(&mut self, req: Request, stamp: i64) -> Applied {
-        self.apply_all(vec![(req, stamp)]).pop().unwrap()
-    }
-
+impl StampedStore {
     /// A registry command's answer, or its refusal.
     fn plugin(&mut self, req: Request, stamp: i64) -> Result<PluginChanged, RequestError> {
         let applied = self.apply(req, stamp);
@@ -57,11 +26,6 @@ impl T {
             Ok(other) => panic!("a plugin command answered {other:?}"),
             Err(e) => Err(e),
         }
-    }
-
-    fn reopen(&mut self) {
-        drop(self.store.take());
-        self.store = Some(Store::open(self.dir.path()).unwrap());
     }
 
     fn record(&self, name: &str) -> PluginRecord {
@@ -185,7 +149,7 @@ fn put(k: &str, v: &str) -> Request {
 
 #[test]
 fn deploys_number_versions_keep_four_and_roll_back() {
-    let mut t = T::new();
+    let mut t = StampedStore::new();
     let first = t.plugin(deploy("rule", &wasm(1)), 100).unwrap();
     assert_eq!(
         first,
@@ -248,7 +212,7 @@ fn deploys_number_versions_keep_four_and_roll_back() {
 
 #[test]
 fn a_bad_deploy_is_refused_and_writes_nothing() {
-    let mut t = T::new();
+    let mut t = StampedStore::new();
     t.plugin(deploy("rule", &wasm(1)), 100).unwrap();
     let before = t.fingerprint();
     assert_eq!(
@@ -283,7 +247,7 @@ fn a_bad_deploy_is_refused_and_writes_nothing() {
 
 #[test]
 fn components_are_stored_once_per_digest_and_deleted_when_unused() {
-    let mut t = T::new();
+    let mut t = StampedStore::new();
     let shared = wasm(7);
     t.plugin(deploy("a", &shared), 1).unwrap();
     t.plugin(deploy("b", &shared), 1).unwrap();
@@ -332,7 +296,7 @@ fn components_are_stored_once_per_digest_and_deleted_when_unused() {
 
 #[test]
 fn a_flush_follows_the_mark_in_place_or_writes_nothing() {
-    let mut t = T::new();
+    let mut t = StampedStore::new();
     t.plugin(deploy("rule", &wasm(1)), 100).unwrap();
     t.apply(put("old", "x"), 100);
     assert_eq!(
@@ -488,7 +452,7 @@ fn a_flush_follows_the_mark_in_place_or_writes_nothing() {
 
 #[test]
 fn the_registry_survives_a_restart_and_a_snapshot() {
-    let mut t = T::new();
+    let mut t = StampedStore::new();
     t.plugin(deploy("a", &wasm(1)), 100).unwrap();
     t.plugin(deploy("a", &wasm(2)), 200).unwrap();
     t.plugin(deploy("b", &wasm(3)), 300).unwrap();
@@ -511,7 +475,7 @@ fn the_registry_survives_a_restart_and_a_snapshot() {
 
     let mut snapshot = Vec::new();
     t.store().write_snapshot(&mut snapshot).unwrap();
-    let mut other = T::new();
+    let mut other = StampedStore::new();
     other.plugin(deploy("stale", &wasm(4)), 1).unwrap();
     other
         .store()

@@ -2,11 +2,14 @@
 //! revision's time; history returns them beside the events, and they survive a restart and a
 //! snapshot install (even when compaction has removed the newest records).
 
+mod common;
+
+use common::StampedStore;
+
 use conclave_proto::conclavepb::command::Request;
 use conclave_proto::etcdserverpb::{
     CompactionRequest, DeleteRangeRequest, PutRequest, RequestOp, TxnRequest, request_op,
 };
-use conclave_store::{Applied, Durability, Entry, Store};
 
 fn put(k: &str) -> Request {
     Request::Put(PutRequest {
@@ -23,44 +26,7 @@ fn del(k: &str) -> Request {
     })
 }
 
-struct T {
-    dir: tempfile::TempDir,
-    store: Option<Store>,
-    index: u64,
-}
-
-impl T {
-    fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Some(Store::open(dir.path()).unwrap());
-        Self {
-            dir,
-            store,
-            index: 0,
-        }
-    }
-
-    fn store(&self) -> &Store {
-        self.store.as_ref().unwrap()
-    }
-
-    fn apply(&mut self, req: Request, stamp_ms: i64) -> Applied {
-        self.index += 1;
-        self.store()
-            .apply(
-                &[Entry::stamped(self.index, 1, req, stamp_ms)],
-                Durability::Sync,
-            )
-            .unwrap()
-            .pop()
-            .unwrap()
-    }
-
-    fn reopen(&mut self) {
-        drop(self.store.take());
-        self.store = Some(Store::open(self.dir.path()).unwrap());
-    }
-
+impl StampedStore {
     /// (mod revision, time) of every event from revision `from` on.
     fn times(&self, from: i64) -> Vec<(i64, i64)> {
         let h = self.store().history(from, 1000).unwrap();
@@ -74,7 +40,7 @@ impl T {
 }
 
 /// Revisions 2..=6 with stamps 1000, 2000 (a txn of two puts), 1500, 0 and 3000.
-fn stamped_history(t: &mut T) {
+fn stamped_history(t: &mut StampedStore) {
     t.apply(put("a"), 1000);
     let op = |k: &str| RequestOp {
         request: Some(request_op::Request::RequestPut(PutRequest {
@@ -106,7 +72,7 @@ const EXPECTED: [(i64, i64); 6] = [
 
 #[test]
 fn times_never_go_back_and_history_returns_them() {
-    let mut t = T::new();
+    let mut t = StampedStore::new();
     stamped_history(&mut t);
     assert_eq!(t.times(2), EXPECTED);
     // A stretch of history has the times of its own events.
@@ -122,7 +88,7 @@ fn times_never_go_back_and_history_returns_them() {
 
 #[test]
 fn times_survive_a_restart_even_when_the_newest_records_are_compacted() {
-    let mut t = T::new();
+    let mut t = StampedStore::new();
     stamped_history(&mut t);
     t.reopen();
     assert_eq!(t.times(2), EXPECTED);
@@ -150,12 +116,12 @@ fn times_survive_a_restart_even_when_the_newest_records_are_compacted() {
 
 #[test]
 fn a_snapshot_carries_the_times() {
-    let mut a = T::new();
+    let mut a = StampedStore::new();
     stamped_history(&mut a);
     let mut bytes = Vec::new();
     a.store().write_snapshot(&mut bytes).unwrap();
 
-    let mut b = T::new();
+    let mut b = StampedStore::new();
     b.apply(put("stale"), 99_999);
     b.store().install_snapshot(&mut bytes.as_slice()).unwrap();
     assert_eq!(b.times(2), EXPECTED);
