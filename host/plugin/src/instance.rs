@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use wasmtime::component::{HasSelf, Linker, ResourceTable};
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime::{Store, StoreLimits, StoreLimitsBuilder, Trap};
 use wasmtime_wasi::p2::pipe::{MemoryOutputPipe, SinkOutputStream};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
@@ -173,6 +173,32 @@ impl Sandbox {
         Ok(sandbox)
     }
 
+    /// A sandbox with the component instantiated in it by `instantiate` (the world's
+    /// generated constructor). A trap while instantiating is a failure to instantiate.
+    fn instantiate<B>(
+        engine: &PluginEngine,
+        compiled: &Compiled,
+        limits: Limits,
+        config: &str,
+        reads: Arc<dyn Reads>,
+        log: LogSink,
+        instantiate: impl FnOnce(
+            &mut Store<HostState>,
+            &Component,
+            &Linker<HostState>,
+        ) -> wasmtime::Result<B>,
+    ) -> Result<(Self, B), PluginError> {
+        let mut sandbox = Sandbox::new(engine, limits, config.to_string(), reads, log)?;
+        let linker = Sandbox::linker(engine, compiled.world)?;
+        let bindings = instantiate(&mut sandbox.store, &compiled.component, &linker).map_err(
+            |e| match sandbox.explain(&e) {
+                PluginError::Trap(t) => PluginError::Instantiate(t),
+                other => other,
+            },
+        )?;
+        Ok((sandbox, bindings))
+    }
+
     fn linker(engine: &PluginEngine, world: World) -> Result<Linker<HostState>, PluginError> {
         let mut linker = Linker::new(&engine.engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
@@ -257,14 +283,15 @@ impl AggregatorInstance {
                 compiled.world.as_str()
             )));
         }
-        let mut sandbox = Sandbox::new(engine, limits, config.to_string(), reads, log)?;
-        let linker = Sandbox::linker(engine, World::Aggregator)?;
-        let bindings =
-            AggregatorPlugin::instantiate(&mut sandbox.store, &compiled.component, &linker)
-                .map_err(|e| match sandbox.explain(&e) {
-                    PluginError::Trap(t) => PluginError::Instantiate(t),
-                    other => other,
-                })?;
+        let (sandbox, bindings) = Sandbox::instantiate(
+            engine,
+            compiled,
+            limits,
+            config,
+            reads,
+            log,
+            |store, c, l| AggregatorPlugin::instantiate(store, c, l),
+        )?;
         let mut instance = Self { sandbox, bindings };
         let spec = instance.call(|b, s| b.conclave_plugin_aggregator().call_init(s, config))?;
         let spec = spec.map_err(PluginError::Config)?;
@@ -325,14 +352,15 @@ impl HookInstance {
                 compiled.world.as_str()
             )));
         }
-        let mut sandbox = Sandbox::new(engine, limits, config.to_string(), reads, log)?;
-        let linker = Sandbox::linker(engine, World::ElectionHook)?;
-        let bindings =
-            ElectionHookPlugin::instantiate(&mut sandbox.store, &compiled.component, &linker)
-                .map_err(|e| match sandbox.explain(&e) {
-                    PluginError::Trap(t) => PluginError::Instantiate(t),
-                    other => other,
-                })?;
+        let (sandbox, bindings) = Sandbox::instantiate(
+            engine,
+            compiled,
+            limits,
+            config,
+            reads,
+            log,
+            |store, c, l| ElectionHookPlugin::instantiate(store, c, l),
+        )?;
         let mut instance = Self { sandbox, bindings };
         instance
             .call(|b, s| b.conclave_plugin_election_hook().call_init(s, config))?
