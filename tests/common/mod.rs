@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod plugins;
 pub mod target;
 
 use std::fs::OpenOptions;

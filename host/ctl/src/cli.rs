@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::commands::{
     certs::CertsCommand, compaction::CompactionArgs, del::DelArgs, endpoint::EndpointCommand,
-    get::GetArgs, put::PutArgs, txn::TxnArgs,
+    get::GetArgs, plugin::PluginCommand, put::PutArgs, txn::TxnArgs,
 };
 use crate::gofmt::parse_duration;
 
@@ -70,6 +70,9 @@ pub enum Command {
     /// Peer TLS certificates for a conclave cluster
     #[command(subcommand, arg_required_else_help = true)]
     Certs(CertsCommand),
+    /// WASM plugins in a running conclave cluster
+    #[command(subcommand, arg_required_else_help = true)]
+    Plugin(PluginCommand),
 }
 
 #[cfg(test)]

@@ -64,6 +64,11 @@ pub fn request_status(e: &RequestError) -> Status {
         RequestError::LeaseNotFound => Code::NotFound,
         RequestError::KeyNotFound => Code::InvalidArgument,
         RequestError::LeaseExists => Code::FailedPrecondition,
+        RequestError::PluginNotFound => Code::NotFound,
+        RequestError::NoPreviousVersion | RequestError::FlushMarkMoved => Code::FailedPrecondition,
+        RequestError::PluginNameInvalid
+        | RequestError::PluginDigestMismatch
+        | RequestError::FlushOpInvalid => Code::InvalidArgument,
     };
     Status::new(code, e.to_string())
 }

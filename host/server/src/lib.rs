@@ -2,6 +2,7 @@
 //! conclave store. Handlers are thin: validate, then read from the store or propose a write.
 
 mod authority;
+mod clock;
 pub mod config;
 mod dev;
 mod error;
@@ -10,6 +11,7 @@ mod gateway;
 mod ids;
 mod lease;
 pub mod node;
+mod plugin;
 mod read_batch;
 mod recipe;
 mod serve;

@@ -106,10 +106,18 @@ impl Node {
 
     /// Proposes a write and waits until it is applied on this member.
     pub async fn propose(&self, request: Request) -> Result<Applied, Status> {
+        self.propose_sized(request, MAX_REQUEST_BYTES).await
+    }
+
+    /// [`Node::propose`] with another size limit than etcd's request limit (a plugin deploy
+    /// carries a whole component).
+    pub async fn propose_sized(&self, request: Request, limit: usize) -> Result<Applied, Status> {
+        // Unstamped until it reaches the leader's Raft: only the leader's clock dates writes.
         let command = Command {
             request: Some(request),
+            stamp_ms: 0,
         };
-        if command.encoded_len() > MAX_REQUEST_BYTES {
+        if command.encoded_len() > limit {
             return Err(REQUEST_TOO_LARGE.into());
         }
         tokio::time::timeout(REQUEST_TIMEOUT, self.propose_routed(command))
@@ -122,7 +130,7 @@ impl Node {
             // A follower that knows the leader forwards at once, without asking its Raft core.
             let (leader_id, leader) = match self.leader() {
                 Some((id, member)) if id != self.identity.member_id => (id, member),
-                _ => match self.raft.client_write(command.clone()).await {
+                _ => match self.raft.client_write(stamped(&command)).await {
                     Ok(resp) => return Ok(resp.data),
                     Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
                         match (f.leader_id, f.leader_node) {
@@ -433,6 +441,17 @@ pub fn member_from_wire(m: RaftMember) -> Member {
     }
 }
 
+/// `command` as this member proposes it as the leader: dated by its clock, which apply turns
+/// into the revision's commit time (never below the previous revision's). Done here, at the
+/// one place a member hands a write to its own Raft (forwarded writes included), so that
+/// followers never date a write.
+fn stamped(command: &Command) -> Command {
+    Command {
+        stamp_ms: crate::clock::now_ms(),
+        ..command.clone()
+    }
+}
+
 /// The leader's answer to a forwarded write, as the store would have given it.
 fn applied_from_wire(resp: ProposeResponse) -> Result<Applied, Status> {
     use propose_response::Result as R;
@@ -444,6 +463,7 @@ fn applied_from_wire(resp: ProposeResponse) -> Result<Applied, Status> {
         Some(R::LeaseGrant(r)) => Ok(Response::LeaseGrant(r)),
         Some(R::LeaseRevoke(r)) => Ok(Response::LeaseRevoke(r)),
         Some(R::LeaseCheckpoint(r)) => Ok(Response::LeaseCheckpoint(r)),
+        Some(R::Plugin(r)) => Ok(Response::Plugin(r)),
         Some(R::Error(message)) => Err(RequestError::from_message(&message)
             .ok_or_else(|| Status::internal(format!("leader answered: {message}")))?),
         None => Ok(Response::Empty),
@@ -467,6 +487,7 @@ pub fn applied_to_wire(applied: Applied) -> ProposeResponse {
         Ok(Response::LeaseGrant(r)) => Some(R::LeaseGrant(r)),
         Ok(Response::LeaseRevoke(r)) => Some(R::LeaseRevoke(r)),
         Ok(Response::LeaseCheckpoint(r)) => Some(R::LeaseCheckpoint(r)),
+        Ok(Response::Plugin(r)) => Some(R::Plugin(r)),
         Ok(Response::Empty) => None,
         Err(e) => Some(R::Error(e.to_string())),
     };

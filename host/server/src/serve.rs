@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use conclave_proto::conclavepb::internal_server::InternalServer;
+use conclave_proto::conclavepb::plugin_server::PluginServer;
 use conclave_proto::etcdserverpb::{
     cluster_server::ClusterServer, kv_server::KvServer, lease_server::LeaseServer,
     maintenance_server::MaintenanceServer, watch_server::WatchServer,
@@ -17,7 +18,7 @@ use conclave_proto::v3electionpb::election_server::ElectionServer;
 use conclave_proto::v3lockpb::lock_server::LockServer;
 use conclave_raft::network::PeerTransport;
 use conclave_raft::{ApplyListener, LogStore, Member, Raft, StateMachine};
-use conclave_store::Store;
+use conclave_store::{Applied, Store};
 use conclave_tls::PeerTls;
 use openraft::async_runtime::WatchReceiver;
 use openraft::error::{InitializeError, RaftError};
@@ -32,9 +33,10 @@ use crate::gateway::{self, Gateway};
 use crate::ids;
 use crate::lease::{Lessor, min_lease_ttl};
 use crate::node::{Identity, MAX_REQUEST_BYTES, Node};
+use crate::plugin::{Plugins, PluginsListener, Supervisor};
 use crate::service::{
     ClusterService, ElectionService, InternalService, KvService, LeaseService, LockService,
-    MaintenanceService, WatchService,
+    MAX_PLUGIN_BYTES, MaintenanceService, PluginService, WatchService,
 };
 use crate::watch::{StreamConfig, WatchHub};
 
@@ -121,10 +123,16 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .context("cannot open the raft log")?;
     let snapshots = data_dir.join("snapshots");
     let hub = Arc::new(WatchHub::new());
+    let plugins =
+        Plugins::new(&data_dir, store.clone()).context("cannot start the plugin engine")?;
+    let listeners = Listeners(vec![
+        hub.clone() as Arc<dyn ApplyListener>,
+        Arc::new(PluginsListener(plugins.clone())),
+    ]);
     let state_machine = StateMachine::new(
         store.clone(),
         &snapshots,
-        Some(hub.clone() as Arc<dyn ApplyListener>),
+        Some(Arc::new(listeners) as Arc<dyn ApplyListener>),
     )
     .context("cannot open the state machine")?;
     let peer_url = config
@@ -162,6 +170,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     );
     let lessor = Lessor::new(node.clone());
     let lessor_task = tokio::spawn(lessor.clone().run());
+    let supervisor = tokio::spawn(
+        Supervisor {
+            plugins: plugins.clone(),
+            node: node.clone(),
+            lessor: lessor.clone(),
+        }
+        .run(),
+    );
     let leases = LeaseService::new(
         node.clone(),
         lessor.clone(),
@@ -181,8 +197,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     .add_service(LockServer::new(locks.clone()))
     .add_service(ElectionServer::new(elections.clone()))
     .add_service(
+        PluginServer::new(PluginService::new(node.clone(), plugins))
+            .max_decoding_message_size(MAX_PLUGIN_BYTES + MAX_GRPC_MESSAGE),
+    )
+    .add_service(
+        // A forwarded batch may carry a plugin deploy as well as ordinary writes.
         InternalServer::new(InternalService::new(node.clone(), lessor))
-            .max_decoding_message_size(MAX_GRPC_MESSAGE + MAX_BATCH_BYTES),
+            .max_decoding_message_size(MAX_GRPC_MESSAGE + MAX_BATCH_BYTES + MAX_PLUGIN_BYTES),
     )
     .into_axum_router();
     let app = grpc.merge(gateway::router(Gateway {
@@ -226,6 +247,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     info!("shutting down");
     publisher.abort();
     lessor_task.abort();
+    supervisor.abort();
     // As etcd does: a leader that is asked to stop hands over first, so writes pause for a
     // transfer rather than for an election timeout.
     if node.is_leader() {
@@ -249,6 +271,23 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tokio::task::spawn_blocking(move || store.persist()).await??;
     info!(data_dir = %data_dir.display(), "stopped; data is in the data dir");
     Ok(())
+}
+
+/// Every party told about applied batches: the watch hub and the plugin runtime.
+struct Listeners(Vec<Arc<dyn ApplyListener>>);
+
+impl ApplyListener for Listeners {
+    fn applied(&self, outcomes: &[Applied]) {
+        for listener in &self.0 {
+            listener.applied(outcomes);
+        }
+    }
+
+    fn installed(&self, revision: i64) {
+        for listener in &self.0 {
+            listener.installed(revision);
+        }
+    }
 }
 
 /// Moves leadership to the most caught-up other voter and waits (briefly) for it to lead.

@@ -6,5 +6,6 @@ pub mod compaction;
 pub mod del;
 pub mod endpoint;
 pub mod get;
+pub mod plugin;
 pub mod put;
 pub mod txn;

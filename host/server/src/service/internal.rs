@@ -39,6 +39,8 @@ impl Internal for InternalService {
         let proposals = request.into_inner().commands.into_iter().map(|command| {
             let node = self.node.clone();
             async move {
+                // Only the request is taken: `propose` stamps it with this (the leader's)
+                // clock when it hands it to Raft, whatever a follower may have put there.
                 let request = command
                     .request
                     .ok_or_else(|| Status::invalid_argument("etcdserver: empty proposal"))?;

@@ -59,7 +59,7 @@ impl LeaseService {
         let ttl = req.ttl.max(self.min_ttl);
         let chosen = req.id != 0;
         for _ in 0..ID_ATTEMPTS {
-            let id = if chosen { req.id } else { random_id() };
+            let id = if chosen { req.id } else { random_lease_id() };
             let command = Command::LeaseGrant(LeaseGrantRequest { ttl, id });
             let applied = self.node.propose(command).await?;
             match applied.result {
@@ -82,7 +82,7 @@ impl LeaseService {
 }
 
 /// A lease ID nobody chose: positive, so that etcdctl prints it as it prints etcd's.
-fn random_id() -> i64 {
+pub fn random_lease_id() -> i64 {
     loop {
         let id = (rand_u64() >> 1) as i64;
         if id != 0 {

@@ -7,13 +7,15 @@ mod kv;
 mod lease;
 mod lock;
 mod maintenance;
+mod plugin;
 mod watch;
 
 pub use cluster::ClusterService;
 pub use election::ElectionService;
 pub use internal::InternalService;
 pub use kv::KvService;
-pub use lease::LeaseService;
+pub use lease::{LeaseService, random_lease_id};
 pub use lock::LockService;
 pub use maintenance::{ETCD_API_VERSION, MaintenanceService};
+pub use plugin::{MAX_PLUGIN_BYTES, PluginService};
 pub use watch::WatchService;

@@ -1,0 +1,80 @@
+//! A closed window's outputs as one Raft proposal: the puts and deletes, the leases their TTLs
+//! need, and the rule's new flush mark, all or nothing.
+
+use std::collections::BTreeMap;
+
+use conclave_plugin::Output;
+use conclave_proto::conclavepb::PluginFlush;
+use conclave_proto::etcdserverpb::{
+    DeleteRangeRequest, LeaseGrantRequest, PutRequest, RequestOp, request_op,
+};
+
+/// The flush mark a flush follows and sets.
+#[derive(Debug, Clone, Copy)]
+pub struct Window {
+    pub previous_end_ms: i64,
+    pub start_ms: i64,
+    pub end_ms: i64,
+    pub replay_from: i64,
+}
+
+/// The proposal for `outputs`; `new_lease_id` picks IDs for the leases that TTLs need (one per
+/// distinct TTL). Refuses outputs the store would refuse anyway, so the reason names the plugin.
+pub fn flush_proposal(
+    name: &str,
+    version: u64,
+    window: Window,
+    outputs: Vec<Output>,
+    mut new_lease_id: impl FnMut() -> i64,
+) -> Result<PluginFlush, String> {
+    let mut leases: BTreeMap<u32, i64> = BTreeMap::new();
+    let mut ops = Vec::with_capacity(outputs.len());
+    for output in outputs {
+        let request = match output {
+            Output::Put(put) => {
+                if put.key.is_empty() {
+                    return Err("an output put has an empty key".into());
+                }
+                let lease = match put.ttl_seconds {
+                    Some(0) => return Err("an output asks for a TTL of 0 seconds".into()),
+                    Some(ttl) => *leases.entry(ttl).or_insert_with(&mut new_lease_id),
+                    None => 0,
+                };
+                request_op::Request::RequestPut(PutRequest {
+                    key: put.key,
+                    value: put.value,
+                    lease,
+                    ..Default::default()
+                })
+            }
+            Output::Delete(key) => {
+                if key.is_empty() {
+                    return Err("an output delete has an empty key".into());
+                }
+                request_op::Request::RequestDeleteRange(DeleteRangeRequest {
+                    key,
+                    ..Default::default()
+                })
+            }
+        };
+        ops.push(RequestOp {
+            request: Some(request),
+        });
+    }
+    Ok(PluginFlush {
+        name: name.to_string(),
+        version,
+        previous_end_ms: window.previous_end_ms,
+        start_ms: window.start_ms,
+        end_ms: window.end_ms,
+        replay_from: window.replay_from,
+        leases: leases
+            .into_iter()
+            .map(|(ttl, id)| LeaseGrantRequest {
+                ttl: i64::from(ttl),
+                id,
+            })
+            .collect(),
+        ops,
+    })
+}

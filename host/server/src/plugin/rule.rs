@@ -1,0 +1,337 @@
+//! One aggregation rule running on the leader, on a thread of its own (plugin calls block for
+//! up to their time limit): it replays history from the rule's flush mark, feeds the plugin
+//! the KV events under its source prefixes in revision order, and when a window closes
+//! proposes the window's outputs together with the new flush mark. A failure (trap, timeout,
+//! out of memory, a refused proposal) marks the plugin failed and restarts it from the
+//! committed flush mark after a backoff; nothing else is disturbed.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use conclave_plugin::{AggregatorInstance, Event, EventKind, KeyValue, KvEvent, Limits, Spec};
+use conclave_proto::conclavepb::{FlushMark, PluginChanged, PluginFlush, command::Request};
+use conclave_proto::mvccpb::{self, event::EventType};
+use conclave_store::{RequestError, Response, StoreError};
+use tokio::runtime::Handle;
+
+use super::outputs::{Window, flush_proposal};
+use super::windows::{Windows, window_start};
+use super::{Plugins, StoreReads};
+use crate::clock::now_ms;
+use crate::lease::Lessor;
+use crate::node::Node;
+
+/// Events read from history per step.
+const HISTORY_STEP: usize = 1000;
+/// The longest the rule sleeps between looks at the clock and the stop flag.
+const IDLE: Duration = Duration::from_millis(200);
+const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// A running rule; dropping it does not stop it, `stop` does.
+pub struct RuleHandle {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<()>,
+}
+
+impl RuleHandle {
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.thread.is_finished()
+    }
+}
+
+pub struct Rule {
+    pub name: String,
+    pub plugins: Arc<Plugins>,
+    pub node: Arc<Node>,
+    pub lessor: Arc<Lessor>,
+    pub runtime: Handle,
+    /// The term this leader started the rule in: a flush is proposed only while it leads.
+    pub term: u64,
+}
+
+/// Why one run of the rule ended without an error.
+enum Exit {
+    /// Asked to stop, or the plugin is gone or no longer an aggregator.
+    Stopped,
+    /// Start again from the registry (a new version, or the mark moved).
+    Restart,
+}
+
+impl Rule {
+    pub fn spawn(self) -> std::io::Result<RuleHandle> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("plugin-{}", self.name))
+            .spawn(move || self.run(&flag))?;
+        Ok(RuleHandle { stop, thread })
+    }
+
+    fn run(self, stop: &AtomicBool) {
+        let mut backoff = FIRST_BACKOFF;
+        while !stop.load(Ordering::Relaxed) {
+            match self.run_once(stop) {
+                Ok(Exit::Stopped) => break,
+                Ok(Exit::Restart) => backoff = FIRST_BACKOFF,
+                Err(reason) => {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    self.plugins.statuses.failed(&self.name, reason.clone());
+                    self.plugins.note(
+                        &self.name,
+                        "error",
+                        format!("failed: {reason}; restarting in {backoff:?}"),
+                    );
+                    let until = Instant::now() + backoff;
+                    while Instant::now() < until && !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(IDLE.min(until - Instant::now()));
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    self.plugins.statuses.restarted(&self.name);
+                }
+            }
+        }
+        self.plugins
+            .note(&self.name, "info", "stopped on this member".into());
+    }
+
+    fn run_once(&self, stop: &AtomicBool) -> Result<Exit, String> {
+        let store = &self.plugins.store;
+        let Some(record) = store.plugin(&self.name).map_err(|e| e.to_string())? else {
+            return Ok(Exit::Stopped);
+        };
+        let Some(spec) = record.versions.last().cloned() else {
+            return Ok(Exit::Stopped);
+        };
+        self.plugins.statuses.starting(&self.name, spec.version);
+        let compiled = self.plugins.compiled(&spec).map_err(|e| e.to_string())?;
+        let limits = Limits::from_deploy(spec.memory_limit_bytes, spec.timeout_ms, spec.fuel);
+        let started = Instant::now();
+        let (mut instance, inputs) = AggregatorInstance::start(
+            &self.plugins.engine,
+            &compiled,
+            limits,
+            &spec.config,
+            Arc::new(StoreReads(store.clone())),
+            self.plugins.log_sink(&self.name),
+        )
+        .map_err(|e| e.to_string())?;
+        self.plugins
+            .statuses
+            .call(&self.name, started.elapsed(), 0, 0);
+        let mut mark = match record.mark {
+            Some(mark) => mark,
+            None => self.start_mark(&spec.name, spec.version, &inputs)?,
+        };
+        self.plugins.statuses.running(&self.name);
+        self.plugins.note(
+            &self.name,
+            "info",
+            format!(
+                "running version {} from revision {} (windows up to {} ms flushed)",
+                spec.version, mark.replay_from, mark.end_ms
+            ),
+        );
+        let mut windows = Windows::new(
+            inputs.resolution_ms,
+            inputs.allowed_lateness_ms,
+            mark.end_ms,
+        );
+        let mut cursor = mark.replay_from.max(1);
+        let mut news = self.plugins.news();
+        let mut registry_seen = news.borrow().registry_changes;
+        // A new version was deployed: it takes over at the next window boundary.
+        let mut upgrade = false;
+        loop {
+            if stop.load(Ordering::Relaxed) {
+                return Ok(Exit::Stopped);
+            }
+            let caught_up = self.deliver(&mut instance, &inputs, &mut windows, &mut cursor)?;
+            if !caught_up {
+                continue;
+            }
+            while let Some((start_ms, end_ms)) = windows.due(now_ms()) {
+                if stop.load(Ordering::Relaxed) {
+                    return Ok(Exit::Stopped);
+                }
+                let window = Window {
+                    previous_end_ms: mark.end_ms,
+                    start_ms,
+                    end_ms,
+                    replay_from: windows.replay_from_after(end_ms, cursor),
+                };
+                let took = Instant::now();
+                let outputs = instance
+                    .flush(start_ms, end_ms)
+                    .map_err(|e| e.to_string())?;
+                let count = outputs.len() as u64;
+                self.plugins
+                    .statuses
+                    .call(&self.name, took.elapsed(), 0, count);
+                let flush = flush_proposal(
+                    &self.name,
+                    spec.version,
+                    window,
+                    outputs,
+                    crate::service::random_lease_id,
+                )?;
+                match self.propose_flush(flush)? {
+                    Some(new_mark) => mark = new_mark,
+                    None => return Ok(Exit::Restart),
+                }
+                windows.flushed(end_ms);
+                if upgrade {
+                    // The new version replays the still-open windows from the new mark.
+                    return Ok(Exit::Restart);
+                }
+            }
+            let registry = news.borrow().registry_changes;
+            if registry != registry_seen {
+                registry_seen = registry;
+                match store.plugin(&self.name).map_err(|e| e.to_string())? {
+                    None => return Ok(Exit::Stopped),
+                    Some(r) => upgrade = r.versions.last() != Some(&spec),
+                }
+            }
+            if upgrade && !windows.has_open() {
+                return Ok(Exit::Restart);
+            }
+            let wait = windows
+                .next_due_ms()
+                .map(|due| Duration::from_millis((due - now_ms()).max(0) as u64))
+                .unwrap_or(IDLE)
+                .min(IDLE);
+            let revision = news.borrow_and_update().revision;
+            if revision < cursor {
+                self.runtime.block_on(async {
+                    let _ = tokio::time::timeout(wait, news.changed()).await;
+                });
+            }
+        }
+    }
+
+    /// Reads history from `cursor` and hands the plugin the events it asked for. True once
+    /// the read reached the newest applied revision.
+    fn deliver(
+        &self,
+        instance: &mut AggregatorInstance,
+        inputs: &Spec,
+        windows: &mut Windows,
+        cursor: &mut i64,
+    ) -> Result<bool, String> {
+        let history = match self.plugins.store.history(*cursor, HISTORY_STEP) {
+            Ok(h) => h,
+            Err(StoreError::Request(RequestError::Compacted)) => {
+                // History the mark points into was compacted away: those inputs are gone.
+                let compacted = self.plugins.store.compacted_revision();
+                self.plugins.note(
+                    &self.name,
+                    "warn",
+                    format!(
+                        "history from revision {} was compacted; resuming at {}",
+                        *cursor,
+                        compacted + 1
+                    ),
+                );
+                *cursor = compacted + 1;
+                return Ok(false);
+            }
+            Err(e) => return Err(format!("cannot read history: {e}")),
+        };
+        let mut batch = Vec::new();
+        let mut newest = 0;
+        for (event, &time) in history.events.iter().zip(&history.times) {
+            let Some(kv) = &event.kv else { continue };
+            if !inputs.source_prefixes.iter().any(|p| kv.key.starts_with(p)) {
+                continue;
+            }
+            let time_ms = windows.place(kv.mod_revision, time);
+            newest = kv.mod_revision;
+            batch.push(Event::Kv(kv_event(event, kv, time_ms)));
+        }
+        if !batch.is_empty() {
+            let took = Instant::now();
+            instance
+                .on_events(&batch, newest)
+                .map_err(|e| e.to_string())?;
+            self.plugins
+                .statuses
+                .call(&self.name, took.elapsed(), batch.len() as u64, 0);
+        }
+        *cursor = history.next;
+        Ok(history.next > history.revision)
+    }
+
+    /// A plugin without a mark starts at the present: its first mark records where.
+    fn start_mark(&self, name: &str, version: u64, inputs: &Spec) -> Result<FlushMark, String> {
+        let resolution = i64::try_from(inputs.resolution_ms).unwrap_or(i64::MAX);
+        let now = window_start(now_ms(), resolution);
+        let flush = PluginFlush {
+            name: name.to_string(),
+            version,
+            previous_end_ms: 0,
+            start_ms: now,
+            end_ms: now,
+            replay_from: self.plugins.store.current_revision() + 1,
+            leases: Vec::new(),
+            ops: Vec::new(),
+        };
+        self.propose_flush(flush)?
+            .ok_or_else(|| "another leader started this plugin meanwhile".to_string())
+    }
+
+    /// Proposes a flush; the new mark, or None if the mark moved (another leader's flush).
+    fn propose_flush(&self, flush: PluginFlush) -> Result<Option<FlushMark>, String> {
+        if !self.node.is_leader() || self.node.term() != self.term {
+            return Err("no longer the leader".into());
+        }
+        let leases: Vec<(i64, i64)> = flush.leases.iter().map(|l| (l.id, l.ttl)).collect();
+        let applied = self
+            .runtime
+            .block_on(self.node.propose(Request::PluginFlush(flush)))
+            .map_err(|s| format!("flush not committed: {}", s.message()))?;
+        match applied.result {
+            Ok(Response::Plugin(PluginChanged {
+                mark: Some(mark), ..
+            })) => {
+                for (id, ttl) in leases {
+                    self.lessor.granted(id, ttl);
+                }
+                Ok(Some(mark))
+            }
+            Err(RequestError::FlushMarkMoved) => Ok(None),
+            Err(RequestError::PluginNotFound) => Err("the plugin was removed".into()),
+            Err(e) => Err(format!("flush refused: {e}")),
+            Ok(other) => Err(format!("a flush answered {other:?}")),
+        }
+    }
+}
+
+fn kv_event(event: &mvccpb::Event, kv: &mvccpb::KeyValue, time_ms: i64) -> KvEvent {
+    let kind = if event.r#type == EventType::Delete as i32 {
+        EventKind::Delete
+    } else {
+        EventKind::Put
+    };
+    KvEvent {
+        kind,
+        kv: KeyValue {
+            key: kv.key.clone(),
+            value: kv.value.clone(),
+            create_revision: kv.create_revision,
+            mod_revision: kv.mod_revision,
+            version: kv.version,
+            lease: kv.lease,
+        },
+        revision: kv.mod_revision,
+        time_ms,
+    }
+}

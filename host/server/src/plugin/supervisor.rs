@@ -1,0 +1,139 @@
+//! Runs on every member: compiles each newly registered plugin version ahead of need (so a
+//! member that becomes leader starts its plugins without compiling), and, on the leader only,
+//! runs one rule per registered aggregator. Leadership lost, every rule is told to stop before
+//! anything else happens here; leadership gained, rules start only once this leader has
+//! applied its own term's first entry, so they see everything the old leader committed.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use conclave_plugin::World;
+use openraft::async_runtime::WatchReceiver;
+use tokio::runtime::Handle;
+use tracing::{info, warn};
+
+use super::Plugins;
+use super::rule::{Rule, RuleHandle};
+use crate::lease::Lessor;
+use crate::node::Node;
+
+/// How often the supervisor looks again without news (to restart a rule that ended).
+const TICK: Duration = Duration::from_secs(1);
+
+pub struct Supervisor {
+    pub plugins: Arc<Plugins>,
+    pub node: Arc<Node>,
+    pub lessor: Arc<Lessor>,
+}
+
+impl Supervisor {
+    pub async fn run(self) {
+        let me = self.node.identity.member_id;
+        let mut metrics = self.node.raft.metrics();
+        let mut news = self.plugins.news();
+        let mut rules: HashMap<String, RuleHandle> = HashMap::new();
+        let mut leading: Option<u64> = None;
+        let mut compiled_at: Option<u64> = None;
+        loop {
+            let now_leading = {
+                let m = metrics.borrow_watched();
+                let applied_term = m.last_applied.map(|l| l.leader_id.term);
+                (m.current_leader == Some(me) && applied_term == Some(m.current_term))
+                    .then_some(m.current_term)
+            };
+            if now_leading != leading {
+                for (_, rule) in rules.drain() {
+                    rule.stop();
+                }
+                self.plugins.statuses.clear();
+                if let Some(term) = now_leading {
+                    info!(term, "leading: starting the plugins");
+                }
+                leading = now_leading;
+            }
+            let registry = news.borrow_and_update().registry_changes;
+            if compiled_at != Some(registry) {
+                compiled_at = Some(registry);
+                self.precompile().await;
+            }
+            if let Some(term) = leading {
+                self.sync(&mut rules, term);
+            }
+            tokio::select! {
+                _ = metrics.changed() => {}
+                _ = news.changed() => {}
+                () = tokio::time::sleep(TICK) => {}
+            }
+        }
+    }
+
+    /// Starts a rule for each registered aggregator that has none running; stops the rules
+    /// of plugins no longer registered.
+    fn sync(&self, rules: &mut HashMap<String, RuleHandle>, term: u64) {
+        let registry = match self.plugins.store.plugins() {
+            Ok(r) => r,
+            Err(e) => {
+                warn!(error = %e, "cannot read the plugin registry");
+                return;
+            }
+        };
+        rules.retain(|name, rule| {
+            let registered = registry.iter().any(|(n, _)| n == name);
+            if !registered {
+                rule.stop();
+                self.plugins.statuses.forget(name);
+            }
+            registered && !rule.is_finished()
+        });
+        for (name, record) in registry {
+            let Some(spec) = record.versions.last() else {
+                continue;
+            };
+            if rules.contains_key(&name) || World::parse(&spec.world) != Some(World::Aggregator) {
+                continue;
+            }
+            let rule = Rule {
+                name: name.clone(),
+                plugins: self.plugins.clone(),
+                node: self.node.clone(),
+                lessor: self.lessor.clone(),
+                runtime: Handle::current(),
+                term,
+            };
+            match rule.spawn() {
+                Ok(handle) => {
+                    rules.insert(name, handle);
+                }
+                Err(e) => warn!(plugin = %name, error = %e, "cannot start a plugin thread"),
+            }
+        }
+    }
+
+    /// Compiles every registered version not compiled yet (off the async workers).
+    async fn precompile(&self) {
+        let plugins = self.plugins.clone();
+        let outcome = tokio::task::spawn_blocking(move || {
+            let registry = plugins.store.plugins().map_err(|e| e.to_string())?;
+            let mut digests = Vec::new();
+            for (name, record) in &registry {
+                for spec in &record.versions {
+                    digests.push(spec.digest.clone());
+                }
+                if let Some(spec) = record.versions.last()
+                    && let Err(e) = plugins.compiled(spec)
+                {
+                    warn!(plugin = %name, error = %e, "cannot compile a registered plugin");
+                }
+            }
+            plugins.retain_compiled(&digests);
+            Ok::<_, String>(())
+        })
+        .await;
+        match outcome {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => warn!(error = %e, "cannot read the plugin registry"),
+            Err(e) => warn!(error = %e, "plugin compile task failed"),
+        }
+    }
+}
