@@ -418,3 +418,115 @@ async fn a_new_version_takes_over_and_rollback_goes_back() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The audit key's lines, as JSON (none while no member answers).
+async fn audit_lines(client: &mut etcd_client::Client) -> Vec<Value> {
+    let Ok(resp) = client.get("/audit/leaders", None).await else {
+        return Vec::new();
+    };
+    resp.kvs()
+        .first()
+        .map(|kv| {
+            kv.value_str()
+                .expect("UTF-8")
+                .lines()
+                .map(|l| serde_json::from_str(l).expect("a JSON line"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Waits until the audit has a line for which `found` holds, reading from running members.
+async fn wait_audit(c: &Cluster, what: &str, found: impl Fn(&Value) -> bool) -> Vec<Value> {
+    let endpoints: Vec<String> = c.running().into_iter().map(|i| c.endpoint(i)).collect();
+    let mut client = etcd_client::Client::connect(endpoints, None)
+        .await
+        .expect("connect");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let lines = audit_lines(&mut client).await;
+        if lines.iter().any(&found) {
+            return lines;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no audit line for {what}: {lines:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_election_hook_audits_leaders_and_steers_leadership() {
+    let mut c = Cluster::start(3);
+    let leader = tokio::task::block_in_place(|| c.leader());
+    let preferred = (leader + 1) % 3;
+    let preferred_name = c.name(preferred).to_string();
+    let endpoint = c.endpoint(leader);
+    let config = format!(r#"{{"key": "/audit/leaders", "prefer": "{preferred_name}"}}"#);
+    tokio::task::block_in_place(|| deploy(&endpoint, "audit", "leader_audit", &config));
+
+    // The hook prefers another member: leadership moves there, and each leader audits its term.
+    tokio::task::block_in_place(|| {
+        wait_until(
+            "leadership moves to the preferred member",
+            Duration::from_secs(30),
+            || c.current_leader() == preferred,
+        )
+    });
+    let lines = wait_audit(&c, "the preferred member's term", |l| {
+        l["leader"] == preferred_name.as_str()
+    })
+    .await;
+    let first = &lines[0];
+    assert_eq!(first["leader"], c.name(leader), "{lines:?}");
+    let terms: Vec<u64> = lines.iter().filter_map(|l| l["term"].as_u64()).collect();
+    assert!(
+        terms.windows(2).all(|w| w[0] < w[1]),
+        "one line per term: {lines:?}"
+    );
+
+    // A named election of the Election API: its new leaders are audited.
+    let client = conclave::Client::connect(c.endpoints())
+        .await
+        .expect("connect");
+    let alice = client
+        .campaign("jobs", "alice", 10)
+        .await
+        .expect("campaign");
+    wait_audit(&c, "alice leading jobs", |l| {
+        l["election"] == "jobs" && l["leader"] == "alice"
+    })
+    .await;
+    alice.resign().await.expect("resign");
+    wait_audit(&c, "nobody leading jobs", |l| {
+        l["election"] == "jobs" && l["leader"].is_null()
+    })
+    .await;
+
+    // kill -9 the preferred leader: another member leads and audits its term; once the
+    // preferred member is back and caught up, leadership returns to it.
+    c.kill9(preferred);
+    let interim = tokio::task::block_in_place(|| c.wait_for_leader(&[preferred]));
+    let interim_name = c.name(interim).to_string();
+    let after_kill = wait_audit(&c, "the interim leader's term", |l| {
+        l["leader"] == interim_name.as_str() && l["term"].as_u64() > terms.last().copied()
+    })
+    .await;
+    tokio::task::block_in_place(|| {
+        c.restart(preferred);
+        wait_until(
+            "leadership returns to the preferred member",
+            Duration::from_secs(30),
+            || c.current_leader() == preferred,
+        )
+    });
+    let last_term = after_kill.iter().filter_map(|l| l["term"].as_u64()).max();
+    wait_audit(&c, "the preferred member's new term", |l| {
+        l["leader"] == preferred_name.as_str() && l["term"].as_u64() > last_term
+    })
+    .await;
+    let status = tokio::task::block_in_place(|| plugin_status(&c.endpoint(preferred), "audit"));
+    assert_eq!(status["state"], "running", "{status}");
+    assert_eq!(status["spec"]["world"], "election-hook", "{status}");
+}

@@ -4,12 +4,14 @@
 //! (`supervisor`), and a window's outputs go back through Raft with the rule's flush mark
 //! (`rule`), never written inside apply.
 
+mod hook;
 mod logs;
 mod outputs;
 mod reads;
 mod rule;
 mod status;
 mod supervisor;
+mod thread;
 mod windows;
 
 use std::collections::HashMap;

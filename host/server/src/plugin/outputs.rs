@@ -1,5 +1,5 @@
-//! A closed window's outputs as one Raft proposal: the puts and deletes, the leases their TTLs
-//! need, and the rule's new flush mark, all or nothing.
+//! What plugins return, as the store's operations: for a rule, a closed window's outputs as one
+//! Raft proposal with the rule's new flush mark, all or nothing; for a hook, a transaction.
 
 use std::collections::BTreeMap;
 
@@ -18,15 +18,13 @@ pub struct Window {
     pub replay_from: i64,
 }
 
-/// The proposal for `outputs`; `new_lease_id` picks IDs for the leases that TTLs need (one per
-/// distinct TTL). Refuses outputs the store would refuse anyway, so the reason names the plugin.
-pub fn flush_proposal(
-    name: &str,
-    version: u64,
-    window: Window,
+/// A plugin's outputs as store operations: the puts and deletes in order, and the leases their
+/// TTLs need (one per distinct TTL, IDs from `new_lease_id`), to be granted first. Refuses
+/// outputs the store would refuse anyway, so that the reason names the plugin.
+pub fn output_ops(
     outputs: Vec<Output>,
     mut new_lease_id: impl FnMut() -> i64,
-) -> Result<PluginFlush, String> {
+) -> Result<(Vec<LeaseGrantRequest>, Vec<RequestOp>), String> {
     let mut leases: BTreeMap<u32, i64> = BTreeMap::new();
     let mut ops = Vec::with_capacity(outputs.len());
     for output in outputs {
@@ -61,6 +59,25 @@ pub fn flush_proposal(
             request: Some(request),
         });
     }
+    let leases = leases
+        .into_iter()
+        .map(|(ttl, id)| LeaseGrantRequest {
+            ttl: i64::from(ttl),
+            id,
+        })
+        .collect();
+    Ok((leases, ops))
+}
+
+/// The proposal for a closed window's `outputs`: its operations and the rule's new mark.
+pub fn flush_proposal(
+    name: &str,
+    version: u64,
+    window: Window,
+    outputs: Vec<Output>,
+    new_lease_id: impl FnMut() -> i64,
+) -> Result<PluginFlush, String> {
+    let (leases, ops) = output_ops(outputs, new_lease_id)?;
     Ok(PluginFlush {
         name: name.to_string(),
         version,
@@ -68,13 +85,7 @@ pub fn flush_proposal(
         start_ms: window.start_ms,
         end_ms: window.end_ms,
         replay_from: window.replay_from,
-        leases: leases
-            .into_iter()
-            .map(|(ttl, id)| LeaseGrantRequest {
-                ttl: i64::from(ttl),
-                id,
-            })
-            .collect(),
+        leases,
         ops,
     })
 }

@@ -9,7 +9,7 @@ use conclave_store::Store;
 
 pub struct StoreReads(pub Arc<Store>);
 
-fn to_plugin(kv: mvccpb::KeyValue) -> KeyValue {
+pub(super) fn to_plugin(kv: mvccpb::KeyValue) -> KeyValue {
     KeyValue {
         key: kv.key,
         value: kv.value,

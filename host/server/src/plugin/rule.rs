@@ -7,7 +7,6 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use conclave_plugin::{AggregatorInstance, Event, EventKind, KeyValue, KvEvent, Limits, Spec};
@@ -17,6 +16,7 @@ use conclave_store::{RequestError, Response, StoreError};
 use tokio::runtime::Handle;
 
 use super::outputs::{Window, flush_proposal};
+use super::thread::{Exit, IDLE, PluginThread};
 use super::windows::{Windows, window_start};
 use super::{Plugins, StoreReads};
 use crate::clock::now_ms;
@@ -25,26 +25,6 @@ use crate::node::Node;
 
 /// Events read from history per step.
 const HISTORY_STEP: usize = 1000;
-/// The longest the rule sleeps between looks at the clock and the stop flag.
-const IDLE: Duration = Duration::from_millis(200);
-const FIRST_BACKOFF: Duration = Duration::from_millis(500);
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
-
-/// A running rule; dropping it does not stop it, `stop` does.
-pub struct RuleHandle {
-    stop: Arc<AtomicBool>,
-    thread: JoinHandle<()>,
-}
-
-impl RuleHandle {
-    pub fn stop(&self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
-
-    pub fn is_finished(&self) -> bool {
-        self.thread.is_finished()
-    }
-}
 
 pub struct Rule {
     pub name: String,
@@ -56,51 +36,11 @@ pub struct Rule {
     pub term: u64,
 }
 
-/// Why one run of the rule ended without an error.
-enum Exit {
-    /// Asked to stop, or the plugin is gone or no longer an aggregator.
-    Stopped,
-    /// Start again from the registry (a new version, or the mark moved).
-    Restart,
-}
-
 impl Rule {
-    pub fn spawn(self) -> std::io::Result<RuleHandle> {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = std::thread::Builder::new()
-            .name(format!("plugin-{}", self.name))
-            .spawn(move || self.run(&flag))?;
-        Ok(RuleHandle { stop, thread })
-    }
-
-    fn run(self, stop: &AtomicBool) {
-        let mut backoff = FIRST_BACKOFF;
-        while !stop.load(Ordering::Relaxed) {
-            match self.run_once(stop) {
-                Ok(Exit::Stopped) => break,
-                Ok(Exit::Restart) => backoff = FIRST_BACKOFF,
-                Err(reason) => {
-                    if stop.load(Ordering::Relaxed) {
-                        break;
-                    }
-                    self.plugins.statuses.failed(&self.name, reason.clone());
-                    self.plugins.note(
-                        &self.name,
-                        "error",
-                        format!("failed: {reason}; restarting in {backoff:?}"),
-                    );
-                    let until = Instant::now() + backoff;
-                    while Instant::now() < until && !stop.load(Ordering::Relaxed) {
-                        std::thread::sleep(IDLE.min(until - Instant::now()));
-                    }
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
-                    self.plugins.statuses.restarted(&self.name);
-                }
-            }
-        }
-        self.plugins
-            .note(&self.name, "info", "stopped on this member".into());
+    pub fn spawn(self) -> std::io::Result<PluginThread> {
+        PluginThread::spawn(self.name.clone(), self.plugins.clone(), move |stop| {
+            self.run_once(stop)
+        })
     }
 
     fn run_once(&self, stop: &AtomicBool) -> Result<Exit, String> {

@@ -1,8 +1,9 @@
 //! Runs on every member: compiles each newly registered plugin version ahead of need (so a
 //! member that becomes leader starts its plugins without compiling), and, on the leader only,
-//! runs one rule per registered aggregator. Leadership lost, every rule is told to stop before
-//! anything else happens here; leadership gained, rules start only once this leader has
-//! applied its own term's first entry, so they see everything the old leader committed.
+//! runs one thread per registered plugin: a rule per aggregator, a hook runner per election
+//! hook. Leadership lost, every thread is told to stop before anything else happens here;
+//! leadership gained, they start only once this leader has applied its own term's first
+//! entry, so they see everything the old leader committed.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,7 +15,9 @@ use tokio::runtime::Handle;
 use tracing::{info, warn};
 
 use super::Plugins;
-use super::rule::{Rule, RuleHandle};
+use super::hook::Hook;
+use super::rule::Rule;
+use super::thread::PluginThread;
 use crate::lease::Lessor;
 use crate::node::Node;
 
@@ -32,7 +35,7 @@ impl Supervisor {
         let me = self.node.identity.member_id;
         let mut metrics = self.node.raft.metrics();
         let mut news = self.plugins.news();
-        let mut rules: HashMap<String, RuleHandle> = HashMap::new();
+        let mut threads: HashMap<String, PluginThread> = HashMap::new();
         let mut leading: Option<u64> = None;
         let mut compiled_at: Option<u64> = None;
         loop {
@@ -43,8 +46,8 @@ impl Supervisor {
                     .then_some(m.current_term)
             };
             if now_leading != leading {
-                for (_, rule) in rules.drain() {
-                    rule.stop();
+                for (_, thread) in threads.drain() {
+                    thread.stop();
                 }
                 self.plugins.statuses.clear();
                 if let Some(term) = now_leading {
@@ -58,7 +61,7 @@ impl Supervisor {
                 self.precompile().await;
             }
             if let Some(term) = leading {
-                self.sync(&mut rules, term);
+                self.sync(&mut threads, term);
             }
             tokio::select! {
                 _ = metrics.changed() => {}
@@ -68,9 +71,9 @@ impl Supervisor {
         }
     }
 
-    /// Starts a rule for each registered aggregator that has none running; stops the rules
+    /// Starts a thread for each registered plugin that has none running; stops the threads
     /// of plugins no longer registered.
-    fn sync(&self, rules: &mut HashMap<String, RuleHandle>, term: u64) {
+    fn sync(&self, threads: &mut HashMap<String, PluginThread>, term: u64) {
         let registry = match self.plugins.store.plugins() {
             Ok(r) => r,
             Err(e) => {
@@ -78,7 +81,7 @@ impl Supervisor {
                 return;
             }
         };
-        rules.retain(|name, rule| {
+        threads.retain(|name, rule| {
             let registered = registry.iter().any(|(n, _)| n == name);
             if !registered {
                 rule.stop();
@@ -90,20 +93,33 @@ impl Supervisor {
             let Some(spec) = record.versions.last() else {
                 continue;
             };
-            if rules.contains_key(&name) || World::parse(&spec.world) != Some(World::Aggregator) {
+            if threads.contains_key(&name) {
                 continue;
             }
-            let rule = Rule {
-                name: name.clone(),
-                plugins: self.plugins.clone(),
-                node: self.node.clone(),
-                lessor: self.lessor.clone(),
-                runtime: Handle::current(),
-                term,
+            let started = match World::parse(&spec.world) {
+                Some(World::Aggregator) => Rule {
+                    name: name.clone(),
+                    plugins: self.plugins.clone(),
+                    node: self.node.clone(),
+                    lessor: self.lessor.clone(),
+                    runtime: Handle::current(),
+                    term,
+                }
+                .spawn(),
+                Some(World::ElectionHook) => Hook {
+                    name: name.clone(),
+                    plugins: self.plugins.clone(),
+                    node: self.node.clone(),
+                    lessor: self.lessor.clone(),
+                    runtime: Handle::current(),
+                    term,
+                }
+                .spawn(),
+                None => continue,
             };
-            match rule.spawn() {
-                Ok(handle) => {
-                    rules.insert(name, handle);
+            match started {
+                Ok(thread) => {
+                    threads.insert(name, thread);
                 }
                 Err(e) => warn!(plugin = %name, error = %e, "cannot start a plugin thread"),
             }
