@@ -530,3 +530,63 @@ async fn an_election_hook_audits_leaders_and_steers_leadership() {
     assert_eq!(status["state"], "running", "{status}");
     assert_eq!(status["spec"]["world"], "election-hook", "{status}");
 }
+
+/// `/counts/<service>` as a number, if written.
+async fn count_of(client: &mut etcd_client::Client, service: &str) -> Option<u64> {
+    let resp = client
+        .get(format!("/counts/{service}"), None)
+        .await
+        .expect("get");
+    resp.kvs()
+        .first()
+        .map(|kv| kv.value_str().expect("UTF-8").parse().expect("a count"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instance_count_follows_registrations_and_their_leases() {
+    let mut c = Cluster::start(3);
+    let follower = tokio::task::block_in_place(|| c.followers())[0];
+    let endpoint = c.endpoint(follower);
+    tokio::task::block_in_place(|| {
+        deploy(&endpoint, "counts", "instance_count", "{}");
+        wait_running(&endpoint, "counts");
+    });
+    let mut client = c.client(follower).await;
+    let short = client.lease_grant(2, None).await.expect("lease").id();
+    let long = client.lease_grant(60, None).await.expect("lease").id();
+    for (key, lease) in [
+        ("/services/pay/1", long),
+        ("/services/pay/2", long),
+        ("/services/pay/3", short),
+        ("/services/web/1", long),
+    ] {
+        let options = etcd_client::PutOptions::new().with_lease(lease);
+        client.put(key, "addr", Some(options)).await.expect("put");
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut seen = Vec::new();
+    // pay: 3 while the short lease lives, then 2 once it expires and takes its key along.
+    loop {
+        let counts = (
+            count_of(&mut client, "pay").await,
+            count_of(&mut client, "web").await,
+        );
+        if seen.last() != Some(&counts) {
+            seen.push(counts);
+        }
+        if counts == (Some(2), Some(1)) && seen.iter().any(|s| s.0 == Some(3)) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "counts went {seen:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    client
+        .delete("/services/web/1", None)
+        .await
+        .expect("delete");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while count_of(&mut client, "web").await != Some(0) {
+        assert!(Instant::now() < deadline, "web's count did not drop to 0");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
