@@ -1,6 +1,6 @@
-//! The three examples as real processes against a real 3-member cluster, as their docs show
-//! them: clients are killed with kill -9 and the others must notice (service discovery, leader
-//! election) or stay correct (the fenced lock).
+//! The examples as real processes against a real 3-member cluster, as their docs show them:
+//! clients are killed with kill -9 and the others must notice (service discovery, leader
+//! election) or stay correct (the fenced lock); the rollup walkthrough counts every sample once.
 
 mod common;
 
@@ -12,6 +12,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::cluster::Cluster;
+use common::plugins::plugin_path;
 
 /// An example's binary: cargo builds examples beside the tests (target/<profile>/examples).
 fn example(name: &str) -> PathBuf {
@@ -264,4 +265,58 @@ fn fenced_lock_workers_never_double_count_when_one_is_killed() {
         final_count >= 30,
         "the two surviving workers counted 15 each"
     );
+}
+
+#[test]
+fn rollup_walkthrough_deploys_and_every_sample_lands_in_one_window() {
+    let c = Cluster::start(3);
+    let wasm = plugin_path("rollup");
+    let mut deploy = Running::start(
+        &c,
+        "rollup",
+        &["deploy", wasm.to_str().expect("UTF-8 path"), "1s"],
+    );
+    deploy.expect_line("deployed rollup version 1", Duration::from_secs(60));
+    deploy.expect_line("rollup is running", Duration::from_secs(30));
+    let mut watcher = Running::start(&c, "rollup", &["watch"]);
+    watcher.expect_line("watching /rollup/", Duration::from_secs(30));
+    let mut samples = Running::start(&c, "rollup", &["samples", "4"]);
+    assert!(samples.wait(Duration::from_secs(60)), "samples did not end");
+    let summary = samples
+        .drain()
+        .into_iter()
+        .find(|l| l.starts_with("wrote "))
+        .expect("a summary line");
+    assert!(summary.ends_with("(0 puts failed)"), "{summary}");
+    let written: u64 = summary
+        .split_whitespace()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .expect("a count");
+    assert!(written >= 40, "{summary}");
+
+    // Every acknowledged sample is counted in exactly one printed window.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut windows = HashSet::new();
+    let mut counted = 0u64;
+    while counted < written {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = watcher
+            .lines
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("{counted} of {written} samples rolled up"));
+        let Some(rest) = line.strip_prefix("rollup ") else {
+            continue;
+        };
+        let mut parts = rest.splitn(3, ' ');
+        let (series, window, json) = (parts.next(), parts.next(), parts.next());
+        let json: serde_json::Value =
+            serde_json::from_str(json.expect("a value")).expect("JSON rollup");
+        assert!(
+            windows.insert((series.map(str::to_string), window.map(str::to_string))),
+            "{line} printed twice"
+        );
+        counted += json["count"].as_u64().expect("a count");
+    }
+    assert_eq!(counted, written);
 }
