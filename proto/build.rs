@@ -13,6 +13,7 @@ const PROTOS: &[&str] = &[
     "conclave/raft.proto",
     "conclave/internal.proto",
     "conclave/plugin.proto",
+    "conclave/ingest.proto",
 ];
 
 const PACKAGES: &[&str] = &[

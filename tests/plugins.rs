@@ -590,3 +590,86 @@ async fn instance_count_follows_registrations_and_their_leases() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+fn sample(series: &str, value: f64, time_ms: i64) -> conclave::proto::conclavepb::IngestSample {
+    conclave::proto::conclavepb::IngestSample {
+        series: series.to_string(),
+        value,
+        time_ms,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingested_samples_reach_every_member_and_outlive_the_leader() {
+    let mut c = Cluster::start(3);
+    let leader = tokio::task::block_in_place(|| c.leader());
+    let follower = (leader + 1) % 3;
+    let endpoint = c.endpoint(follower);
+    let config = r#"{"source_prefix": "/metrics/", "target_prefix": "/rollup/", "ingest": true,
+        "resolution": "5s", "allowed_lateness": "500ms", "aggregations": ["sum", "count"]}"#;
+    tokio::task::block_in_place(|| {
+        deploy(&endpoint, "rollup", "rollup", config);
+        wait_running(&endpoint, "rollup");
+    });
+    let ingest = conclave::Client::connect([c.endpoint(leader)])
+        .await
+        .expect("connect");
+
+    // Samples of the next window, sent to the leader; then it dies before the window closes.
+    // The new leader has them too (the leader passed them on), and flushes the window.
+    let window = now_ms() - now_ms() % 5000 + 5000;
+    let samples: Vec<_> = (1..=100)
+        .map(|i| sample("/metrics/ingested", f64::from(i), window + i64::from(i)))
+        .collect();
+    let resp = ingest.ingest(samples).await.expect("ingest");
+    assert_eq!((resp.accepted, resp.members), (100, 3));
+    // And one the member dates itself.
+    ingest
+        .ingest(vec![sample("/metrics/dated", 2.5, 0)])
+        .await
+        .expect("ingest");
+    c.kill9(leader);
+    tokio::task::block_in_place(|| c.wait_for_leader(&[leader]));
+
+    let mut client = c.client(follower).await;
+    let key = format!("/rollup/ingested/{window}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let written = loop {
+        let written = read_prefix(&mut client, "/rollup/").await;
+        if written.contains_key(&key) && written.keys().any(|k| k.starts_with("/rollup/dated/")) {
+            break written;
+        }
+        assert!(Instant::now() < deadline, "rollups so far: {written:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let (value, version, _) = &written[&key];
+    assert_eq!(value, r#"{"sum":5050,"count":100}"#);
+    assert_eq!(*version, 1);
+    let (_, (dated, _, _)) = written
+        .iter()
+        .find(|(k, _)| k.starts_with("/rollup/dated/"))
+        .expect("the dated sample's window");
+    assert_eq!(dated, r#"{"sum":2.5,"count":1}"#);
+
+    // A sample for a window already flushed is late: dropped, and said so in the log.
+    let ingest = conclave::Client::connect([c.endpoint(follower)])
+        .await
+        .expect("connect");
+    ingest
+        .ingest(vec![sample("/metrics/ingested", 1000.0, window + 1)])
+        .await
+        .expect("ingest");
+    tokio::task::block_in_place(|| {
+        wait_until("the late sample is logged", Duration::from_secs(10), || {
+            let logs = stdout_ok(&conclavectl(&endpoint, &["plugin", "logs", "rollup"]));
+            logs.contains("dropped 1 samples whose window was flushed already")
+        })
+    });
+    let after = read_prefix(&mut client, "/rollup/ingested/").await;
+    assert_eq!(after[&key].0, r#"{"sum":5050,"count":100}"#, "unchanged");
+    let refused = ingest
+        .ingest(vec![sample("", 1.0, 0)])
+        .await
+        .expect_err("a sample without a series");
+    assert!(refused.to_string().contains("series name"), "{refused}");
+}

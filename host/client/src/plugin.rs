@@ -1,12 +1,13 @@
-//! conclave's Plugin service (not part of etcd's API): deploy a WASM rule plugin into the
-//! running cluster, inspect it, roll it back or remove it.
+//! conclave's Plugin and Ingest services (not part of etcd's API): deploy a WASM rule plugin
+//! into the running cluster, inspect it, roll it back or remove it; send it samples.
 
 use std::time::Duration;
 
 use conclave_proto::conclavepb::{
-    PluginDeployRequest, PluginDeployResponse, PluginListRequest, PluginLogLine, PluginLogsRequest,
-    PluginRemoveRequest, PluginRollbackRequest, PluginSpec, PluginStatus, PluginStatusRequest,
-    plugin_client::PluginClient,
+    IngestRequest, IngestResponse, IngestSample, PluginDeployRequest, PluginDeployResponse,
+    PluginListRequest, PluginLogLine, PluginLogsRequest, PluginRemoveRequest,
+    PluginRollbackRequest, PluginSpec, PluginStatus, PluginStatusRequest,
+    ingest_client::IngestClient, plugin_client::PluginClient,
 };
 use tonic::transport::Channel;
 
@@ -170,5 +171,30 @@ impl Client {
         })
         .await?;
         Ok(())
+    }
+
+    /// Sends samples to conclave's Ingest service, for rules whose ingest prefixes match their
+    /// series (not through Raft: the member passes them to every other member). A sample
+    /// without a time (0) is dated by the member. Answers with the number of members that
+    /// hold them now.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: conclave_client::Client) -> Result<(), conclave_client::Error> {
+    /// use conclave_client::proto::conclavepb::IngestSample;
+    /// let sample = IngestSample { series: "/metrics/cpu".into(), value: 0.5, time_ms: 0 };
+    /// let resp = client.ingest(vec![sample]).await?;
+    /// println!("{} samples on {} members", resp.accepted, resp.members);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn ingest(&self, samples: Vec<IngestSample>) -> Result<IngestResponse, Error> {
+        let req = IngestRequest { samples };
+        self.call(|| {
+            let mut ingest =
+                IngestClient::new(self.channel.clone()).max_encoding_message_size(usize::MAX);
+            let req = self.request(req.clone());
+            async move { ingest.push(req).await }
+        })
+        .await
     }
 }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use conclave_proto::conclavepb::ingest_server::IngestServer;
 use conclave_proto::conclavepb::internal_server::InternalServer;
 use conclave_proto::conclavepb::plugin_server::PluginServer;
 use conclave_proto::etcdserverpb::{
@@ -35,8 +36,8 @@ use crate::lease::{Lessor, min_lease_ttl};
 use crate::node::{Identity, MAX_REQUEST_BYTES, Node};
 use crate::plugin::{Plugins, PluginsListener, Supervisor};
 use crate::service::{
-    ClusterService, ElectionService, InternalService, KvService, LeaseService, LockService,
-    MAX_PLUGIN_BYTES, MaintenanceService, PluginService, WatchService,
+    ClusterService, ElectionService, IngestService, InternalService, KvService, LeaseService,
+    LockService, MAX_PLUGIN_BYTES, MaintenanceService, PluginService, WatchService,
 };
 use crate::watch::{StreamConfig, WatchHub};
 
@@ -197,8 +198,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     .add_service(LockServer::new(locks.clone()))
     .add_service(ElectionServer::new(elections.clone()))
     .add_service(
-        PluginServer::new(PluginService::new(node.clone(), plugins))
+        PluginServer::new(PluginService::new(node.clone(), plugins.clone()))
             .max_decoding_message_size(MAX_PLUGIN_BYTES + MAX_GRPC_MESSAGE),
+    )
+    .add_service(
+        IngestServer::new(IngestService::new(node.clone(), plugins))
+            .max_decoding_message_size(MAX_GRPC_MESSAGE),
     )
     .add_service(
         // A forwarded batch may carry a plugin deploy as well as ordinary writes.

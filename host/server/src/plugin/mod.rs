@@ -9,6 +9,7 @@ mod logs;
 mod outputs;
 mod reads;
 mod rule;
+mod samples;
 mod status;
 mod supervisor;
 mod thread;
@@ -28,6 +29,7 @@ use tracing::info;
 
 pub use logs::PluginLogs;
 pub use reads::StoreReads;
+pub use samples::{Sample, SampleBuffer};
 pub use status::Statuses;
 pub use supervisor::Supervisor;
 
@@ -45,6 +47,8 @@ pub struct Plugins {
     pub store: Arc<Store>,
     pub logs: PluginLogs,
     pub statuses: Statuses,
+    /// Ingested samples, on every member, until the flush marks cover them.
+    pub samples: SampleBuffer,
     compiled: Mutex<HashMap<[u8; 32], Compiled>>,
     news: watch::Sender<AppliedNews>,
 }
@@ -62,6 +66,7 @@ impl Plugins {
             store,
             logs: PluginLogs::default(),
             statuses: Statuses::default(),
+            samples: SampleBuffer::default(),
             compiled: Mutex::new(HashMap::new()),
             news,
         }))

@@ -25,6 +25,8 @@ use crate::node::Node;
 
 /// Events read from history per step.
 const HISTORY_STEP: usize = 1000;
+/// Ingested samples handed to the plugin per call.
+const SAMPLE_STEP: usize = 4096;
 
 pub struct Rule {
     pub name: String,
@@ -86,6 +88,9 @@ impl Rule {
             mark.end_ms,
         );
         let mut cursor = mark.replay_from.max(1);
+        // Every sample this member still holds: those of flushed windows are dropped as late.
+        let mut sample_cursor = self.plugins.samples.first();
+        let mut sample_news = self.plugins.samples.subscribe();
         let mut news = self.plugins.news();
         let mut registry_seen = news.borrow().registry_changes;
         // A new version was deployed: it takes over at the next window boundary.
@@ -94,7 +99,14 @@ impl Rule {
             if stop.load(Ordering::Relaxed) {
                 return Ok(Exit::Stopped);
             }
-            let caught_up = self.deliver(&mut instance, &inputs, &mut windows, &mut cursor)?;
+            let caught_up = self.deliver(&mut instance, &inputs, &mut windows, &mut cursor)?
+                & self.deliver_samples(
+                    &mut instance,
+                    &inputs,
+                    &mut windows,
+                    &mut sample_cursor,
+                    cursor - 1,
+                )?;
             if !caught_up {
                 continue;
             }
@@ -150,9 +162,16 @@ impl Rule {
                 .unwrap_or(IDLE)
                 .min(IDLE);
             let revision = news.borrow_and_update().revision;
-            if revision < cursor {
+            let samples = *sample_news.borrow_and_update();
+            if revision < cursor && samples <= sample_cursor {
                 self.runtime.block_on(async {
-                    let _ = tokio::time::timeout(wait, news.changed()).await;
+                    let _ = tokio::time::timeout(wait, async {
+                        tokio::select! {
+                            _ = news.changed() => {}
+                            _ = sample_news.changed() => {}
+                        }
+                    })
+                    .await;
                 });
             }
         }
@@ -208,6 +227,61 @@ impl Rule {
         }
         *cursor = history.next;
         Ok(history.next > history.revision)
+    }
+
+    /// Hands the plugin the ingested samples it asked for, from `cursor` on; those of windows
+    /// already flushed are dropped (counted in its log). `revision`: what its reads at 0 see.
+    /// True once every sample held was read.
+    fn deliver_samples(
+        &self,
+        instance: &mut AggregatorInstance,
+        inputs: &Spec,
+        windows: &mut Windows,
+        cursor: &mut u64,
+        revision: i64,
+    ) -> Result<bool, String> {
+        if inputs.ingest_prefixes.is_empty() {
+            return Ok(true);
+        }
+        let (read, next) = self.plugins.samples.read(*cursor, SAMPLE_STEP);
+        *cursor = next;
+        let caught_up = read.len() < SAMPLE_STEP;
+        let mut batch = Vec::new();
+        let mut late = 0u64;
+        for sample in read {
+            let wanted = inputs
+                .ingest_prefixes
+                .iter()
+                .any(|p| sample.series.starts_with(p.as_str()));
+            if !wanted {
+                continue;
+            }
+            match windows.place_sample(sample.time_ms) {
+                Some(time_ms) => batch.push(Event::Sample(conclave_plugin::Sample {
+                    series: sample.series.to_string(),
+                    value: sample.value,
+                    time_ms,
+                })),
+                None => late += 1,
+            }
+        }
+        if late > 0 {
+            self.plugins.note(
+                &self.name,
+                "warn",
+                format!("dropped {late} samples whose window was flushed already"),
+            );
+        }
+        if !batch.is_empty() {
+            let took = Instant::now();
+            instance
+                .on_events(&batch, revision)
+                .map_err(|e| e.to_string())?;
+            self.plugins
+                .statuses
+                .call(&self.name, took.elapsed(), batch.len() as u64, 0);
+        }
+        Ok(caught_up)
     }
 
     /// A plugin without a mark starts at the present: its first mark records where.

@@ -60,6 +60,7 @@ impl Supervisor {
                 compiled_at = Some(registry);
                 self.precompile().await;
             }
+            self.forget_flushed_samples();
             if let Some(term) = leading {
                 self.sync(&mut threads, term);
             }
@@ -124,6 +125,25 @@ impl Supervisor {
                 Err(e) => warn!(plugin = %name, error = %e, "cannot start a plugin thread"),
             }
         }
+    }
+
+    /// Drops the ingested samples every aggregator's flush mark covers (all of them when no
+    /// aggregator is registered: nobody will read them).
+    fn forget_flushed_samples(&self) {
+        let Ok(registry) = self.plugins.store.plugins() else {
+            return;
+        };
+        let floor = registry
+            .iter()
+            .filter(|(_, r)| {
+                r.versions
+                    .last()
+                    .is_some_and(|v| World::parse(&v.world) == Some(World::Aggregator))
+            })
+            .map(|(_, r)| r.mark.map_or(0, |m| m.end_ms))
+            .min()
+            .unwrap_or(i64::MAX);
+        self.plugins.samples.forget_before(floor);
     }
 
     /// Compiles every registered version not compiled yet (off the async workers).

@@ -6,6 +6,9 @@
 
 use std::collections::BTreeMap;
 
+/// An open window's first revision while it holds samples only.
+const NO_REVISION: i64 = i64::MAX;
+
 /// The start of the window holding `time_ms`: windows are aligned to multiples of the
 /// resolution since the Unix epoch.
 pub fn window_start(time_ms: i64, resolution_ms: i64) -> i64 {
@@ -18,7 +21,8 @@ pub struct Windows {
     lateness_ms: i64,
     /// The end of the last flushed window: no input's time is before it.
     floor_ms: i64,
-    /// Windows with inputs not flushed yet: start -> the first revision in it.
+    /// Windows with inputs not flushed yet: start -> the first revision in it (`NO_REVISION`
+    /// for a window of samples only: history need not be replayed for it).
     open: BTreeMap<i64, i64>,
 }
 
@@ -32,12 +36,30 @@ impl Windows {
         }
     }
 
-    /// Places an input of `revision`, committed at `commit_ms`: its time as the plugin sees it.
+    /// Places a KV input of `revision`, committed at `commit_ms`: its time as the plugin sees
+    /// it.
     pub fn place(&mut self, revision: i64, commit_ms: i64) -> i64 {
         let time = commit_ms.max(self.floor_ms);
-        let start = window_start(time, self.resolution_ms);
-        self.open.entry(start).or_insert(revision);
+        let first = self.open_window(time);
+        *first = (*first).min(revision);
         time
+    }
+
+    /// Places an ingested sample by its own time; None if its window was flushed already
+    /// (it came later than the allowed lateness: M3 drops such samples too).
+    pub fn place_sample(&mut self, time_ms: i64) -> Option<i64> {
+        if time_ms < self.floor_ms {
+            return None;
+        }
+        self.open_window(time_ms);
+        Some(time_ms)
+    }
+
+    /// The first revision of the window holding `time` (`NO_REVISION` while it has only
+    /// samples), opening the window if need be.
+    fn open_window(&mut self, time: i64) -> &mut i64 {
+        let start = window_start(time, self.resolution_ms);
+        self.open.entry(start).or_insert(NO_REVISION)
     }
 
     /// The oldest open window, if it may close at `now_ms` (its end plus the allowed lateness
@@ -64,6 +86,7 @@ impl Windows {
         self.open
             .range(end_ms..)
             .map(|(_, rev)| *rev)
+            .filter(|rev| *rev != NO_REVISION)
             .min()
             .unwrap_or(next_revision)
     }
@@ -101,6 +124,18 @@ mod tests {
         // Committed at 1900 but after the flush: it belongs to the window after.
         assert_eq!(w.place(7, 1900), 2000);
         assert_eq!(w.due(3200), Some((2000, 3000)));
+    }
+
+    #[test]
+    fn samples_keep_their_time_and_late_ones_are_refused() {
+        let mut w = Windows::new(1000, 0, 2000);
+        assert_eq!(w.place_sample(1999), None, "its window was flushed");
+        assert_eq!(w.place_sample(2500), Some(2500));
+        // A window of samples only needs no history replayed.
+        assert_eq!(w.replay_from_after(2000, 9), 9);
+        w.place(7, 2600);
+        assert_eq!(w.replay_from_after(2000, 9), 7);
+        assert_eq!(w.due(3000), Some((2000, 3000)));
     }
 
     #[test]

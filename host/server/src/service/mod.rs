@@ -2,6 +2,7 @@
 
 mod cluster;
 mod election;
+mod ingest;
 mod internal;
 mod kv;
 mod lease;
@@ -12,6 +13,7 @@ mod watch;
 
 pub use cluster::ClusterService;
 pub use election::ElectionService;
+pub use ingest::IngestService;
 pub use internal::InternalService;
 pub use kv::KvService;
 pub use lease::{LeaseService, random_lease_id};
@@ -19,3 +21,16 @@ pub use lock::LockService;
 pub use maintenance::{ETCD_API_VERSION, MaintenanceService};
 pub use plugin::{MAX_PLUGIN_BYTES, PluginService};
 pub use watch::WatchService;
+
+/// Marks a request a member passed on to another (the leader, or every member), so that it
+/// is not passed on again.
+const FORWARDED: &str = "conclave-forwarded";
+
+/// `message` as a request passed on by a member.
+fn forwarded<T>(message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request
+        .metadata_mut()
+        .insert(FORWARDED, tonic::metadata::MetadataValue::from_static("1"));
+    request
+}

@@ -16,6 +16,7 @@ use conclave_store::{RequestError, Response as StoreResponse};
 use sha2::{Digest, Sha256};
 use tonic::{Request, Response, Status};
 
+use super::{FORWARDED, forwarded};
 use crate::error::request_status;
 use crate::node::Node;
 use crate::plugin::{Plugins, StoreReads};
@@ -24,8 +25,6 @@ use crate::plugin::{Plugins, StoreReads};
 pub const MAX_PLUGIN_BYTES: usize = 8 * 1024 * 1024;
 /// The longest plugin name: it is part of keys in the registry and of thread names.
 const MAX_NAME: usize = 64;
-/// Marks a request a member passed on to the leader, so that it is not passed on again.
-const FORWARDED: &str = "conclave-forwarded";
 
 #[derive(Clone)]
 pub struct PluginService {
@@ -89,14 +88,6 @@ impl PluginService {
             ))),
         }
     }
-}
-
-fn forwarded<T>(message: T) -> Request<T> {
-    let mut request = Request::new(message);
-    request
-        .metadata_mut()
-        .insert(FORWARDED, tonic::metadata::MetadataValue::from_static("1"));
-    request
 }
 
 fn check_name(name: &str) -> Result<(), Status> {

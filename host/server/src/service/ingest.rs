@@ -1,0 +1,123 @@
+//! conclave's Ingest service: samples for aggregation rules, not through Raft. The member that
+//! takes a request dates the samples that have no time, keeps them, and passes them on to every
+//! other member at once, answering when each has answered (or given up on), so that every
+//! member holds the samples of the windows the leader has not flushed yet (docs/PLUGINS.md).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use conclave_proto::conclavepb::{
+    IngestRequest, IngestResponse, ingest_client::IngestClient, ingest_server::Ingest,
+};
+use openraft::async_runtime::WatchReceiver;
+use tonic::{Request, Response, Status};
+
+use super::{FORWARDED, forwarded};
+use crate::clock::now_ms;
+use crate::node::Node;
+use crate::plugin::{Plugins, Sample};
+
+/// The longest series name: longer ones are refused (a series names a key prefix).
+const MAX_SERIES_BYTES: usize = 1024;
+/// How long a member waits for another to take a request's samples.
+const PASS_ON_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub struct IngestService {
+    node: Arc<Node>,
+    plugins: Arc<Plugins>,
+}
+
+impl IngestService {
+    pub fn new(node: Arc<Node>, plugins: Arc<Plugins>) -> Self {
+        Self { node, plugins }
+    }
+
+    /// Passes the request on to every other member; how many took it.
+    async fn pass_on(&self, request: &IngestRequest) -> u32 {
+        let me = self.node.identity.member_id;
+        let others: Vec<_> = {
+            let metrics = self.node.raft.metrics();
+            let m = metrics.borrow_watched();
+            m.membership_config
+                .membership()
+                .nodes()
+                .filter(|(id, _)| **id != me)
+                .map(|(_, member)| member.clone())
+                .collect()
+        };
+        let sends = others.iter().map(|member| {
+            let channel = self.node.channel_to(member);
+            let request = forwarded(request.clone());
+            async move {
+                let mut client = IngestClient::new(channel.ok()?)
+                    .max_decoding_message_size(usize::MAX)
+                    .max_encoding_message_size(usize::MAX);
+                tokio::time::timeout(PASS_ON_TIMEOUT, client.push(request))
+                    .await
+                    .ok()?
+                    .ok()
+            }
+        });
+        futures::future::join_all(sends)
+            .await
+            .into_iter()
+            .filter(Option::is_some)
+            .count() as u32
+    }
+}
+
+#[tonic::async_trait]
+impl Ingest for IngestService {
+    async fn push(
+        &self,
+        request: Request<IngestRequest>,
+    ) -> Result<Response<IngestResponse>, Status> {
+        let passed_on = request.metadata().contains_key(FORWARDED);
+        let mut request = request.into_inner();
+        let now = now_ms();
+        for sample in &mut request.samples {
+            if sample.series.is_empty() || sample.series.len() > MAX_SERIES_BYTES {
+                return Err(Status::invalid_argument(format!(
+                    "conclave: ingest: a series name is 1 to {MAX_SERIES_BYTES} bytes"
+                )));
+            }
+            // Dated once, here, so that every member places the sample in the same window.
+            if sample.time_ms == 0 {
+                sample.time_ms = now;
+            }
+        }
+        let accepted = request.samples.len() as u64;
+        // One shared name per series per request: a batch is mostly a few series.
+        let mut names: HashMap<&str, Arc<str>> = HashMap::new();
+        let samples: Vec<Sample> = request
+            .samples
+            .iter()
+            .map(|s| Sample {
+                series: names
+                    .entry(s.series.as_str())
+                    .or_insert_with_key(|name| Arc::from(*name))
+                    .clone(),
+                value: s.value,
+                time_ms: s.time_ms,
+            })
+            .collect();
+        let dropped = self.plugins.samples.push(samples);
+        if dropped > 0 {
+            tracing::warn!(
+                dropped,
+                "the ingest buffer is full: the oldest samples were dropped"
+            );
+        }
+        let others = if passed_on {
+            0
+        } else {
+            self.pass_on(&request).await
+        };
+        Ok(Response::new(IngestResponse {
+            header: self.node.header(self.node.store.current_revision()),
+            accepted,
+            members: others + 1,
+        }))
+    }
+}
