@@ -54,6 +54,9 @@ pub enum Command {
     /// Puts one key again and again until a put succeeds: how long a cluster took to accept
     /// writes again, e.g. after its leader was killed.
     WriteProbe(WriteProbeArgs),
+    /// Samples through a `rollup` rule (conclave only): sent to the Ingest service in batches,
+    /// or as one KV put each; then the time until the rule's windows count every one.
+    Rollup(RollupArgs),
 }
 
 /// Flags every load shares: where to send requests, how many at once, and when to stop.
@@ -302,6 +305,46 @@ pub struct WatchArgs {
 pub struct LeaseKeepaliveArgs {
     #[command(flatten)]
     pub load: LoadArgs,
+}
+
+/// How `rollup` sends its samples.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Via {
+    /// conclave's Ingest service, --batch samples per request.
+    Ingest,
+    /// One etcd Put per sample, under the rule's source prefix.
+    Put,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RollupArgs {
+    #[command(flatten)]
+    pub load: LoadArgs,
+
+    /// How samples are sent.
+    #[arg(long, value_enum, default_value = "ingest")]
+    pub via: Via,
+
+    /// Samples per Ingest request (with --via put, each put is one sample).
+    #[arg(long, default_value_t = 1000)]
+    pub batch: usize,
+
+    /// Distinct series the samples are spread over.
+    #[arg(long, default_value_t = 100)]
+    pub series: usize,
+
+    /// The rule's source prefix: series are named `<prefix>s<n>`.
+    #[arg(long, default_value = "/metrics/")]
+    pub source_prefix: String,
+
+    /// The rule's target prefix, whose rollups' "count" fields are summed.
+    #[arg(long, default_value = "/rollup/")]
+    pub target_prefix: String,
+
+    /// How long to wait, after the last request, for the rollups to count every sample.
+    #[arg(long, value_parser = parse_duration, default_value = "60s")]
+    pub settle: Duration,
 }
 
 #[derive(Debug, Clone, Args)]

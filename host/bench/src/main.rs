@@ -8,6 +8,7 @@ mod lease_load;
 mod lock_load;
 mod pool;
 mod procstat;
+mod rollup_load;
 mod runner;
 mod stats;
 mod status;
@@ -114,6 +115,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             print_result(json, &report, report.to_text())?;
             if report.ok == 0 {
                 bail!("no failover completed");
+            }
+            Ok(())
+        }
+        Command::Rollup(a) => {
+            let report = rollup_load::run(&a).await?;
+            print_result(json, &report, report.to_text())?;
+            if report.counted < report.samples {
+                bail!(
+                    "the rollups counted {} of {} samples",
+                    report.counted,
+                    report.samples
+                );
             }
             Ok(())
         }

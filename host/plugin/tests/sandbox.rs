@@ -2,48 +2,17 @@
 //! checks, a rollup window end to end, and each sandbox limit (time, memory, traps) reported
 //! as what it is.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::{NoReads, plugin};
 use conclave_plugin::{
     AggregatorInstance, Event, EventKind, HookInstance, KeyValue, KvEvent, Limits, LogLevel,
-    Member, Output, PluginEngine, PluginError, Reads, World,
+    Member, Output, PluginEngine, PluginError, World,
 };
-
-/// Builds every plugin once per test process (cargo skips the work when nothing changed).
-fn plugin(name: &str) -> Vec<u8> {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    let dir = BUILT.get_or_init(|| {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-        let status = std::process::Command::new(env!("CARGO"))
-            .args([
-                "build",
-                "--release",
-                "--target",
-                "wasm32-wasip2",
-                "--manifest-path",
-            ])
-            .arg(root.join("plugins/Cargo.toml"))
-            .status()
-            .expect("cargo runs");
-        assert!(status.success(), "building plugins/ failed");
-        root.join("plugins/target/wasm32-wasip2/release")
-    });
-    std::fs::read(dir.join(format!("{name}.wasm"))).expect("the plugin was built")
-}
-
-/// No store here: these plugins never read.
-struct NoReads;
-
-impl Reads for NoReads {
-    fn get(&self, _: &[u8], _: i64) -> Result<Option<KeyValue>, String> {
-        Err("no store in this test".into())
-    }
-    fn range(&self, _: &[u8], _: &[u8], _: i64, _: u32) -> Result<Vec<KeyValue>, String> {
-        Err("no store in this test".into())
-    }
-}
 
 type Lines = Arc<Mutex<Vec<(LogLevel, String)>>>;
 
