@@ -173,30 +173,38 @@ impl Sandbox {
         Ok(sandbox)
     }
 
-    /// A sandbox with the component instantiated in it by `instantiate` (the world's
-    /// generated constructor). A trap while instantiating is a failure to instantiate.
+    /// A sandbox with the component, which must implement `world`, instantiated in it by
+    /// `instantiate` (the world's generated constructor). A trap while instantiating is a
+    /// failure to instantiate.
+    /// Instantiates the component, which must implement `world`, in this sandbox with
+    /// `instantiate` (the world's generated constructor). A trap while instantiating is a
+    /// failure to instantiate.
     fn instantiate<B>(
+        mut self,
         engine: &PluginEngine,
         compiled: &Compiled,
-        limits: Limits,
-        config: &str,
-        reads: Arc<dyn Reads>,
-        log: LogSink,
+        world: World,
         instantiate: impl FnOnce(
             &mut Store<HostState>,
             &Component,
             &Linker<HostState>,
         ) -> wasmtime::Result<B>,
     ) -> Result<(Self, B), PluginError> {
-        let mut sandbox = Sandbox::new(engine, limits, config.to_string(), reads, log)?;
-        let linker = Sandbox::linker(engine, compiled.world)?;
-        let bindings = instantiate(&mut sandbox.store, &compiled.component, &linker).map_err(
-            |e| match sandbox.explain(&e) {
+        if compiled.world != world {
+            return Err(PluginError::Unsupported(format!(
+                "an {} plugin, not an {} plugin",
+                compiled.world.as_str(),
+                world.as_str()
+            )));
+        }
+        let linker = Sandbox::linker(engine, world)?;
+        let bindings = instantiate(&mut self.store, &compiled.component, &linker).map_err(|e| {
+            match self.explain(&e) {
                 PluginError::Trap(t) => PluginError::Instantiate(t),
                 other => other,
-            },
-        )?;
-        Ok((sandbox, bindings))
+            }
+        })?;
+        Ok((self, bindings))
     }
 
     fn linker(engine: &PluginEngine, world: World) -> Result<Linker<HostState>, PluginError> {
@@ -277,21 +285,10 @@ impl AggregatorInstance {
         reads: Arc<dyn Reads>,
         log: LogSink,
     ) -> Result<(Self, Spec), PluginError> {
-        if compiled.world != World::Aggregator {
-            return Err(PluginError::Unsupported(format!(
-                "an {} plugin, not an aggregator",
-                compiled.world.as_str()
-            )));
-        }
-        let (sandbox, bindings) = Sandbox::instantiate(
-            engine,
-            compiled,
-            limits,
-            config,
-            reads,
-            log,
-            |store, c, l| AggregatorPlugin::instantiate(store, c, l),
-        )?;
+        let (sandbox, bindings) = Sandbox::new(engine, limits, config.to_string(), reads, log)?
+            .instantiate(engine, compiled, World::Aggregator, |store, c, l| {
+                AggregatorPlugin::instantiate(store, c, l)
+            })?;
         let mut instance = Self { sandbox, bindings };
         let spec = instance.call(|b, s| b.conclave_plugin_aggregator().call_init(s, config))?;
         let spec = spec.map_err(PluginError::Config)?;
@@ -346,21 +343,10 @@ impl HookInstance {
         reads: Arc<dyn Reads>,
         log: LogSink,
     ) -> Result<Self, PluginError> {
-        if compiled.world != World::ElectionHook {
-            return Err(PluginError::Unsupported(format!(
-                "an {} plugin, not an election hook",
-                compiled.world.as_str()
-            )));
-        }
-        let (sandbox, bindings) = Sandbox::instantiate(
-            engine,
-            compiled,
-            limits,
-            config,
-            reads,
-            log,
-            |store, c, l| ElectionHookPlugin::instantiate(store, c, l),
-        )?;
+        let (sandbox, bindings) = Sandbox::new(engine, limits, config.to_string(), reads, log)?
+            .instantiate(engine, compiled, World::ElectionHook, |store, c, l| {
+                ElectionHookPlugin::instantiate(store, c, l)
+            })?;
         let mut instance = Self { sandbox, bindings };
         instance
             .call(|b, s| b.conclave_plugin_election_hook().call_init(s, config))?

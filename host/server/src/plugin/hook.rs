@@ -16,14 +16,12 @@ use conclave_proto::etcdserverpb::TxnRequest;
 use conclave_proto::mvccpb::{self, event::EventType};
 use conclave_store::{RequestError, Response, StoreError};
 use openraft::async_runtime::WatchReceiver;
-use tokio::runtime::Handle;
 
+use super::StoreReads;
+use super::leader::OnLeader;
 use super::outputs::output_ops;
 use super::reads::to_plugin;
 use super::thread::{Exit, IDLE, PluginThread};
-use super::{Plugins, StoreReads};
-use crate::lease::Lessor;
-use crate::node::Node;
 use crate::recipe::{first_by_create, prefix};
 
 /// Events read from history per step.
@@ -35,13 +33,7 @@ const PREFERENCE_INTERVAL: Duration = Duration::from_secs(2);
 const CAUGHT_UP_SLACK: u64 = 16;
 
 pub struct Hook {
-    pub name: String,
-    pub plugins: Arc<Plugins>,
-    pub node: Arc<Node>,
-    pub lessor: Arc<Lessor>,
-    pub runtime: Handle,
-    /// The term this leader started the hook in.
-    pub term: u64,
+    pub ctx: OnLeader,
 }
 
 impl Hook {
@@ -49,14 +41,16 @@ impl Hook {
         // The version told `elected` in this term: a restart after a failure does not tell
         // it again (it would, say, audit the same election twice); a new version is told.
         let mut told: Option<u64> = None;
-        PluginThread::spawn(self.name.clone(), self.plugins.clone(), move |stop| {
-            self.run_once(stop, &mut told)
-        })
+        PluginThread::spawn(
+            self.ctx.name.clone(),
+            self.ctx.plugins.clone(),
+            move |stop| self.run_once(stop, &mut told),
+        )
     }
 
     fn run_once(&self, stop: &AtomicBool, told: &mut Option<u64>) -> Result<Exit, String> {
-        let store = &self.plugins.store;
-        let Some(record) = store.plugin(&self.name).map_err(|e| e.to_string())? else {
+        let store = &self.ctx.plugins.store;
+        let Some(record) = store.plugin(&self.ctx.name).map_err(|e| e.to_string())? else {
             return Ok(Exit::Stopped);
         };
         let Some(spec) = record.versions.last().cloned() else {
@@ -65,44 +59,52 @@ impl Hook {
         if World::parse(&spec.world) != Some(World::ElectionHook) {
             return Ok(Exit::Stopped);
         }
-        self.plugins.statuses.starting(&self.name, spec.version);
-        let compiled = self.plugins.compiled(&spec).map_err(|e| e.to_string())?;
+        self.ctx
+            .plugins
+            .statuses
+            .starting(&self.ctx.name, spec.version);
+        let compiled = self
+            .ctx
+            .plugins
+            .compiled(&spec)
+            .map_err(|e| e.to_string())?;
         let limits = Limits::from_deploy(spec.memory_limit_bytes, spec.timeout_ms, spec.fuel);
         // Elections are followed from here on: what changed before, the hook was not there for.
         let mut cursor = store.current_revision() + 1;
         let started = Instant::now();
         let mut instance = HookInstance::start(
-            &self.plugins.engine,
+            &self.ctx.plugins.engine,
             &compiled,
             limits,
             &spec.config,
             Arc::new(StoreReads(store.clone())),
-            self.plugins.log_sink(&self.name),
+            self.ctx.plugins.log_sink(&self.ctx.name),
         )
         .map_err(|e| e.to_string())?;
         instance.set_revision(cursor - 1);
-        self.plugins
+        self.ctx
+            .plugins
             .statuses
-            .call(&self.name, started.elapsed(), 0, 0);
-        self.plugins.statuses.running(&self.name);
-        self.plugins.note(
-            &self.name,
+            .call(&self.ctx.name, started.elapsed(), 0, 0);
+        self.ctx.plugins.statuses.running(&self.ctx.name);
+        self.ctx.plugins.note(
+            &self.ctx.name,
             "info",
-            format!("running version {} in term {}", spec.version, self.term),
+            format!("running version {} in term {}", spec.version, self.ctx.term),
         );
         if *told != Some(spec.version) {
             let (me, members) = self.members();
-            let outputs = self.timed(0, || instance.elected(self.term, &me, &members))?;
+            let outputs = self.timed(0, || instance.elected(self.ctx.term, &me, &members))?;
             self.propose(outputs)?;
             *told = Some(spec.version);
         }
-        let mut news = self.plugins.news();
+        let mut news = self.ctx.plugins.news();
         let mut registry_seen = news.borrow().registry_changes;
         let mut next_preference = Instant::now();
         loop {
             if stop.load(Ordering::Relaxed) {
-                if !self.leading() {
-                    self.timed(0, || instance.lost(self.term))?;
+                if !self.ctx.leading() {
+                    self.timed(0, || instance.lost(self.ctx.term))?;
                 }
                 return Ok(Exit::Stopped);
             }
@@ -118,14 +120,14 @@ impl Hook {
             let registry = news.borrow().registry_changes;
             if registry != registry_seen {
                 registry_seen = registry;
-                match store.plugin(&self.name).map_err(|e| e.to_string())? {
+                match store.plugin(&self.ctx.name).map_err(|e| e.to_string())? {
                     None => return Ok(Exit::Stopped),
                     Some(r) if r.versions.last() != Some(&spec) => return Ok(Exit::Restart),
                     Some(_) => {}
                 }
             }
             if news.borrow_and_update().revision < cursor {
-                self.runtime.block_on(async {
+                self.ctx.runtime.block_on(async {
                     let _ = tokio::time::timeout(IDLE, news.changed()).await;
                 });
             }
@@ -139,7 +141,7 @@ impl Hook {
         instance: &mut HookInstance,
         cursor: &mut i64,
     ) -> Result<(), String> {
-        let store = &self.plugins.store;
+        let store = &self.ctx.plugins.store;
         let history = match store.history(*cursor, HISTORY_STEP) {
             Ok(h) => h,
             Err(StoreError::Request(RequestError::Compacted)) => {
@@ -190,6 +192,7 @@ impl Hook {
         let mut request = first_by_create(&prefix(name));
         request.revision = revision;
         let resp = self
+            .ctx
             .plugins
             .store
             .range(&request)
@@ -199,8 +202,8 @@ impl Hook {
 
     /// Every member as this leader sees it, this member first.
     fn members(&self) -> (Member, Vec<Member>) {
-        let me = self.node.identity.member_id;
-        let metrics = self.node.raft.metrics();
+        let me = self.ctx.node.identity.member_id;
+        let metrics = self.ctx.node.raft.metrics();
         let m = metrics.borrow_watched();
         let membership = m.membership_config.membership();
         let voters: BTreeSet<u64> = membership.voter_ids().collect();
@@ -232,7 +235,7 @@ impl Hook {
             .cloned()
             .unwrap_or_else(|| Member {
                 id: me,
-                name: self.node.me.name.clone(),
+                name: self.ctx.node.me.name.clone(),
                 is_learner: false,
                 matched_index: Some(last),
                 caught_up: true,
@@ -242,12 +245,12 @@ impl Hook {
 
     /// Moves leadership to `id` if it is another caught-up voter; otherwise leaves it.
     fn move_leadership(&self, id: u64, members: &[Member]) {
-        if id == self.node.identity.member_id {
+        if id == self.ctx.node.identity.member_id {
             return;
         }
         let Some(target) = members.iter().find(|m| m.id == id) else {
-            self.plugins.note(
-                &self.name,
+            self.ctx.plugins.note(
+                &self.ctx.name,
                 "warn",
                 format!("prefers member {id:x}, which is not in the cluster"),
             );
@@ -256,18 +259,21 @@ impl Hook {
         if target.is_learner || !target.caught_up {
             return;
         }
-        self.plugins.note(
-            &self.name,
+        self.ctx.plugins.note(
+            &self.ctx.name,
             "info",
             format!(
                 "moving leadership to {} ({id:x}), as preferred",
                 target.name
             ),
         );
-        let trigger = self.node.raft.trigger();
-        if let Err(e) = self.runtime.block_on(trigger.transfer_leader(id)) {
-            self.plugins
-                .note(&self.name, "warn", format!("leader transfer failed: {e}"));
+        let trigger = self.ctx.node.raft.trigger();
+        if let Err(e) = self.ctx.runtime.block_on(trigger.transfer_leader(id)) {
+            self.ctx.plugins.note(
+                &self.ctx.name,
+                "warn",
+                format!("leader transfer failed: {e}"),
+            );
         }
     }
 
@@ -277,13 +283,10 @@ impl Hook {
             return Ok(());
         }
         let (leases, ops) = output_ops(outputs, crate::service::random_lease_id)?;
-        if !self.leading() {
-            return Err("no longer the leader".into());
-        }
         for lease in leases {
             let (id, ttl) = (lease.id, lease.ttl);
             match self.propose_one(Request::LeaseGrant(lease))? {
-                Response::LeaseGrant(_) => self.lessor.granted(id, ttl),
+                Response::LeaseGrant(_) => self.ctx.lessor.granted(id, ttl),
                 other => return Err(format!("a lease grant answered {other:?}")),
             }
         }
@@ -295,15 +298,9 @@ impl Hook {
     }
 
     fn propose_one(&self, request: Request) -> Result<Response, String> {
-        let applied = self
-            .runtime
-            .block_on(self.node.propose(request))
-            .map_err(|s| format!("outputs not committed: {}", s.message()))?;
-        applied.result.map_err(|e| format!("outputs refused: {e}"))
-    }
-
-    fn leading(&self) -> bool {
-        self.node.is_leader() && self.node.term() == self.term
+        self.ctx
+            .propose("outputs", request)?
+            .map_err(|e| format!("outputs refused: {e}"))
     }
 
     /// Runs one call into the plugin and counts it (`events` inputs, its outputs).
@@ -314,9 +311,10 @@ impl Hook {
     ) -> Result<R, String> {
         let took = Instant::now();
         let result = call().map_err(|e| e.to_string())?;
-        self.plugins
+        self.ctx
+            .plugins
             .statuses
-            .call(&self.name, took.elapsed(), events, result.outputs());
+            .call(&self.ctx.name, took.elapsed(), events, result.outputs());
         Ok(result)
     }
 }

@@ -5,6 +5,7 @@
 //! (`rule`), never written inside apply.
 
 mod hook;
+mod leader;
 mod logs;
 mod outputs;
 mod reads;

@@ -13,15 +13,13 @@ use conclave_plugin::{AggregatorInstance, Event, EventKind, KeyValue, KvEvent, L
 use conclave_proto::conclavepb::{FlushMark, PluginChanged, PluginFlush, command::Request};
 use conclave_proto::mvccpb::{self, event::EventType};
 use conclave_store::{RequestError, Response, StoreError};
-use tokio::runtime::Handle;
 
+use super::StoreReads;
+use super::leader::OnLeader;
 use super::outputs::{Window, flush_proposal};
 use super::thread::{Exit, IDLE, PluginThread};
 use super::windows::{Windows, window_start};
-use super::{Plugins, StoreReads};
 use crate::clock::now_ms;
-use crate::lease::Lessor;
-use crate::node::Node;
 
 /// Events read from history per step.
 const HISTORY_STEP: usize = 1000;
@@ -29,53 +27,57 @@ const HISTORY_STEP: usize = 1000;
 const SAMPLE_STEP: usize = 4096;
 
 pub struct Rule {
-    pub name: String,
-    pub plugins: Arc<Plugins>,
-    pub node: Arc<Node>,
-    pub lessor: Arc<Lessor>,
-    pub runtime: Handle,
-    /// The term this leader started the rule in: a flush is proposed only while it leads.
-    pub term: u64,
+    pub ctx: OnLeader,
 }
 
 impl Rule {
     pub fn spawn(self) -> std::io::Result<PluginThread> {
-        PluginThread::spawn(self.name.clone(), self.plugins.clone(), move |stop| {
-            self.run_once(stop)
-        })
+        PluginThread::spawn(
+            self.ctx.name.clone(),
+            self.ctx.plugins.clone(),
+            move |stop| self.run_once(stop),
+        )
     }
 
     fn run_once(&self, stop: &AtomicBool) -> Result<Exit, String> {
-        let store = &self.plugins.store;
-        let Some(record) = store.plugin(&self.name).map_err(|e| e.to_string())? else {
+        let store = &self.ctx.plugins.store;
+        let Some(record) = store.plugin(&self.ctx.name).map_err(|e| e.to_string())? else {
             return Ok(Exit::Stopped);
         };
         let Some(spec) = record.versions.last().cloned() else {
             return Ok(Exit::Stopped);
         };
-        self.plugins.statuses.starting(&self.name, spec.version);
-        let compiled = self.plugins.compiled(&spec).map_err(|e| e.to_string())?;
+        self.ctx
+            .plugins
+            .statuses
+            .starting(&self.ctx.name, spec.version);
+        let compiled = self
+            .ctx
+            .plugins
+            .compiled(&spec)
+            .map_err(|e| e.to_string())?;
         let limits = Limits::from_deploy(spec.memory_limit_bytes, spec.timeout_ms, spec.fuel);
         let started = Instant::now();
         let (mut instance, inputs) = AggregatorInstance::start(
-            &self.plugins.engine,
+            &self.ctx.plugins.engine,
             &compiled,
             limits,
             &spec.config,
             Arc::new(StoreReads(store.clone())),
-            self.plugins.log_sink(&self.name),
+            self.ctx.plugins.log_sink(&self.ctx.name),
         )
         .map_err(|e| e.to_string())?;
-        self.plugins
+        self.ctx
+            .plugins
             .statuses
-            .call(&self.name, started.elapsed(), 0, 0);
+            .call(&self.ctx.name, started.elapsed(), 0, 0);
         let mut mark = match record.mark {
             Some(mark) => mark,
             None => self.start_mark(&spec.name, spec.version, &inputs)?,
         };
-        self.plugins.statuses.running(&self.name);
-        self.plugins.note(
-            &self.name,
+        self.ctx.plugins.statuses.running(&self.ctx.name);
+        self.ctx.plugins.note(
+            &self.ctx.name,
             "info",
             format!(
                 "running version {} from revision {} (windows up to {} ms flushed)",
@@ -89,9 +91,9 @@ impl Rule {
         );
         let mut cursor = mark.replay_from.max(1);
         // Every sample this member still holds: those of flushed windows are dropped as late.
-        let mut sample_cursor = self.plugins.samples.first();
-        let mut sample_news = self.plugins.samples.subscribe();
-        let mut news = self.plugins.news();
+        let mut sample_cursor = self.ctx.plugins.samples.first();
+        let mut sample_news = self.ctx.plugins.samples.subscribe();
+        let mut news = self.ctx.plugins.news();
         let mut registry_seen = news.borrow().registry_changes;
         // A new version was deployed: it takes over at the next window boundary.
         let mut upgrade = false;
@@ -125,11 +127,12 @@ impl Rule {
                     .flush(start_ms, end_ms)
                     .map_err(|e| e.to_string())?;
                 let count = outputs.len() as u64;
-                self.plugins
+                self.ctx
+                    .plugins
                     .statuses
-                    .call(&self.name, took.elapsed(), 0, count);
+                    .call(&self.ctx.name, took.elapsed(), 0, count);
                 let flush = flush_proposal(
-                    &self.name,
+                    &self.ctx.name,
                     spec.version,
                     window,
                     outputs,
@@ -148,7 +151,7 @@ impl Rule {
             let registry = news.borrow().registry_changes;
             if registry != registry_seen {
                 registry_seen = registry;
-                match store.plugin(&self.name).map_err(|e| e.to_string())? {
+                match store.plugin(&self.ctx.name).map_err(|e| e.to_string())? {
                     None => return Ok(Exit::Stopped),
                     Some(r) => upgrade = r.versions.last() != Some(&spec),
                 }
@@ -164,7 +167,7 @@ impl Rule {
             let revision = news.borrow_and_update().revision;
             let samples = *sample_news.borrow_and_update();
             if revision < cursor && samples <= sample_cursor {
-                self.runtime.block_on(async {
+                self.ctx.runtime.block_on(async {
                     let _ = tokio::time::timeout(wait, async {
                         tokio::select! {
                             _ = news.changed() => {}
@@ -186,13 +189,13 @@ impl Rule {
         windows: &mut Windows,
         cursor: &mut i64,
     ) -> Result<bool, String> {
-        let history = match self.plugins.store.history(*cursor, HISTORY_STEP) {
+        let history = match self.ctx.plugins.store.history(*cursor, HISTORY_STEP) {
             Ok(h) => h,
             Err(StoreError::Request(RequestError::Compacted)) => {
                 // History the mark points into was compacted away: those inputs are gone.
-                let compacted = self.plugins.store.compacted_revision();
-                self.plugins.note(
-                    &self.name,
+                let compacted = self.ctx.plugins.store.compacted_revision();
+                self.ctx.plugins.note(
+                    &self.ctx.name,
                     "warn",
                     format!(
                         "history from revision {} was compacted; resuming at {}",
@@ -221,9 +224,10 @@ impl Rule {
             instance
                 .on_events(&batch, newest)
                 .map_err(|e| e.to_string())?;
-            self.plugins
+            self.ctx
+                .plugins
                 .statuses
-                .call(&self.name, took.elapsed(), batch.len() as u64, 0);
+                .call(&self.ctx.name, took.elapsed(), batch.len() as u64, 0);
         }
         *cursor = history.next;
         Ok(history.next > history.revision)
@@ -243,7 +247,7 @@ impl Rule {
         if inputs.ingest_prefixes.is_empty() {
             return Ok(true);
         }
-        let (read, next) = self.plugins.samples.read(*cursor, SAMPLE_STEP);
+        let (read, next) = self.ctx.plugins.samples.read(*cursor, SAMPLE_STEP);
         *cursor = next;
         let caught_up = read.len() < SAMPLE_STEP;
         let mut batch = Vec::new();
@@ -266,8 +270,8 @@ impl Rule {
             }
         }
         if late > 0 {
-            self.plugins.note(
-                &self.name,
+            self.ctx.plugins.note(
+                &self.ctx.name,
                 "warn",
                 format!("dropped {late} samples whose window was flushed already"),
             );
@@ -277,9 +281,10 @@ impl Rule {
             instance
                 .on_events(&batch, revision)
                 .map_err(|e| e.to_string())?;
-            self.plugins
+            self.ctx
+                .plugins
                 .statuses
-                .call(&self.name, took.elapsed(), batch.len() as u64, 0);
+                .call(&self.ctx.name, took.elapsed(), batch.len() as u64, 0);
         }
         Ok(caught_up)
     }
@@ -294,7 +299,7 @@ impl Rule {
             previous_end_ms: 0,
             start_ms: now,
             end_ms: now,
-            replay_from: self.plugins.store.current_revision() + 1,
+            replay_from: self.ctx.plugins.store.current_revision() + 1,
             leases: Vec::new(),
             ops: Vec::new(),
         };
@@ -304,20 +309,13 @@ impl Rule {
 
     /// Proposes a flush; the new mark, or None if the mark moved (another leader's flush).
     fn propose_flush(&self, flush: PluginFlush) -> Result<Option<FlushMark>, String> {
-        if !self.node.is_leader() || self.node.term() != self.term {
-            return Err("no longer the leader".into());
-        }
         let leases: Vec<(i64, i64)> = flush.leases.iter().map(|l| (l.id, l.ttl)).collect();
-        let applied = self
-            .runtime
-            .block_on(self.node.propose(Request::PluginFlush(flush)))
-            .map_err(|s| format!("flush not committed: {}", s.message()))?;
-        match applied.result {
+        match self.ctx.propose("flush", Request::PluginFlush(flush))? {
             Ok(Response::Plugin(PluginChanged {
                 mark: Some(mark), ..
             })) => {
                 for (id, ttl) in leases {
-                    self.lessor.granted(id, ttl);
+                    self.ctx.lessor.granted(id, ttl);
                 }
                 Ok(Some(mark))
             }

@@ -16,6 +16,7 @@ use tracing::{info, warn};
 
 use super::Plugins;
 use super::hook::Hook;
+use super::leader::OnLeader;
 use super::rule::Rule;
 use super::thread::PluginThread;
 use crate::lease::Lessor;
@@ -97,25 +98,17 @@ impl Supervisor {
             if threads.contains_key(&name) {
                 continue;
             }
+            let ctx = OnLeader {
+                name: name.clone(),
+                plugins: self.plugins.clone(),
+                node: self.node.clone(),
+                lessor: self.lessor.clone(),
+                runtime: Handle::current(),
+                term,
+            };
             let started = match World::parse(&spec.world) {
-                Some(World::Aggregator) => Rule {
-                    name: name.clone(),
-                    plugins: self.plugins.clone(),
-                    node: self.node.clone(),
-                    lessor: self.lessor.clone(),
-                    runtime: Handle::current(),
-                    term,
-                }
-                .spawn(),
-                Some(World::ElectionHook) => Hook {
-                    name: name.clone(),
-                    plugins: self.plugins.clone(),
-                    node: self.node.clone(),
-                    lessor: self.lessor.clone(),
-                    runtime: Handle::current(),
-                    term,
-                }
-                .spawn(),
+                Some(World::Aggregator) => Rule { ctx }.spawn(),
+                Some(World::ElectionHook) => Hook { ctx }.spawn(),
                 None => continue,
             };
             match started {
