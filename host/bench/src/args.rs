@@ -57,6 +57,10 @@ pub enum Command {
     /// Samples through a `rollup` rule (conclave only): sent to the Ingest service in batches,
     /// or as one KV put each; then the time until the rule's windows count every one.
     Rollup(RollupArgs),
+    /// Puts samples under a rule's source prefix until a rollup of a window that started at
+    /// or after a moment appears (conclave only): deploy-to-first-output, or leader kill to
+    /// resumed flushing.
+    RollupProbe(RollupProbeArgs),
 }
 
 /// Flags every load shares: where to send requests, how many at once, and when to stop.
@@ -395,6 +399,38 @@ pub struct WriteProbeArgs {
     /// The key to put.
     #[arg(long, default_value = "write-probe")]
     pub key: String,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RollupProbeArgs {
+    /// Comma-separated gRPC endpoints, tried in turn.
+    #[arg(long, value_delimiter = ',', default_value = "127.0.0.1:2379")]
+    pub endpoints: Vec<String>,
+
+    /// Count from this moment (nanoseconds since the Unix epoch, as `date +%s%N` prints it);
+    /// only rollups of windows that started at or after its window count.
+    #[arg(long)]
+    pub since_unix_ns: Option<u128>,
+
+    /// The rule's window length.
+    #[arg(long, value_parser = parse_duration, default_value = "1s")]
+    pub resolution: Duration,
+
+    /// The key the samples are put to (under the rule's source prefix).
+    #[arg(long, default_value = "/probe/s")]
+    pub key: String,
+
+    /// Where the rule writes: rollups are `<prefix><series>/<window start ms>`.
+    #[arg(long, default_value = "/probe-rollup/")]
+    pub target_prefix: String,
+
+    /// Give up on one request after this long and try the next endpoint.
+    #[arg(long, value_parser = parse_duration, default_value = "100ms")]
+    pub attempt_timeout: Duration,
+
+    /// Fail if no such rollup appeared after this long.
+    #[arg(long, value_parser = parse_duration, default_value = "60s")]
+    pub give_up_after: Duration,
 }
 
 /// Parses `250ms`, `30s`, `2m`, `1h` or a bare number of seconds (fractions allowed).

@@ -9,6 +9,7 @@ mod lock_load;
 mod pool;
 mod procstat;
 mod rollup_load;
+mod rollup_probe;
 mod runner;
 mod stats;
 mod status;
@@ -129,6 +130,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 );
             }
             Ok(())
+        }
+        Command::RollupProbe(a) => {
+            let report = rollup_probe::probe(&a).await?;
+            print_result(json, &report, report.to_text())
         }
         Command::WriteProbe(a) => {
             let report = write_probe::probe(&a).await?;

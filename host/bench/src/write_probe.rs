@@ -41,7 +41,7 @@ impl ProbeReport {
     }
 }
 
-fn unix_ns() -> u128 {
+pub fn unix_ns() -> u128 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos())
