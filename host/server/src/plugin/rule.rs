@@ -245,6 +245,8 @@ impl Rule {
         revision: i64,
     ) -> Result<bool, String> {
         if inputs.ingest_prefixes.is_empty() {
+            // Nothing to read, but the rule must not wait for samples it does not want.
+            *cursor = self.ctx.plugins.samples.next();
             return Ok(true);
         }
         let (read, next) = self.ctx.plugins.samples.read(*cursor, SAMPLE_STEP);

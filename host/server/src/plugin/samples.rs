@@ -81,6 +81,11 @@ impl SampleBuffer {
         (read, next)
     }
 
+    /// The number the next sample will get: a reader that wants none skips to it.
+    pub fn next(&self) -> u64 {
+        *self.next.borrow()
+    }
+
     /// The number of the oldest sample held: where a rule that starts reads from.
     pub fn first(&self) -> u64 {
         self.inner.lock().first
@@ -137,7 +142,7 @@ mod tests {
         b.push([sample(4)]);
         let (rest, next) = b.read(next, 10);
         assert_eq!((times(&rest), next), (vec![3, 4], 4));
-        assert_eq!(*b.subscribe().borrow(), 4);
+        assert_eq!((*b.subscribe().borrow(), b.next()), (4, 4));
     }
 
     #[test]
