@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use conclave_plugin::World;
 use openraft::async_runtime::WatchReceiver;
@@ -39,6 +39,7 @@ impl Supervisor {
         let mut threads: HashMap<String, PluginThread> = HashMap::new();
         let mut leading: Option<u64> = None;
         let mut compiled_at: Option<u64> = None;
+        let mut synced = Instant::now();
         loop {
             let now_leading = {
                 let m = metrics.borrow_watched();
@@ -46,7 +47,8 @@ impl Supervisor {
                 (m.current_leader == Some(me) && applied_term == Some(m.current_term))
                     .then_some(m.current_term)
             };
-            if now_leading != leading {
+            let leadership_moved = now_leading != leading;
+            if leadership_moved {
                 for (_, thread) in threads.drain() {
                     thread.stop();
                 }
@@ -57,13 +59,20 @@ impl Supervisor {
                 leading = now_leading;
             }
             let registry = news.borrow_and_update().registry_changes;
-            if compiled_at != Some(registry) {
+            let registry_changed = compiled_at != Some(registry);
+            if registry_changed {
                 compiled_at = Some(registry);
                 self.precompile().await;
             }
-            self.forget_flushed_samples();
-            if let Some(term) = leading {
-                self.sync(&mut threads, term);
+            // Raft's metrics and applied batches wake this loop many times a second under
+            // load; the registry is read again only when it changed, leadership moved, or a
+            // tick passed (to restart a thread that ended).
+            if leadership_moved || registry_changed || synced.elapsed() >= TICK {
+                synced = Instant::now();
+                self.forget_flushed_samples();
+                if let Some(term) = leading {
+                    self.sync(&mut threads, term);
+                }
             }
             tokio::select! {
                 _ = metrics.changed() => {}
