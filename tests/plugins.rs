@@ -342,6 +342,10 @@ async fn bad_plugins_are_stopped_and_reported_and_the_cluster_serves() {
         assert!(!out.status.success());
         assert!(String::from_utf8_lossy(&out.stderr).contains("plugin not found"));
     });
+    // A member stopped while its plugins fail and restart stops them first, cleanly.
+    tokio::task::block_in_place(|| c.stop(leader));
+    let log = c.log(leader);
+    assert!(!log.contains("panicked"), "{log}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -202,7 +202,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             .max_decoding_message_size(MAX_PLUGIN_BYTES + MAX_GRPC_MESSAGE),
     )
     .add_service(
-        IngestServer::new(IngestService::new(node.clone(), plugins))
+        IngestServer::new(IngestService::new(node.clone(), plugins.clone()))
             .max_decoding_message_size(MAX_GRPC_MESSAGE),
     )
     .add_service(
@@ -253,6 +253,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     publisher.abort();
     lessor_task.abort();
     supervisor.abort();
+    // Plugin threads wait on the runtime and propose through Raft: they end before either.
+    let stopping = plugins.clone();
+    tokio::task::spawn_blocking(move || stopping.stop_threads()).await?;
     // As etcd does: a leader that is asked to stop hands over first, so writes pause for a
     // transfer rather than for an election timeout.
     if node.is_leader() {

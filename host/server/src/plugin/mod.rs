@@ -33,6 +33,7 @@ pub use reads::StoreReads;
 pub use samples::{Sample, SampleBuffer};
 pub use status::Statuses;
 pub use supervisor::Supervisor;
+use thread::PluginThread;
 
 /// What apply has done lately, as the runtime waits on it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -52,6 +53,8 @@ pub struct Plugins {
     pub samples: SampleBuffer,
     compiled: Mutex<HashMap<[u8; 32], Compiled>>,
     news: watch::Sender<AppliedNews>,
+    /// The plugin threads this member runs as leader, by plugin name (the supervisor's).
+    threads: Mutex<HashMap<String, PluginThread>>,
 }
 
 impl Plugins {
@@ -70,6 +73,7 @@ impl Plugins {
             samples: SampleBuffer::default(),
             compiled: Mutex::new(HashMap::new()),
             news,
+            threads: Mutex::new(HashMap::new()),
         }))
     }
 
@@ -129,6 +133,18 @@ impl Plugins {
             tracing::info!(plugin = %name, level, "{message}");
             plugins.logs.push(&name, level, message);
         })
+    }
+
+    /// Stops every plugin thread and waits for them (blocking: a call in progress ends by its
+    /// time limit), so that none touches the runtime or Raft after the server stops them.
+    pub fn stop_threads(&self) {
+        let threads: Vec<PluginThread> = self.threads.lock().drain().map(|(_, t)| t).collect();
+        for thread in &threads {
+            thread.stop();
+        }
+        for thread in threads {
+            thread.join();
+        }
     }
 
     /// A line of the host's own about a plugin, in its log and this member's.

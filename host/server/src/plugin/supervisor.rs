@@ -36,7 +36,6 @@ impl Supervisor {
         let me = self.node.identity.member_id;
         let mut metrics = self.node.raft.metrics();
         let mut news = self.plugins.news();
-        let mut threads: HashMap<String, PluginThread> = HashMap::new();
         let mut leading: Option<u64> = None;
         let mut compiled_at: Option<u64> = None;
         let mut synced = Instant::now();
@@ -49,7 +48,7 @@ impl Supervisor {
             };
             let leadership_moved = now_leading != leading;
             if leadership_moved {
-                for (_, thread) in threads.drain() {
+                for (_, thread) in self.plugins.threads.lock().drain() {
                     thread.stop();
                 }
                 self.plugins.statuses.clear();
@@ -71,7 +70,7 @@ impl Supervisor {
                 synced = Instant::now();
                 self.forget_flushed_samples();
                 if let Some(term) = leading {
-                    self.sync(&mut threads, term);
+                    self.sync(&mut self.plugins.threads.lock(), term);
                 }
             }
             tokio::select! {

@@ -75,6 +75,11 @@ impl PluginThread {
     pub fn is_finished(&self) -> bool {
         self.thread.is_finished()
     }
+
+    /// Waits for the thread to end (after `stop`: at most a plugin call's time limit).
+    pub fn join(self) {
+        let _ = self.thread.join();
+    }
 }
 
 /// Sleeps for `duration`, or less if `stop` is set meanwhile.
