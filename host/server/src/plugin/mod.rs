@@ -53,6 +53,9 @@ pub struct Plugins {
     pub samples: SampleBuffer,
     compiled: Mutex<HashMap<[u8; 32], Compiled>>,
     news: watch::Sender<AppliedNews>,
+    /// How many batches changed the registry: the supervisor waits on this alone, not on
+    /// every applied batch.
+    registry: watch::Sender<u64>,
     /// The plugin threads this member runs as leader, by plugin name (the supervisor's).
     threads: Mutex<HashMap<String, PluginThread>>,
 }
@@ -73,12 +76,18 @@ impl Plugins {
             samples: SampleBuffer::default(),
             compiled: Mutex::new(HashMap::new()),
             news,
+            registry: watch::channel(0).0,
             threads: Mutex::new(HashMap::new()),
         }))
     }
 
     pub fn news(&self) -> watch::Receiver<AppliedNews> {
         self.news.subscribe()
+    }
+
+    /// Changes when (and only when) an applied batch changed the registry.
+    pub fn registry_news(&self) -> watch::Receiver<u64> {
+        self.registry.subscribe()
     }
 
     /// Compiles `wasm` (blocking: cranelift may take a while, the disk cache is read).
@@ -171,6 +180,9 @@ impl ApplyListener for PluginsListener {
             }
             *news != before
         });
+        if registry {
+            self.0.registry.send_modify(|n| *n += 1);
+        }
     }
 
     fn installed(&self, revision: i64) {
@@ -178,5 +190,6 @@ impl ApplyListener for PluginsListener {
             news.revision = revision;
             news.registry_changes += 1;
         });
+        self.0.registry.send_modify(|n| *n += 1);
     }
 }

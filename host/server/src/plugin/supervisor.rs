@@ -35,7 +35,8 @@ impl Supervisor {
     pub async fn run(self) {
         let me = self.node.identity.member_id;
         let mut metrics = self.node.raft.metrics();
-        let mut news = self.plugins.news();
+        let mut server = self.node.raft.server_metrics();
+        let mut registry_news = self.plugins.registry_news();
         let mut leading: Option<u64> = None;
         let mut compiled_at: Option<u64> = None;
         let mut synced = Instant::now();
@@ -57,15 +58,14 @@ impl Supervisor {
                 }
                 leading = now_leading;
             }
-            let registry = news.borrow_and_update().registry_changes;
+            let registry = *registry_news.borrow_and_update();
             let registry_changed = compiled_at != Some(registry);
             if registry_changed {
                 compiled_at = Some(registry);
                 self.precompile().await;
             }
-            // Raft's metrics and applied batches wake this loop many times a second under
-            // load; the registry is read again only when it changed, leadership moved, or a
-            // tick passed (to restart a thread that ended).
+            // The registry is read again only when it changed, leadership moved, or a tick
+            // passed (to restart a thread that ended).
             if leadership_moved || registry_changed || synced.elapsed() >= TICK {
                 synced = Instant::now();
                 self.forget_flushed_samples();
@@ -73,9 +73,15 @@ impl Supervisor {
                     self.sync(&mut self.plugins.threads.lock(), term);
                 }
             }
+            // Raft's full metrics change with every append and apply: they are waited on only
+            // while this member leads but has not applied its own term's first entry yet.
+            // Otherwise leadership (server metrics), the registry and the tick wake this loop.
+            let awaiting_apply =
+                server.borrow_watched().current_leader == Some(me) && leading.is_none();
             tokio::select! {
-                _ = metrics.changed() => {}
-                _ = news.changed() => {}
+                _ = server.changed() => {}
+                _ = metrics.changed(), if awaiting_apply => {}
+                _ = registry_news.changed() => {}
                 () = tokio::time::sleep(TICK) => {}
             }
         }
