@@ -92,6 +92,7 @@ impl Rule {
         let mut cursor = mark.replay_from.max(1);
         // Every sample this member still holds: those of flushed windows are dropped as late.
         let mut sample_cursor = self.ctx.plugins.samples.first();
+        let samples_at_start = self.ctx.plugins.samples.next();
         let mut sample_news = self.ctx.plugins.samples.subscribe();
         let mut news = self.ctx.plugins.news();
         let mut registry_seen = news.borrow().registry_changes;
@@ -108,6 +109,7 @@ impl Rule {
                     &mut windows,
                     &mut sample_cursor,
                     cursor - 1,
+                    samples_at_start,
                 )?;
             if !caught_up {
                 continue;
@@ -234,8 +236,9 @@ impl Rule {
     }
 
     /// Hands the plugin the ingested samples it asked for, from `cursor` on; those of windows
-    /// already flushed are dropped (counted in its log). `revision`: what its reads at 0 see.
-    /// True once every sample held was read.
+    /// already flushed are dropped (counted in its log if they came after `started_at`, the
+    /// number of the first sample that arrived during this run). `revision`: what its reads
+    /// at 0 see. True once every sample held was read.
     fn deliver_samples(
         &self,
         instance: &mut AggregatorInstance,
@@ -243,6 +246,7 @@ impl Rule {
         windows: &mut Windows,
         cursor: &mut u64,
         revision: i64,
+        started_at: u64,
     ) -> Result<bool, String> {
         if inputs.ingest_prefixes.is_empty() {
             // Nothing to read, but the rule must not wait for samples it does not want.
@@ -252,9 +256,10 @@ impl Rule {
         let (read, next) = self.ctx.plugins.samples.read(*cursor, SAMPLE_STEP);
         *cursor = next;
         let caught_up = read.len() < SAMPLE_STEP;
+        let first = next - read.len() as u64;
         let mut batch = Vec::new();
         let mut late = 0u64;
-        for sample in read {
+        for (number, sample) in (first..).zip(read) {
             let wanted = inputs
                 .ingest_prefixes
                 .iter()
@@ -268,7 +273,10 @@ impl Rule {
                     value: sample.value,
                     time_ms,
                 })),
-                None => late += 1,
+                // Samples held from before this run began were counted by an earlier one
+                // (they stay until every rule's mark covers them): not late, just old.
+                None if number >= started_at => late += 1,
+                None => {}
             }
         }
         if late > 0 {
