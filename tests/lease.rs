@@ -91,10 +91,12 @@ async fn a_leader_change_neither_restarts_nor_drops_a_lease() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    // About 10 s: the new leader resumed from a checkpoint at most ~1 s old, plus its
-    // election; a restarted clock would have made it 15 s or more.
+    // About 10 s plus the error the design allows: a checkpoint trails the leader's clock by
+    // up to its 1 s tick, a one-tenth (1 s) tolerance and the rounding to whole seconds, and
+    // the election adds 1-2.5 s (here ~12.4 s is usual; a CI run saw 13.65 s). A restarted
+    // clock would make it 10 s after the new leader took over: 16 s or more.
     assert!(
-        gone >= Duration::from_secs(8) && gone < Duration::from_millis(13_500),
+        gone >= Duration::from_secs(8) && gone < Duration::from_secs(15),
         "the key went {gone:?} after the last keep-alive; expected about 10 s"
     );
 }
