@@ -468,7 +468,12 @@ async fn an_election_hook_audits_leaders_and_steers_leadership() {
     let preferred_name = c.name(preferred).to_string();
     let endpoint = c.endpoint(leader);
     let config = format!(r#"{{"key": "/audit/leaders", "prefer": "{preferred_name}"}}"#);
-    tokio::task::block_in_place(|| deploy(&endpoint, "audit", "leader_audit", &config));
+    // Version 1 is an aggregator; version 2, of the other world, takes its place at once.
+    tokio::task::block_in_place(|| {
+        deploy(&endpoint, "audit", "rollup", ROLLUP_1S);
+        wait_running(&endpoint, "audit");
+        deploy(&endpoint, "audit", "leader_audit", &config)
+    });
 
     // The hook prefers another member: leadership moves there, and each leader audits its term.
     tokio::task::block_in_place(|| {

@@ -78,6 +78,25 @@ pub fn endpoint_urls(endpoints: &[String]) -> anyhow::Result<Vec<String>> {
     Ok(urls)
 }
 
+/// KV clients for `urls`, one each, connecting lazily: an endpoint that is down costs a
+/// request (failing within `attempt_timeout`), not the run. For the probes.
+pub fn lazy_kv_clients(
+    urls: &[String],
+    attempt_timeout: Duration,
+) -> anyhow::Result<Vec<KvClient<Channel>>> {
+    urls.iter()
+        .map(|url| {
+            let channel = Endpoint::from_shared(url.clone())
+                .with_context(|| format!("invalid endpoint {url:?}"))?
+                .tcp_nodelay(true)
+                .connect_timeout(attempt_timeout)
+                .timeout(attempt_timeout)
+                .connect_lazy();
+            Ok(KvClient::new(channel))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,14 +6,12 @@
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use conclave_proto::etcdserverpb::kv_client::KvClient;
 use conclave_proto::etcdserverpb::{PutRequest, RangeRequest};
 use conclave_proto::prefix_range_end;
 use serde::Serialize;
-use tonic::transport::{Channel, Endpoint};
 
 use crate::args::RollupProbeArgs;
-use crate::pool::endpoint_urls;
+use crate::pool::{endpoint_urls, lazy_kv_clients};
 use crate::write_probe::unix_ns;
 
 #[derive(Debug, Serialize)]
@@ -51,18 +49,7 @@ pub async fn probe(args: &RollupProbeArgs) -> anyhow::Result<RollupProbeReport> 
     let since_ms = i64::try_from(since / 1_000_000).context("--since-unix-ns")?;
     let first_window = since_ms - since_ms.rem_euclid(resolution);
     let urls = endpoint_urls(&args.endpoints)?;
-    let clients = urls
-        .iter()
-        .map(|url| {
-            let channel: Channel = Endpoint::from_shared(url.clone())
-                .with_context(|| format!("invalid endpoint {url:?}"))?
-                .tcp_nodelay(true)
-                .connect_timeout(args.attempt_timeout)
-                .timeout(args.attempt_timeout)
-                .connect_lazy();
-            Ok(KvClient::new(channel))
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let clients = lazy_kv_clients(&urls, args.attempt_timeout)?;
     let range = RangeRequest {
         key: args.target_prefix.as_bytes().to_vec(),
         range_end: prefix_range_end(args.target_prefix.as_bytes()),

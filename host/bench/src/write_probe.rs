@@ -3,14 +3,12 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use conclave_proto::etcdserverpb::PutRequest;
-use conclave_proto::etcdserverpb::kv_client::KvClient;
 use serde::Serialize;
-use tonic::transport::{Channel, Endpoint};
 
 use crate::args::WriteProbeArgs;
-use crate::pool::endpoint_urls;
+use crate::pool::{endpoint_urls, lazy_kv_clients};
 
 #[derive(Debug, Serialize)]
 pub struct ProbeReport {
@@ -54,19 +52,7 @@ pub async fn probe(args: &WriteProbeArgs) -> anyhow::Result<ProbeReport> {
     }
     let since = args.since_unix_ns.unwrap_or_else(unix_ns);
     let urls = endpoint_urls(&args.endpoints)?;
-    // Lazy channels: an endpoint that is down costs an attempt, not the run.
-    let clients = urls
-        .iter()
-        .map(|url| {
-            let channel: Channel = Endpoint::from_shared(url.clone())
-                .with_context(|| format!("invalid endpoint {url:?}"))?
-                .tcp_nodelay(true)
-                .connect_timeout(args.attempt_timeout)
-                .timeout(args.attempt_timeout)
-                .connect_lazy();
-            Ok(KvClient::new(channel))
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let clients = lazy_kv_clients(&urls, args.attempt_timeout)?;
 
     let deadline = tokio::time::Instant::now() + args.give_up_after;
     let mut attempts = 0u64;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use conclave_plugin::{HookInstance, KeyValue, Limits, Member, Output, World};
+use conclave_plugin::{HookInstance, KeyValue, Member, Output, World};
 use conclave_proto::conclavepb::command::Request;
 use conclave_proto::etcdserverpb::TxnRequest;
 use conclave_proto::mvccpb::{self, event::EventType};
@@ -18,7 +18,7 @@ use conclave_store::{RequestError, Response, StoreError};
 use openraft::async_runtime::WatchReceiver;
 
 use super::StoreReads;
-use super::leader::OnLeader;
+use super::leader::{Current, OnLeader};
 use super::outputs::output_ops;
 use super::reads::to_plugin;
 use super::thread::{Exit, IDLE, PluginThread};
@@ -50,25 +50,15 @@ impl Hook {
 
     fn run_once(&self, stop: &AtomicBool, told: &mut Option<u64>) -> Result<Exit, String> {
         let store = &self.ctx.plugins.store;
-        let Some(record) = store.plugin(&self.ctx.name).map_err(|e| e.to_string())? else {
+        let Some(Current {
+            spec,
+            compiled,
+            limits,
+            ..
+        }) = self.ctx.current(World::ElectionHook)?
+        else {
             return Ok(Exit::Stopped);
         };
-        let Some(spec) = record.versions.last().cloned() else {
-            return Ok(Exit::Stopped);
-        };
-        if World::parse(&spec.world) != Some(World::ElectionHook) {
-            return Ok(Exit::Stopped);
-        }
-        self.ctx
-            .plugins
-            .statuses
-            .starting(&self.ctx.name, spec.version);
-        let compiled = self
-            .ctx
-            .plugins
-            .compiled(&spec)
-            .map_err(|e| e.to_string())?;
-        let limits = Limits::from_deploy(spec.memory_limit_bytes, spec.timeout_ms, spec.fuel);
         // Elections are followed from here on: what changed before, the hook was not there for.
         let mut cursor = store.current_revision() + 1;
         let started = Instant::now();

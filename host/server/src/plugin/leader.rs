@@ -4,7 +4,9 @@
 
 use std::sync::Arc;
 
+use conclave_plugin::{Compiled, Limits, World};
 use conclave_proto::conclavepb::command::Request;
+use conclave_proto::conclavepb::{PluginRecord, PluginSpec};
 use conclave_store::{RequestError, Response};
 use tokio::runtime::Handle;
 
@@ -21,7 +23,44 @@ pub struct OnLeader {
     pub term: u64,
 }
 
+/// The version a thread runs, compiled, with its registry record.
+pub struct Current {
+    pub record: PluginRecord,
+    pub spec: PluginSpec,
+    pub compiled: Compiled,
+    pub limits: Limits,
+}
+
 impl OnLeader {
+    /// The plugin's current version, compiled, marked `starting`; None if it is no longer
+    /// registered or no longer of `world` (the thread then stops, and the supervisor starts
+    /// what the registry holds now).
+    pub fn current(&self, world: World) -> Result<Option<Current>, String> {
+        let Some(record) = self
+            .plugins
+            .store
+            .plugin(&self.name)
+            .map_err(|e| e.to_string())?
+        else {
+            return Ok(None);
+        };
+        let Some(spec) = record.versions.last().cloned() else {
+            return Ok(None);
+        };
+        if World::parse(&spec.world) != Some(world) {
+            return Ok(None);
+        }
+        self.plugins.statuses.starting(&self.name, spec.version);
+        let compiled = self.plugins.compiled(&spec).map_err(|e| e.to_string())?;
+        let limits = Limits::from_deploy(spec.memory_limit_bytes, spec.timeout_ms, spec.fuel);
+        Ok(Some(Current {
+            record,
+            spec,
+            compiled,
+            limits,
+        }))
+    }
+
     /// Whether this member still leads in the term the thread started in.
     pub fn leading(&self) -> bool {
         self.node.is_leader() && self.node.term() == self.term

@@ -9,13 +9,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use conclave_plugin::{AggregatorInstance, Event, EventKind, KeyValue, KvEvent, Limits, Spec};
+use conclave_plugin::{AggregatorInstance, Event, EventKind, KeyValue, KvEvent, Spec, World};
 use conclave_proto::conclavepb::{FlushMark, PluginChanged, PluginFlush, command::Request};
 use conclave_proto::mvccpb::{self, event::EventType};
 use conclave_store::{RequestError, Response, StoreError};
 
 use super::StoreReads;
-use super::leader::OnLeader;
+use super::leader::{Current, OnLeader};
 use super::outputs::{Window, flush_proposal};
 use super::thread::{Exit, IDLE, PluginThread};
 use super::windows::{Windows, window_start};
@@ -41,22 +41,15 @@ impl Rule {
 
     fn run_once(&self, stop: &AtomicBool) -> Result<Exit, String> {
         let store = &self.ctx.plugins.store;
-        let Some(record) = store.plugin(&self.ctx.name).map_err(|e| e.to_string())? else {
+        let Some(Current {
+            record,
+            spec,
+            compiled,
+            limits,
+        }) = self.ctx.current(World::Aggregator)?
+        else {
             return Ok(Exit::Stopped);
         };
-        let Some(spec) = record.versions.last().cloned() else {
-            return Ok(Exit::Stopped);
-        };
-        self.ctx
-            .plugins
-            .statuses
-            .starting(&self.ctx.name, spec.version);
-        let compiled = self
-            .ctx
-            .plugins
-            .compiled(&spec)
-            .map_err(|e| e.to_string())?;
-        let limits = Limits::from_deploy(spec.memory_limit_bytes, spec.timeout_ms, spec.fuel);
         let started = Instant::now();
         let (mut instance, inputs) = AggregatorInstance::start(
             &self.ctx.plugins.engine,
