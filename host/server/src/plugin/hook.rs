@@ -84,7 +84,9 @@ impl Hook {
         );
         if *told != Some(spec.version) {
             let (me, members) = self.members();
-            let outputs = self.timed(0, || instance.elected(self.ctx.term, &me, &members))?;
+            let outputs = self
+                .ctx
+                .timed(0, || instance.elected(self.ctx.term, &me, &members))?;
             self.propose(outputs)?;
             *told = Some(spec.version);
         }
@@ -94,7 +96,7 @@ impl Hook {
         loop {
             if stop.load(Ordering::Relaxed) {
                 if !self.ctx.leading() {
-                    self.timed(0, || instance.lost(self.ctx.term))?;
+                    self.ctx.timed(0, || instance.lost(self.ctx.term))?;
                 }
                 return Ok(Exit::Stopped);
             }
@@ -102,7 +104,7 @@ impl Hook {
             if Instant::now() >= next_preference {
                 next_preference = Instant::now() + PREFERENCE_INTERVAL;
                 let (_, members) = self.members();
-                let preferred = self.timed(0, || instance.preferred_leader(&members))?;
+                let preferred = self.ctx.timed(0, || instance.preferred_leader(&members))?;
                 if let Some(id) = preferred {
                     self.move_leadership(id, &members);
                 }
@@ -164,8 +166,9 @@ impl Hook {
                     _ => true,
                 };
                 if moved {
-                    let outputs =
-                        self.timed(1, || instance.election_changed(&name, after.as_ref()))?;
+                    let outputs = self
+                        .ctx
+                        .timed(1, || instance.election_changed(&name, after.as_ref()))?;
                     self.propose(outputs)?;
                 }
             }
@@ -291,36 +294,6 @@ impl Hook {
         self.ctx
             .propose("outputs", request)?
             .map_err(|e| format!("outputs refused: {e}"))
-    }
-
-    /// Runs one call into the plugin and counts it (`events` inputs, its outputs).
-    fn timed<R: Counted>(
-        &self,
-        events: u64,
-        call: impl FnOnce() -> Result<R, conclave_plugin::PluginError>,
-    ) -> Result<R, String> {
-        let took = Instant::now();
-        let result = call().map_err(|e| e.to_string())?;
-        self.ctx
-            .plugins
-            .statuses
-            .call(&self.ctx.name, took.elapsed(), events, result.outputs());
-        Ok(result)
-    }
-}
-
-/// How many outputs a call's answer carries, for the counters.
-trait Counted {
-    fn outputs(&self) -> u64 {
-        0
-    }
-}
-
-impl Counted for () {}
-impl Counted for Option<u64> {}
-impl Counted for Vec<Output> {
-    fn outputs(&self) -> u64 {
-        self.len() as u64
     }
 }
 

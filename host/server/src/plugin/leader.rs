@@ -4,7 +4,9 @@
 
 use std::sync::Arc;
 
-use conclave_plugin::{Compiled, Limits, World};
+use std::time::Instant;
+
+use conclave_plugin::{Compiled, Limits, Output, PluginError, World};
 use conclave_proto::conclavepb::command::Request;
 use conclave_proto::conclavepb::{PluginRecord, PluginSpec};
 use conclave_store::{RequestError, Response};
@@ -81,5 +83,35 @@ impl OnLeader {
             .block_on(self.node.propose(request))
             .map_err(|s| format!("{what} not committed: {}", s.message()))?;
         Ok(applied.result)
+    }
+
+    /// Runs one call into the plugin and counts it in the plugin's status (`events` inputs,
+    /// and the outputs it returned).
+    pub fn timed<R: Counted>(
+        &self,
+        events: u64,
+        call: impl FnOnce() -> Result<R, PluginError>,
+    ) -> Result<R, String> {
+        let took = Instant::now();
+        let result = call().map_err(|e| e.to_string())?;
+        self.plugins
+            .statuses
+            .call(&self.name, took.elapsed(), events, result.outputs());
+        Ok(result)
+    }
+}
+
+/// How many outputs a call's answer carries, for the counters.
+pub trait Counted {
+    fn outputs(&self) -> u64 {
+        0
+    }
+}
+
+impl Counted for () {}
+impl Counted for Option<u64> {}
+impl Counted for Vec<Output> {
+    fn outputs(&self) -> u64 {
+        self.len() as u64
     }
 }

@@ -117,15 +117,7 @@ impl Rule {
                     end_ms,
                     replay_from: windows.replay_from_after(end_ms, cursor),
                 };
-                let took = Instant::now();
-                let outputs = instance
-                    .flush(start_ms, end_ms)
-                    .map_err(|e| e.to_string())?;
-                let count = outputs.len() as u64;
-                self.ctx
-                    .plugins
-                    .statuses
-                    .call(&self.ctx.name, took.elapsed(), 0, count);
+                let outputs = self.ctx.timed(0, || instance.flush(start_ms, end_ms))?;
                 let flush = flush_proposal(
                     &self.ctx.name,
                     spec.version,
@@ -215,14 +207,8 @@ impl Rule {
             batch.push(Event::Kv(kv_event(event, kv, time_ms)));
         }
         if !batch.is_empty() {
-            let took = Instant::now();
-            instance
-                .on_events(&batch, newest)
-                .map_err(|e| e.to_string())?;
             self.ctx
-                .plugins
-                .statuses
-                .call(&self.ctx.name, took.elapsed(), batch.len() as u64, 0);
+                .timed(batch.len() as u64, || instance.on_events(&batch, newest))?;
         }
         *cursor = history.next;
         Ok(history.next > history.revision)
@@ -280,14 +266,8 @@ impl Rule {
             );
         }
         if !batch.is_empty() {
-            let took = Instant::now();
-            instance
-                .on_events(&batch, revision)
-                .map_err(|e| e.to_string())?;
             self.ctx
-                .plugins
-                .statuses
-                .call(&self.ctx.name, took.elapsed(), batch.len() as u64, 0);
+                .timed(batch.len() as u64, || instance.on_events(&batch, revision))?;
         }
         Ok(caught_up)
     }
