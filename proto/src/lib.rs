@@ -95,6 +95,11 @@ impl std::fmt::Display for conclavepb::Command {
                 )
             }
             Some(Request::PluginRemove(r)) => write!(f, "plugin remove {}", r.name),
+            Some(Request::Alarm(a)) => write!(
+                f,
+                "alarm action {} type {} member {:x}",
+                a.action, a.alarm, a.member_id
+            ),
             Some(Request::PluginRollback(r)) => write!(f, "plugin rollback {}", r.name),
             Some(Request::PluginFlush(p)) => write!(
                 f,

@@ -47,9 +47,16 @@ pub struct ClusterBuilder {
     snapshot_count: Option<u64>,
     catchup_entries: Option<u64>,
     foreign: Vec<usize>,
+    extra: Vec<String>,
 }
 
 impl ClusterBuilder {
+    /// More flags for every member, e.g. `["--experimental-corrupt-check-time", "1s"]`.
+    pub fn flags(mut self, flags: &[&str]) -> Self {
+        self.extra.extend(flags.iter().map(|f| f.to_string()));
+        self
+    }
+
     /// `--snapshot-count`: applied entries between two snapshots.
     pub fn snapshot_count(mut self, n: u64) -> Self {
         self.snapshot_count = Some(n);
@@ -115,6 +122,7 @@ pub struct Cluster {
     initial_cluster: String,
     snapshot_count: Option<u64>,
     catchup_entries: Option<u64>,
+    extra: Vec<String>,
     members: Vec<Member>,
 }
 
@@ -131,6 +139,7 @@ impl Cluster {
             snapshot_count: None,
             catchup_entries: None,
             foreign: Vec::new(),
+            extra: Vec::new(),
         }
     }
 
@@ -190,6 +199,7 @@ impl Cluster {
             initial_cluster,
             snapshot_count: b.snapshot_count,
             catchup_entries: b.catchup_entries,
+            extra: b.extra.clone(),
             members,
         }
     }
@@ -298,6 +308,7 @@ impl Cluster {
             cmd.arg("--experimental-snapshot-catchup-entries")
                 .arg(n.to_string());
         }
+        cmd.args(&self.extra);
         let child = cmd
             .env("NO_COLOR", "1")
             .env("CONCLAVE_LOG", "info")

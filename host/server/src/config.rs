@@ -7,6 +7,9 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Parser, ValueEnum};
 
+/// etcd's default backend quota.
+pub const DEFAULT_QUOTA_BYTES: u64 = 2 * 1024 * 1024 * 1024;
+
 #[derive(Debug, Clone, Parser)]
 #[command(
     name = "conclave",
@@ -112,6 +115,35 @@ pub struct Config {
     )]
     pub initial_cluster_token: String,
 
+    /// The store size past which a NOSPACE alarm stops writes that would grow it, in bytes
+    /// (0: etcd's default, 2 GiB; below 0: no quota).
+    #[arg(
+        long,
+        default_value_t = 0,
+        allow_negative_numbers = true,
+        env = "ETCD_QUOTA_BACKEND_BYTES"
+    )]
+    pub quota_backend_bytes: i64,
+
+    /// How --auto-compaction-retention is read: `periodic` (a duration) or `revision` (a count).
+    #[arg(long, value_enum, default_value_t = AutoCompactionMode::Periodic, env = "ETCD_AUTO_COMPACTION_MODE")]
+    pub auto_compaction_mode: AutoCompactionMode,
+
+    /// History the leader keeps before compacting it: for `periodic`, a duration (`30m`, `2h`;
+    /// a bare number is hours), for `revision`, a number of revisions. 0: no auto-compaction.
+    #[arg(long, default_value = "0", env = "ETCD_AUTO_COMPACTION_RETENTION")]
+    pub auto_compaction_retention: String,
+
+    /// How often the leader compares every member's HashKV with its own, raising a CORRUPT
+    /// alarm for a member that differs (e.g. 5m; 0: never).
+    #[arg(
+        long,
+        default_value = "0s",
+        value_parser = humantime::parse_duration,
+        env = "ETCD_EXPERIMENTAL_CORRUPT_CHECK_TIME"
+    )]
+    pub experimental_corrupt_check_time: Duration,
+
     /// Log level filter (error, warn, info, debug, trace, or a tracing filter directive).
     #[arg(long, default_value = "info", env = "CONCLAVE_LOG")]
     pub log_level: String,
@@ -131,6 +163,12 @@ pub enum Subcommand {
 pub enum ClusterState {
     New,
     Existing,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AutoCompactionMode {
+    Periodic,
+    Revision,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -176,6 +214,15 @@ impl Config {
             );
         }
         Ok(members)
+    }
+
+    /// The backend quota in bytes; None for no quota.
+    pub fn quota_bytes(&self) -> Option<u64> {
+        match self.quota_backend_bytes {
+            0 => Some(DEFAULT_QUOTA_BYTES),
+            q if q < 0 => None,
+            q => Some(q as u64),
+        }
     }
 
     pub fn advertise_client_urls(&self) -> Vec<String> {

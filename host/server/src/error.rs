@@ -69,6 +69,8 @@ pub fn request_status(e: &RequestError) -> Status {
         RequestError::PluginNameInvalid
         | RequestError::PluginDigestMismatch
         | RequestError::FlushOpInvalid => Code::InvalidArgument,
+        RequestError::NoSpace => Code::ResourceExhausted,
+        RequestError::Corrupt => Code::DataLoss,
     };
     Status::new(code, e.to_string())
 }

@@ -12,10 +12,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use conclave_proto::etcdserverpb::{
-    CompactionRequest, DeleteRangeRequest, LeaseGrantRequest, LeaseKeepAliveRequest,
-    LeaseLeasesRequest, LeaseRevokeRequest, LeaseTimeToLiveRequest, PutRequest, RangeRequest,
-    StatusRequest, TxnRequest, WatchRequest, kv_server::Kv, lease_server::Lease,
-    maintenance_server::Maintenance,
+    AlarmRequest, CompactionRequest, DefragmentRequest, DeleteRangeRequest, HashKvRequest,
+    HashRequest, LeaseGrantRequest, LeaseKeepAliveRequest, LeaseLeasesRequest, LeaseRevokeRequest,
+    LeaseTimeToLiveRequest, MoveLeaderRequest, PutRequest, RangeRequest, StatusRequest, TxnRequest,
+    WatchRequest, kv_server::Kv, lease_server::Lease, maintenance_server::Maintenance,
 };
 use conclave_proto::v3electionpb::{
     CampaignRequest, LeaderRequest, ProclaimRequest, ResignRequest, election_server::Election,
@@ -47,6 +47,11 @@ pub fn router(gateway: Gateway) -> Router {
         .route("/v3/kv/txn", post(txn))
         .route("/v3/kv/compaction", post(compaction))
         .route("/v3/maintenance/status", post(status))
+        .route("/v3/maintenance/alarm", post(alarm))
+        .route("/v3/maintenance/defragment", post(defragment))
+        .route("/v3/maintenance/hash", post(hash))
+        .route("/v3/maintenance/hashkv", post(hash_kv))
+        .route("/v3/maintenance/transfer-leadership", post(move_leader))
         .route("/v3/lease/grant", post(lease_grant))
         // etcd serves the older /v3/kv/lease/... paths too.
         .route("/v3/lease/revoke", post(lease_revoke))
@@ -170,6 +175,41 @@ async fn compaction(State(g): State<Gateway>, body: Bytes) -> Response {
 async fn status(State(g): State<Gateway>, body: Bytes) -> Response {
     unary(body, |r: tonic::Request<StatusRequest>| async move {
         g.maintenance.status(r).await
+    })
+    .await
+}
+
+async fn alarm(State(g): State<Gateway>, body: Bytes) -> Response {
+    unary(body, |r: tonic::Request<AlarmRequest>| async move {
+        g.maintenance.alarm(r).await
+    })
+    .await
+}
+
+async fn defragment(State(g): State<Gateway>, body: Bytes) -> Response {
+    unary(body, |r: tonic::Request<DefragmentRequest>| async move {
+        g.maintenance.defragment(r).await
+    })
+    .await
+}
+
+async fn hash(State(g): State<Gateway>, body: Bytes) -> Response {
+    unary(body, |r: tonic::Request<HashRequest>| async move {
+        g.maintenance.hash(r).await
+    })
+    .await
+}
+
+async fn hash_kv(State(g): State<Gateway>, body: Bytes) -> Response {
+    unary(body, |r: tonic::Request<HashKvRequest>| async move {
+        g.maintenance.hash_kv(r).await
+    })
+    .await
+}
+
+async fn move_leader(State(g): State<Gateway>, body: Bytes) -> Response {
+    unary(body, |r: tonic::Request<MoveLeaderRequest>| async move {
+        g.maintenance.move_leader(r).await
     })
     .await
 }

@@ -2,8 +2,10 @@
 //! conclave store. Handlers are thin: validate, then read from the store or propose a write.
 
 mod authority;
+mod auto_compact;
 mod clock;
 pub mod config;
+mod corrupt_check;
 mod dev;
 mod error;
 mod forward;

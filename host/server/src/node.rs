@@ -11,7 +11,9 @@ use conclave_proto::conclavepb::{
     Command, ProposeResponse, PublishMemberRequest, RaftMember, ReadIndexRequest, command::Request,
     internal_client::InternalClient, propose_response,
 };
-use conclave_proto::etcdserverpb::ResponseHeader;
+use conclave_proto::etcdserverpb::{
+    AlarmRequest, AlarmType, ResponseHeader, alarm_request::AlarmAction,
+};
 use conclave_raft::{Member, Raft};
 use conclave_store::{Applied, RequestError, Response, Store};
 use openraft::ChangeMembers;
@@ -25,7 +27,8 @@ use tonic::transport::Channel;
 use tracing::{debug, info, warn};
 
 use crate::error::{
-    LEADER_CHANGED, NO_LEADER, REQUEST_TIMED_OUT, REQUEST_TOO_LARGE, STOPPED, store_status,
+    LEADER_CHANGED, NO_LEADER, REQUEST_TIMED_OUT, REQUEST_TOO_LARGE, STOPPED, request_status,
+    store_status,
 };
 use crate::forward::{Forward, Forwarder};
 use crate::read_batch::ReadBatch;
@@ -68,6 +71,8 @@ pub struct Node {
     forwarder: Forwarder,
     /// Linearizable reads waiting for a shared read index.
     reads: ReadBatch,
+    /// --quota-backend-bytes: the store size past which writes that grow it raise NOSPACE.
+    quota: Option<u64>,
 }
 
 impl Node {
@@ -77,6 +82,7 @@ impl Node {
         identity: Identity,
         me: Member,
         token: String,
+        quota: Option<u64>,
     ) -> Arc<Self> {
         Arc::new(Self {
             store,
@@ -88,7 +94,54 @@ impl Node {
             membership_changes: tokio::sync::Mutex::new(()),
             forwarder: Forwarder::spawn(),
             reads: ReadBatch::default(),
+            quota,
         })
+    }
+
+    /// The backend quota in bytes (None: no quota).
+    pub fn quota(&self) -> Option<u64> {
+        self.quota
+    }
+
+    /// Refuses reads while a CORRUPT alarm stands, as etcd stops serving a corrupt cluster.
+    pub fn check_readable(&self) -> Result<(), Status> {
+        if self.store.alarms(AlarmType::Corrupt).is_empty() {
+            Ok(())
+        } else {
+            Err(request_status(&RequestError::Corrupt))
+        }
+    }
+
+    /// What the alarms and the quota say of a write before it is proposed: refused while an
+    /// alarm forbids it, and a write that would take the store past its quota raises this
+    /// member's NOSPACE alarm (as etcd's quota check does) and is refused.
+    async fn admit(&self, request: &Request, cost: usize) -> Result<(), Status> {
+        if let Some(refused) = self.store.alarm_refuses(request) {
+            return Err(request_status(&refused));
+        }
+        let Some(quota) = self.quota else {
+            return Ok(());
+        };
+        if !conclave_store::grows(request) || self.store.disk_bytes() + cost as u64 <= quota {
+            return Ok(());
+        }
+        warn!(
+            quota,
+            size = self.store.disk_bytes(),
+            "the store is past its quota; raising a NOSPACE alarm"
+        );
+        let alarm = Command {
+            request: Some(Request::Alarm(AlarmRequest {
+                action: AlarmAction::Activate as i32,
+                member_id: self.identity.member_id,
+                alarm: AlarmType::Nospace as i32,
+            })),
+            stamp_ms: 0,
+        };
+        if let Err(e) = tokio::time::timeout(REQUEST_TIMEOUT, self.propose_routed(alarm)).await {
+            warn!(error = %e, "could not raise the NOSPACE alarm");
+        }
+        Err(request_status(&RequestError::NoSpace))
     }
 
     /// The current leader and its membership entry, once it has published its client URLs.
@@ -117,8 +170,12 @@ impl Node {
             request: Some(request),
             stamp_ms: 0,
         };
-        if command.encoded_len() > limit {
+        let cost = command.encoded_len();
+        if cost > limit {
             return Err(REQUEST_TOO_LARGE.into());
+        }
+        if let Some(request) = &command.request {
+            self.admit(request, cost).await?;
         }
         tokio::time::timeout(REQUEST_TIMEOUT, self.propose_routed(command))
             .await
@@ -464,6 +521,7 @@ fn applied_from_wire(resp: ProposeResponse) -> Result<Applied, Status> {
         Some(R::LeaseRevoke(r)) => Ok(Response::LeaseRevoke(r)),
         Some(R::LeaseCheckpoint(r)) => Ok(Response::LeaseCheckpoint(r)),
         Some(R::Plugin(r)) => Ok(Response::Plugin(r)),
+        Some(R::Alarm(r)) => Ok(Response::Alarm(r)),
         Some(R::Error(message)) => Err(RequestError::from_message(&message)
             .ok_or_else(|| Status::internal(format!("leader answered: {message}")))?),
         None => Ok(Response::Empty),
@@ -488,6 +546,7 @@ pub fn applied_to_wire(applied: Applied) -> ProposeResponse {
         Ok(Response::LeaseRevoke(r)) => Some(R::LeaseRevoke(r)),
         Ok(Response::LeaseCheckpoint(r)) => Some(R::LeaseCheckpoint(r)),
         Ok(Response::Plugin(r)) => Some(R::Plugin(r)),
+        Ok(Response::Alarm(r)) => Some(R::Alarm(r)),
         Ok(Response::Empty) => None,
         Err(e) => Some(R::Error(e.to_string())),
     };

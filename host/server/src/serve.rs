@@ -28,7 +28,9 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::authority::AuthorityListener;
+use crate::auto_compact::{self, Retention};
 use crate::config::{ClusterState, Config, peer_addr, socket_addr};
+use crate::corrupt_check;
 use crate::forward::MAX_BATCH_BYTES;
 use crate::gateway::{self, Gateway};
 use crate::ids;
@@ -52,6 +54,10 @@ const HAND_OVER_TIMEOUT: Duration = Duration::from_secs(2);
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
+    let retention = Retention::parse(
+        config.auto_compaction_mode,
+        &config.auto_compaction_retention,
+    )?;
     let data_dir = config.data_dir();
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
@@ -156,7 +162,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     bootstrap(&config, &raft, &initial_ids, &me).await?;
 
-    let node = Node::new(store.clone(), raft.clone(), identity, me, token.clone());
+    let node = Node::new(
+        store.clone(),
+        raft.clone(),
+        identity,
+        me,
+        token.clone(),
+        config.quota_bytes(),
+    );
     // Stops the client listeners, and the watch streams that would hold them open.
     let (stop_tx, stop_rx) = watch::channel(false);
     let locks = LockService::new(node.clone(), hub.clone());
@@ -169,6 +182,16 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         },
         stop_rx.clone(),
     );
+    let mut background = Vec::new();
+    if let Some(retention) = retention {
+        background.push(tokio::spawn(auto_compact::run(node.clone(), retention)));
+    }
+    if !config.experimental_corrupt_check_time.is_zero() {
+        background.push(tokio::spawn(corrupt_check::run(
+            node.clone(),
+            config.experimental_corrupt_check_time,
+        )));
+    }
     let lessor = Lessor::new(node.clone());
     let lessor_task = tokio::spawn(lessor.clone().run());
     let supervisor = tokio::spawn(
@@ -252,6 +275,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     info!("shutting down");
     publisher.abort();
     lessor_task.abort();
+    for task in background {
+        task.abort();
+    }
     supervisor.abort();
     // Plugin threads wait on the runtime and propose through Raft: they end before either.
     let stopping = plugins.clone();

@@ -5,8 +5,8 @@
 
 use conclave_proto::conclavepb::{Command, PluginChanged, command::Request};
 use conclave_proto::etcdserverpb::{
-    CompactionResponse, DeleteRangeResponse, LeaseCheckpointResponse, LeaseGrantResponse,
-    LeaseRevokeResponse, PutResponse, TxnResponse,
+    AlarmResponse, CompactionResponse, DeleteRangeResponse, LeaseCheckpointResponse,
+    LeaseGrantResponse, LeaseRevokeResponse, PutResponse, TxnResponse,
 };
 use conclave_proto::mvccpb::Event;
 
@@ -53,6 +53,8 @@ pub enum Response {
     LeaseCheckpoint(LeaseCheckpointResponse),
     /// A plugin registry command's answer: deploy, remove, rollback or flush.
     Plugin(PluginChanged),
+    /// The alarms an alarm command raised or cleared.
+    Alarm(AlarmResponse),
     /// An entry without a command.
     Empty,
 }

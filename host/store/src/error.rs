@@ -32,11 +32,17 @@ pub enum RequestError {
     PluginDigestMismatch,
     #[error("conclave: plugin flush ops may only put or delete")]
     FlushOpInvalid,
+    /// A NOSPACE alarm is up: the store takes no write that would grow it.
+    #[error("etcdserver: mvcc: database space exceeded")]
+    NoSpace,
+    /// A CORRUPT alarm is up: members disagree on their data, and nothing is served.
+    #[error("etcdserver: corrupt cluster")]
+    Corrupt,
 }
 
 impl RequestError {
     /// Every variant, for mapping messages back.
-    const ALL: [RequestError; 11] = [
+    const ALL: [RequestError; 13] = [
         RequestError::Compacted,
         RequestError::FutureRevision,
         RequestError::LeaseNotFound,
@@ -48,6 +54,8 @@ impl RequestError {
         RequestError::PluginNameInvalid,
         RequestError::PluginDigestMismatch,
         RequestError::FlushOpInvalid,
+        RequestError::NoSpace,
+        RequestError::Corrupt,
     ];
 
     /// The error whose message this is: a member that forwarded a write reads the leader's
@@ -99,7 +107,9 @@ mod tests {
             | RequestError::FlushMarkMoved
             | RequestError::PluginNameInvalid
             | RequestError::PluginDigestMismatch
-            | RequestError::FlushOpInvalid => {}
+            | RequestError::FlushOpInvalid
+            | RequestError::NoSpace
+            | RequestError::Corrupt => {}
         }
         for e in RequestError::ALL {
             assert_eq!(RequestError::from_message(&e.to_string()), Some(e.clone()));

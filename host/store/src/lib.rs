@@ -2,10 +2,12 @@
 //! fjall LSM tree. It knows nothing of Raft or gRPC: reads come in as `RangeRequest`s, writes
 //! as committed log entries through [`Store::apply`], which every member runs in log order.
 
+mod alarm;
 mod apply;
 mod backend;
 mod compact;
 mod error;
+mod hash;
 mod history;
 mod index;
 pub mod key_range;
@@ -17,8 +19,10 @@ mod snapshot;
 mod store;
 mod write;
 
+pub use alarm::grows;
 pub use apply::{Applied, Durability, Entry, Response};
 pub use error::{RequestError, Result, StoreError};
+pub use hash::KvHash;
 pub use history::History;
 pub use key_range::{KeyRange, prefix_end};
 pub use lease::LeaseInfo;

@@ -5,17 +5,19 @@
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, Ordering};
 
-use conclave_proto::etcdserverpb::{RangeRequest, RangeResponse};
+use conclave_proto::conclavepb::command::Request;
+use conclave_proto::etcdserverpb::{AlarmMember, AlarmType, RangeRequest, RangeResponse};
 use parking_lot::RwLock;
 use tracing::info;
 
+use crate::alarm::META_ALARM_PREFIX;
 use crate::apply::{Applied, Durability, Entry, Response};
 use crate::backend::{
     Backend, META_APPLIED, META_COMPACT_DONE, META_COMPACTED, META_INSTALLING, META_RAFT_STATE,
     META_REVISION, META_TIME, Record, pair_bytes,
 };
 use crate::compact::Compactor;
-use crate::error::{Result, StoreError};
+use crate::error::{RequestError, Result, StoreError};
 use crate::lease::{LeaseInfo, META_LEASE_PREFIX, decode_lease};
 use crate::plugin::META_PLUGIN_PREFIX;
 use crate::read;
@@ -260,11 +262,33 @@ impl Store {
         }
     }
 
-    /// Rewrites the value tree to drop what compaction deleted. An LSM does this in the
-    /// background without blocking writers; this asks for a full pass now.
+    /// The store's size on disk, as etcd's dbSize: what the quota is checked against.
+    pub fn disk_bytes(&self) -> u64 {
+        self.backend.disk_space()
+    }
+
+    /// Rewrites the trees to drop what compaction deleted. An LSM does this in the background
+    /// without blocking writers; this asks for a full pass now (writers go on meanwhile).
     pub fn defragment(&self) -> Result<()> {
-        self.backend.kv.major_compact()?;
+        // What a compaction freed is only deleted once the background compactor has run, and
+        // the deletions live in the memtable until it is flushed.
+        self.compactor.wait_idle();
+        for keyspace in [&self.backend.kv, &self.backend.meta] {
+            keyspace.rotate_memtable_and_wait()?;
+            keyspace.major_compact()?;
+        }
         Ok(())
+    }
+
+    /// The alarms in place of type `alarm` (every one for NONE).
+    pub fn alarms(&self, alarm: AlarmType) -> Vec<AlarmMember> {
+        self.state.read().state.alarms.list(alarm)
+    }
+
+    /// The error the alarms in place answer `request` with, if any: what apply would answer,
+    /// for a member to refuse before proposing.
+    pub fn alarm_refuses(&self, request: &Request) -> Option<RequestError> {
+        self.state.read().state.alarms.refuses(request)
     }
 
     /// A lease with its attached keys; None if it does not exist.
@@ -317,6 +341,9 @@ pub(crate) fn load_state(backend: &Backend) -> Result<(State, Option<CompactionJ
         let (id, ttl, remaining) = decode_lease(&key, &value)
             .ok_or_else(|| StoreError::Corrupt(format!("bad lease entry {key:?}")))?;
         state.leases.grant(id, ttl, remaining);
+    }
+    for guard in backend.meta.prefix(META_ALARM_PREFIX) {
+        state.alarms.restore(&guard.key()?)?;
     }
     for guard in backend.meta.prefix(META_PLUGIN_PREFIX) {
         let (key, value) = guard.into_inner()?;

@@ -16,6 +16,7 @@ use conclave_proto::etcdserverpb::{
 };
 use conclave_proto::mvccpb::{Event, KeyValue, event::EventType};
 
+use crate::alarm::Alarms;
 use crate::apply::Response;
 use crate::backend::{Backend, Record};
 use crate::error::{RequestError, Result};
@@ -37,6 +38,7 @@ pub(crate) struct State {
     pub time: i64,
     pub leases: Leases,
     pub plugins: Registry,
+    pub alarms: Alarms,
 }
 
 /// A compaction decided in this batch, to be carried out on disk once the batch is durable.
@@ -116,6 +118,9 @@ impl<'a> BatchWriter<'a> {
             time: stamp_ms.max(self.state.time),
             events: Vec::new(),
         };
+        if let Some(refused) = self.state.alarms.refuses(request) {
+            return Err(refused.into());
+        }
         let response = match request {
             Request::Put(put) => {
                 self.check_put(put)?;
@@ -131,6 +136,7 @@ impl<'a> BatchWriter<'a> {
             Request::PluginRemove(r) => Response::Plugin(self.plugin_remove(r)?),
             Request::PluginRollback(r) => Response::Plugin(self.plugin_rollback(r)?),
             Request::PluginFlush(f) => Response::Plugin(self.plugin_flush(&mut txn, f)?),
+            Request::Alarm(a) => Response::Alarm(self.alarm(a)?),
         };
         if txn.changed() {
             self.state.current = txn.main;

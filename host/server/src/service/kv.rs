@@ -46,6 +46,7 @@ impl Kv for KvService {
     ) -> Result<Response<RangeResponse>, Status> {
         let req = request.into_inner();
         validate::range(&req)?;
+        self.node.check_readable()?;
         if !req.serializable {
             self.node.linearize().await?;
         }

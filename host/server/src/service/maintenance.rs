@@ -1,27 +1,28 @@
 //! The Maintenance service: status and health for `etcdctl endpoint status|health`, alarms
-//! (none can be raised yet: quotas arrive with the operations issue), and defragmentation,
-//! which on an LSM is a major compaction and does not stop writes.
+//! (replicated: raised by the quota and the corruption check, cleared by `alarm disarm`),
+//! hashes for `endpoint hash|hashkv`, and defragmentation, which on an LSM is a major
+//! compaction and does not stop writes.
 
 use std::pin::Pin;
 use std::sync::Arc;
 
+use conclave_proto::conclavepb::command::Request as Command;
 use conclave_proto::etcdserverpb::{
-    AlarmRequest, AlarmResponse, DefragmentRequest, DefragmentResponse, DowngradeRequest,
-    DowngradeResponse, HashKvRequest, HashKvResponse, HashRequest, HashResponse, MoveLeaderRequest,
-    MoveLeaderResponse, SnapshotRequest, SnapshotResponse, StatusRequest, StatusResponse,
-    alarm_request::AlarmAction, maintenance_server::Maintenance,
+    AlarmRequest, AlarmResponse, AlarmType, DefragmentRequest, DefragmentResponse,
+    DowngradeRequest, DowngradeResponse, HashKvRequest, HashKvResponse, HashRequest, HashResponse,
+    MoveLeaderRequest, MoveLeaderResponse, SnapshotRequest, SnapshotResponse, StatusRequest,
+    StatusResponse, alarm_request::AlarmAction, maintenance_server::Maintenance,
 };
+use conclave_store::Response as Applied;
 use futures::Stream;
 use tonic::{Request, Response, Status};
 
-use crate::error::STOPPED;
+use crate::error::{STOPPED, request_status};
 use crate::node::{Node, REQUEST_TIMEOUT};
 use openraft::async_runtime::WatchReceiver;
 
 /// The etcd API version conclave speaks; clients use it to decide which features to use.
 pub const ETCD_API_VERSION: &str = "3.5.0";
-/// etcd's default backend quota, reported until quotas are configurable.
-pub const DEFAULT_QUOTA_BYTES: i64 = 2 * 1024 * 1024 * 1024;
 
 #[derive(Clone)]
 pub struct MaintenanceService {
@@ -47,12 +48,25 @@ impl Maintenance for MaintenanceService {
         request: Request<AlarmRequest>,
     ) -> Result<Response<AlarmResponse>, Status> {
         let req = request.into_inner();
+        let alarm = AlarmType::try_from(req.alarm).unwrap_or(AlarmType::None);
         match AlarmAction::try_from(req.action) {
             Ok(AlarmAction::Get) => Ok(Response::new(AlarmResponse {
                 header: self.node.header(self.node.store.current_revision()),
-                alarms: Vec::new(),
+                alarms: self.node.store.alarms(alarm),
             })),
-            _ => Err(not_yet("raising or clearing alarms")),
+            Ok(AlarmAction::Activate | AlarmAction::Deactivate) => {
+                let applied = self.node.propose(Command::Alarm(req)).await?;
+                match applied.result.map_err(|e| request_status(&e))? {
+                    Applied::Alarm(mut resp) => {
+                        resp.header = self.node.header(applied.revision);
+                        Ok(Response::new(resp))
+                    }
+                    _ => Err(Status::internal(
+                        "etcdserver: unexpected apply result for alarm",
+                    )),
+                }
+            }
+            Err(_) => Err(Status::invalid_argument("etcdserver: unknown alarm action")),
         }
     }
 
@@ -60,11 +74,16 @@ impl Maintenance for MaintenanceService {
         let s = self.node.blocking(|s| Ok(s.status())).await?;
         let raft = self.node.status();
         let db_size = i64::try_from(s.disk_bytes).unwrap_or(i64::MAX);
-        let errors = if raft.leader.is_none() {
+        let mut errors = if raft.leader.is_none() {
             vec!["etcdserver: no leader".to_string()]
         } else {
             Vec::new()
         };
+        // As etcd lists them: each alarm in its text form.
+        for a in self.node.store.alarms(AlarmType::None) {
+            let name = AlarmType::try_from(a.alarm).map_or("UNKNOWN", |t| t.as_str_name());
+            errors.push(format!("memberID:{} alarm:{name} ", a.member_id));
+        }
         Ok(Response::new(StatusResponse {
             header: self.node.header(s.revision),
             version: ETCD_API_VERSION.into(),
@@ -77,7 +96,10 @@ impl Maintenance for MaintenanceService {
             db_size_in_use: db_size,
             is_learner: raft.is_learner,
             storage_version: String::new(),
-            db_size_quota: DEFAULT_QUOTA_BYTES,
+            db_size_quota: self
+                .node
+                .quota()
+                .map_or(0, |q| i64::try_from(q).unwrap_or(i64::MAX)),
             downgrade_info: None,
         }))
     }
@@ -93,11 +115,25 @@ impl Maintenance for MaintenanceService {
     }
 
     async fn hash(&self, _: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
-        Err(not_yet("Hash"))
+        let h = self.node.blocking(|s| s.hash_all()).await?;
+        Ok(Response::new(HashResponse {
+            header: self.node.header(h.hash_revision),
+            hash: h.hash,
+        }))
     }
 
-    async fn hash_kv(&self, _: Request<HashKvRequest>) -> Result<Response<HashKvResponse>, Status> {
-        Err(not_yet("HashKV"))
+    async fn hash_kv(
+        &self,
+        request: Request<HashKvRequest>,
+    ) -> Result<Response<HashKvResponse>, Status> {
+        let revision = request.into_inner().revision;
+        let h = self.node.blocking(move |s| s.hash_kv(revision)).await?;
+        Ok(Response::new(HashKvResponse {
+            header: self.node.header(self.node.store.current_revision()),
+            hash: h.hash,
+            compact_revision: h.compact_revision,
+            hash_revision: h.hash_revision,
+        }))
     }
 
     type SnapshotStream =
