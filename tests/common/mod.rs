@@ -472,6 +472,16 @@ fn dechunk(mut data: &[u8]) -> Result<Vec<u8>, String> {
     }
 }
 
+/// Runs `conclavectl --endpoints ENDPOINT ARGS...`.
+pub fn conclavectl(endpoint: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_conclavectl"))
+        .arg("--endpoints")
+        .arg(endpoint)
+        .args(args)
+        .output()
+        .expect("run conclavectl")
+}
+
 /// Waits for `cond` with a deadline; for conditions the tests cannot be told about.
 pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;

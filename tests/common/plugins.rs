@@ -2,7 +2,7 @@
 //! cargo does nothing when they are up to date), and deployed with the real `conclavectl`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::OnceLock;
 
 /// The path of a built plugin, e.g. `plugin_path("rollup")`.
@@ -29,15 +29,7 @@ pub fn plugin_path(name: &str) -> PathBuf {
     path
 }
 
-/// Runs `conclavectl --endpoints ENDPOINT ARGS...`.
-pub fn conclavectl(endpoint: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_conclavectl"))
-        .arg("--endpoints")
-        .arg(endpoint)
-        .args(args)
-        .output()
-        .expect("run conclavectl")
-}
+pub use super::conclavectl;
 
 /// `plugin status NAME -w json` as JSON.
 pub fn plugin_status(endpoint: &str, name: &str) -> serde_json::Value {

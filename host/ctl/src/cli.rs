@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::commands::{
     certs::CertsCommand, compaction::CompactionArgs, del::DelArgs, endpoint::EndpointCommand,
-    get::GetArgs, plugin::PluginCommand, put::PutArgs, txn::TxnArgs,
+    get::GetArgs, plugin::PluginCommand, put::PutArgs, snapshot::SnapshotCommand, txn::TxnArgs,
 };
 use crate::gofmt::parse_duration;
 
@@ -67,6 +67,9 @@ pub enum Command {
     /// Endpoint related commands
     #[command(subcommand, arg_required_else_help = true)]
     Endpoint(EndpointCommand),
+    /// Manages snapshots: save, status, restore
+    #[command(subcommand, arg_required_else_help = true)]
+    Snapshot(SnapshotCommand),
     /// Peer TLS certificates for a conclave cluster
     #[command(subcommand, arg_required_else_help = true)]
     Certs(CertsCommand),

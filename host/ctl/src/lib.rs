@@ -70,6 +70,7 @@ where
         Command::Compaction(args) => commands::compaction::run(&ctx, args, &mut io),
         Command::Endpoint(cmd) => commands::endpoint::run(&ctx, cmd, &mut io),
         Command::Certs(cmd) => commands::certs::run(cmd, &mut io),
+        Command::Snapshot(cmd) => commands::snapshot::run(&ctx, cmd, &mut io),
         Command::Plugin(cmd) => commands::plugin::run(&ctx, cmd, &mut io),
     });
     match result {

@@ -144,6 +144,30 @@ pub struct Config {
     )]
     pub experimental_corrupt_check_time: Duration,
 
+    /// On an empty data dir, first restore the store from this snapshot file (from `etcdctl
+    /// snapshot save`, `conclavectl snapshot save` or --backup-dir); ignored once the data
+    /// dir holds a store. The member then forms a new cluster from its flags.
+    #[arg(long, env = "CONCLAVE_RESTORE_FROM")]
+    pub restore_from: Option<PathBuf>,
+
+    /// Write a snapshot of the whole state to this directory every --backup-interval, from
+    /// the leader.
+    #[arg(long, env = "CONCLAVE_BACKUP_DIR")]
+    pub backup_dir: Option<PathBuf>,
+
+    /// Time between two scheduled backups (e.g. 1h, 15m).
+    #[arg(
+        long,
+        default_value = "1h",
+        value_parser = humantime::parse_duration,
+        env = "CONCLAVE_BACKUP_INTERVAL"
+    )]
+    pub backup_interval: Duration,
+
+    /// How many scheduled backups to keep: the newest; older ones are removed.
+    #[arg(long, default_value_t = 24, env = "CONCLAVE_BACKUP_RETAIN")]
+    pub backup_retain: usize,
+
     /// Log level filter (error, warn, info, debug, trace, or a tracing filter directive).
     #[arg(long, default_value = "info", env = "CONCLAVE_LOG")]
     pub log_level: String,

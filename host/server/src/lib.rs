@@ -3,6 +3,7 @@
 
 mod authority;
 mod auto_compact;
+mod backup;
 mod clock;
 pub mod config;
 mod corrupt_check;

@@ -29,6 +29,7 @@ use tracing::{info, warn};
 
 use crate::authority::AuthorityListener;
 use crate::auto_compact::{self, Retention};
+use crate::backup;
 use crate::config::{ClusterState, Config, peer_addr, socket_addr};
 use crate::corrupt_check;
 use crate::forward::MAX_BATCH_BYTES;
@@ -62,6 +63,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
     let store_dir = data_dir.join("store");
+    if let Some(file) = config.restore_from.clone() {
+        let dir = store_dir.clone();
+        tokio::task::spawn_blocking(move || backup::restore_if_empty(&file, &dir)).await??;
+    }
+    if config.backup_interval.is_zero() {
+        bail!("--backup-interval must be longer than 0");
+    }
     let store = tokio::task::spawn_blocking(move || Store::open(&store_dir))
         .await?
         .context("cannot open the store")?;
@@ -192,6 +200,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             config.experimental_corrupt_check_time,
         )));
     }
+    if let Some(dir) = config.backup_dir.clone() {
+        let schedule = backup::Schedule {
+            dir,
+            interval: config.backup_interval,
+            retain: config.backup_retain,
+        };
+        background.push(tokio::spawn(backup::run(node.clone(), schedule)));
+    }
     let lessor = Lessor::new(node.clone());
     let lessor_task = tokio::spawn(lessor.clone().run());
     let supervisor = tokio::spawn(
@@ -208,7 +224,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         min_lease_ttl(config.election_timeout),
     );
     let kv = KvService::new(node.clone());
-    let maintenance = MaintenanceService::new(node.clone());
+    let maintenance = MaintenanceService::new(node.clone(), snapshots.clone());
     let grpc = tonic::service::Routes::new(
         KvServer::new(kv.clone()).max_decoding_message_size(MAX_GRPC_MESSAGE),
     )

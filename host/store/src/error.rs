@@ -73,6 +73,8 @@ pub enum StoreError {
     Engine(#[from] fjall::Error),
     #[error("corrupt record: {0}")]
     Corrupt(String),
+    #[error("{0} already holds data; restore into an empty or new directory")]
+    Exists(String),
     #[error("entry {index} applied out of order (last applied {applied})")]
     OutOfOrder { index: u64, applied: u64 },
 }

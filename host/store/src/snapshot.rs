@@ -6,13 +6,17 @@
 //! tag 0 the end (SHA-256 of every byte before the end frame).
 
 use std::io::{Read, Write};
+use std::path::Path;
 use std::sync::atomic::Ordering;
 
 use fjall::Readable;
 use sha2::{Digest, Sha256};
 use tracing::info;
 
-use crate::backend::{Backend, META_APPLIED, META_INSTALLING, META_RAFT_STATE, META_REVISION};
+use crate::alarm::META_ALARM_PREFIX;
+use crate::backend::{
+    Backend, META_APPLIED, META_INSTALLING, META_RAFT_STATE, META_REVISION, pair_bytes,
+};
 use crate::error::{Result, StoreError};
 use crate::revision::{REVISION_KEY_LEN, Revision};
 use crate::store::{Store, failed, load_state};
@@ -39,6 +43,8 @@ pub struct SnapshotInfo {
     pub records: u64,
     /// Bytes written or read, trailer included.
     pub bytes: u64,
+    /// The SHA-256 at the end of the snapshot.
+    pub checksum: Vec<u8>,
 }
 
 /// Writes frames and hashes everything it writes.
@@ -107,6 +113,7 @@ impl Store {
         w.put(&(digest.len() as u32).to_be_bytes())?;
         w.put(&digest)?;
         info.bytes = w.bytes;
+        info.checksum = digest.to_vec();
         Ok(info)
     }
 
@@ -143,6 +150,125 @@ impl Store {
         );
         Ok(info)
     }
+}
+
+/// Backup files are shaped as etcd's snapshot files, which etcdctl checks on `snapshot save`:
+/// the snapshot padded with zeros to a multiple of [`BACKUP_ALIGN`] bytes, then the SHA-256
+/// of all of that.
+const BACKUP_ALIGN: u64 = 512;
+const SHA256_LEN: u64 = 32;
+
+/// Hashes what passes through to `out`.
+struct Envelope<'a> {
+    out: &'a mut dyn Write,
+    hash: Sha256,
+    bytes: u64,
+}
+
+impl Write for Envelope<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.out.write(buf)?;
+        self.hash.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
+}
+
+impl Store {
+    /// Writes a backup of the whole store as of now: a snapshot in etcd's file envelope.
+    /// `bytes` in the answer counts the whole file.
+    pub fn write_backup(&self, out: &mut dyn Write) -> Result<SnapshotInfo> {
+        let mut env = Envelope {
+            out,
+            hash: Sha256::new(),
+            bytes: 0,
+        };
+        let mut info = self.write_snapshot(&mut env)?;
+        let padding = (BACKUP_ALIGN - env.bytes % BACKUP_ALIGN) % BACKUP_ALIGN;
+        env.write_all(&vec![0u8; padding as usize]).map_err(io)?;
+        let digest = env.hash.clone().finalize();
+        env.out.write_all(&digest).map_err(io)?;
+        info.bytes = env.bytes + SHA256_LEN;
+        Ok(info)
+    }
+
+    /// Makes a new store in `dir`, which must not hold one, from the backup file `file`:
+    /// etcd's `snapshot restore`. It has every key with its history, the leases, the plugins,
+    /// users and roles, but not the consensus layer's position and membership, nor the
+    /// alarms, which name the old cluster's members: a member started on it forms a new
+    /// cluster from its flags. A bad file leaves no store behind.
+    pub fn restore(dir: &Path, file: &Path) -> Result<SnapshotInfo> {
+        let occupied = match std::fs::read_dir(dir) {
+            Ok(mut entries) => entries.next().is_some(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+            Err(e) => return Err(io(e)),
+        };
+        if occupied {
+            return Err(StoreError::Exists(dir.display().to_string()));
+        }
+        let outcome = (|| {
+            let size = check_envelope(file)?;
+            let mut input = std::io::BufReader::new(std::fs::File::open(file).map_err(io)?);
+            let store = Store::open(dir)?;
+            let mut info = store.install_snapshot(&mut input)?;
+            info.bytes = size;
+            let mut g = store.state.write();
+            let mut batch = store.backend.db.batch();
+            batch.remove(&store.backend.meta, META_RAFT_STATE);
+            batch.insert(&store.backend.meta, META_APPLIED, pair_bytes(0, 0).to_vec());
+            for guard in store.backend.meta.prefix(META_ALARM_PREFIX) {
+                batch.remove(&store.backend.meta, guard.key()?);
+            }
+            batch.commit()?;
+            store.backend.persist()?;
+            g.state.applied = (0, 0);
+            g.state.alarms = Default::default();
+            Ok(info)
+        })();
+        if outcome.is_err() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        outcome
+    }
+}
+
+/// Reads a whole backup file and checks it (the envelope's SHA-256, then the snapshot's own
+/// format, order and checksum) without installing it: what `snapshot status` reports.
+/// `bytes` in the answer counts the whole file.
+pub fn inspect_backup(file: &Path) -> Result<SnapshotInfo> {
+    let size = check_envelope(file)?;
+    let mut input = std::io::BufReader::new(std::fs::File::open(file).map_err(io)?);
+    let mut info = read_frames(&mut input, |_| Ok(()))?;
+    info.bytes = size;
+    Ok(info)
+}
+
+/// Checks a backup file's length and closing SHA-256; answers its size.
+fn check_envelope(file: &Path) -> Result<u64> {
+    let mut input = std::fs::File::open(file).map_err(io)?;
+    let size = input.metadata().map_err(io)?.len();
+    if size % BACKUP_ALIGN != SHA256_LEN {
+        return Err(StoreError::Corrupt(format!(
+            "{} is not a snapshot file: no SHA-256 at its end ({size} bytes)",
+            file.display()
+        )));
+    }
+    let mut body = (&mut input).take(size - SHA256_LEN);
+    let mut hash = Sha256::new();
+    std::io::copy(&mut body, &mut hash).map_err(io)?;
+    let mut digest = [0u8; SHA256_LEN as usize];
+    input.read_exact(&mut digest).map_err(io)?;
+    if digest.as_slice() != hash.finalize().as_slice() {
+        return Err(StoreError::Corrupt(format!(
+            "{}: checksum mismatch",
+            file.display()
+        )));
+    }
+    Ok(size)
 }
 
 fn note_meta(info: &mut SnapshotInfo, key: &[u8], value: &[u8]) {
@@ -198,6 +324,39 @@ fn install(backend: &Backend, input: &mut dyn Read) -> Result<SnapshotInfo> {
             backend.meta.remove(key)?;
         }
     }
+    let mut batch = backend.db.batch();
+    let info = read_frames(input, |frame| {
+        match frame {
+            Frame::Meta(key, value) => {
+                batch.insert(&backend.meta, key.to_vec(), value.to_vec());
+            }
+            Frame::Record(key, value) => {
+                batch.insert(&backend.kv, key.to_vec(), value.to_vec());
+                if batch.len() >= INSTALL_CHUNK {
+                    std::mem::replace(&mut batch, backend.db.batch()).commit()?;
+                }
+            }
+        }
+        Ok(())
+    })?;
+    batch.remove(&backend.meta, META_INSTALLING);
+    batch.commit()?;
+    backend.persist()?;
+    Ok(info)
+}
+
+/// One entry of a snapshot.
+enum Frame<'a> {
+    Meta(&'a [u8], &'a [u8]),
+    /// A record: its revision key and its bytes.
+    Record(&'a [u8], &'a [u8]),
+}
+
+/// Reads frames up to the end frame, handing each to `each`, and checks the trailer.
+fn read_frames(
+    input: &mut dyn Read,
+    mut each: impl FnMut(Frame<'_>) -> Result<()>,
+) -> Result<SnapshotInfo> {
     let mut r = HashingReader {
         input,
         hash: Sha256::new(),
@@ -215,7 +374,6 @@ fn install(backend: &Backend, input: &mut dyn Read) -> Result<SnapshotInfo> {
         )));
     }
     let mut info = SnapshotInfo::default();
-    let mut batch = backend.db.batch();
     let mut last_rev: Option<Revision> = None;
     loop {
         let mut head = [0u8; 5];
@@ -235,6 +393,7 @@ fn install(backend: &Backend, input: &mut dyn Read) -> Result<SnapshotInfo> {
             if digest.as_slice() != expected.as_slice() {
                 return Err(StoreError::Corrupt("snapshot checksum mismatch".into()));
             }
+            info.checksum = digest;
             break;
         }
         r.hash.update(&head[..1]);
@@ -262,7 +421,7 @@ fn install(backend: &Backend, input: &mut dyn Read) -> Result<SnapshotInfo> {
                     continue;
                 }
                 note_meta(&mut info, key, value);
-                batch.insert(&backend.meta, key.to_vec(), value.to_vec());
+                each(Frame::Meta(key, value))?;
             }
             TAG_RECORD => {
                 if payload.len() < REVISION_KEY_LEN {
@@ -275,11 +434,8 @@ fn install(backend: &Backend, input: &mut dyn Read) -> Result<SnapshotInfo> {
                     return Err(StoreError::Corrupt("snapshot records out of order".into()));
                 }
                 last_rev = Some(rev);
-                batch.insert(&backend.kv, key.to_vec(), value.to_vec());
                 info.records += 1;
-                if batch.len() >= INSTALL_CHUNK {
-                    std::mem::replace(&mut batch, backend.db.batch()).commit()?;
-                }
+                each(Frame::Record(key, value))?;
             }
             other => {
                 return Err(StoreError::Corrupt(format!(
@@ -288,9 +444,6 @@ fn install(backend: &Backend, input: &mut dyn Read) -> Result<SnapshotInfo> {
             }
         }
     }
-    batch.remove(&backend.meta, META_INSTALLING);
-    batch.commit()?;
-    backend.persist()?;
     info.bytes = r.bytes;
     Ok(info)
 }

@@ -8,4 +8,5 @@ pub mod endpoint;
 pub mod get;
 pub mod plugin;
 pub mod put;
+pub mod snapshot;
 pub mod txn;

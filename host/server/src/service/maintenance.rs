@@ -3,6 +3,7 @@
 //! hashes for `endpoint hash|hashkv`, and defragmentation, which on an LSM is a major
 //! compaction and does not stop writes.
 
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -17,6 +18,7 @@ use conclave_store::Response as Applied;
 use futures::Stream;
 use tonic::{Request, Response, Status};
 
+use crate::backup;
 use crate::error::{STOPPED, request_status};
 use crate::node::{Node, REQUEST_TIMEOUT};
 use openraft::async_runtime::WatchReceiver;
@@ -24,14 +26,19 @@ use openraft::async_runtime::WatchReceiver;
 /// The etcd API version conclave speaks; clients use it to decide which features to use.
 pub const ETCD_API_VERSION: &str = "3.5.0";
 
+/// Bytes per Snapshot stream message (etcd sends 32 KiB).
+const SNAPSHOT_CHUNK: usize = 64 * 1024;
+
 #[derive(Clone)]
 pub struct MaintenanceService {
     node: Arc<Node>,
+    /// Where a snapshot being streamed is written first.
+    scratch: PathBuf,
 }
 
 impl MaintenanceService {
-    pub fn new(node: Arc<Node>) -> Self {
-        Self { node }
+    pub fn new(node: Arc<Node>, scratch: PathBuf) -> Self {
+        Self { node, scratch }
     }
 }
 
@@ -139,11 +146,64 @@ impl Maintenance for MaintenanceService {
     type SnapshotStream =
         Pin<Box<dyn Stream<Item = Result<SnapshotResponse, Status>> + Send + 'static>>;
 
+    /// The whole state, as of now, in the store's snapshot format: written to a file first
+    /// (so the stream can say how much remains, as etcd's does), then sent in chunks.
     async fn snapshot(
         &self,
         _: Request<SnapshotRequest>,
     ) -> Result<Response<Self::SnapshotStream>, Status> {
-        Err(not_yet("Snapshot"))
+        let store = self.node.store.clone();
+        let scratch = self.scratch.clone();
+        let (file, info) = tokio::task::spawn_blocking(move || {
+            std::fs::create_dir_all(&scratch)?;
+            let path = backup::temp_path(&scratch);
+            let info = backup::write_file(&store, &path)?;
+            let file = std::fs::File::open(&path)?;
+            // The open file stays readable; nothing is left behind if the client goes away.
+            std::fs::remove_file(&path)?;
+            Ok::<_, std::io::Error>((file, info))
+        })
+        .await
+        .map_err(|e| Status::internal(format!("etcdserver: {e}")))?
+        .map_err(|e| Status::internal(format!("etcdserver: cannot write the snapshot: {e}")))?;
+        tracing::info!(
+            revision = info.revision,
+            bytes = info.bytes,
+            "sending a snapshot to a client"
+        );
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let header = self.node.header(info.revision);
+        tokio::task::spawn_blocking(move || {
+            let mut file = file;
+            let mut remaining = info.bytes;
+            loop {
+                let mut blob = vec![0u8; SNAPSHOT_CHUNK];
+                let n = match std::io::Read::read(&mut file, &mut blob) {
+                    Ok(0) => return,
+                    Ok(n) => n,
+                    Err(e) => {
+                        let _ = tx.blocking_send(Err(Status::internal(format!(
+                            "etcdserver: reading the snapshot: {e}"
+                        ))));
+                        return;
+                    }
+                };
+                blob.truncate(n);
+                remaining = remaining.saturating_sub(n as u64);
+                let message = SnapshotResponse {
+                    header,
+                    remaining_bytes: remaining,
+                    blob,
+                    version: ETCD_API_VERSION.into(),
+                };
+                if tx.blocking_send(Ok(message)).is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
     }
 
     async fn move_leader(
