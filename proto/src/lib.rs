@@ -95,6 +95,7 @@ impl std::fmt::Display for conclavepb::Command {
                 )
             }
             Some(Request::PluginRemove(r)) => write!(f, "plugin remove {}", r.name),
+            Some(Request::Auth(_)) => write!(f, "auth change"),
             Some(Request::Alarm(a)) => write!(
                 f,
                 "alarm action {} type {} member {:x}",

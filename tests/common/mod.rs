@@ -221,6 +221,18 @@ impl Server {
             .unwrap_or_else(|e| panic!("{method} {path}: {e}\n--- server log ---\n{}", self.log()))
     }
 
+    /// [`Server::http`] with more request headers.
+    pub fn http_with_headers(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> HttpResponse {
+        try_http_with_headers(self.port, method, path, body, headers)
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}\n--- server log ---\n{}", self.log()))
+    }
+
     /// POSTs a JSON body to the gateway and parses the JSON answer.
     pub fn post_json(&self, path: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
         let resp = self.http("POST", path, Some(&body.to_string()));
@@ -370,6 +382,16 @@ fn try_http(
     path: &str,
     body: Option<&str>,
 ) -> Result<HttpResponse, String> {
+    try_http_with_headers(port, method, path, body, &[])
+}
+
+fn try_http_with_headers(
+    port: u16,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    headers: &[(&str, &str)],
+) -> Result<HttpResponse, String> {
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
         .map_err(|e| format!("connect: {e}"))?;
@@ -386,6 +408,9 @@ fn try_http(
             "Content-Type: application/json\r\nContent-Length: {}\r\n",
             body.len()
         ));
+    }
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
     }
     request.push_str("\r\n");
     request.push_str(body);

@@ -168,6 +168,10 @@ pub struct Config {
     #[arg(long, default_value_t = 24, env = "CONCLAVE_BACKUP_RETAIN")]
     pub backup_retain: usize,
 
+    /// How long an auth token is valid, in seconds (etcd's simple-token TTL).
+    #[arg(long, default_value_t = 300, env = "ETCD_AUTH_TOKEN_TTL")]
+    pub auth_token_ttl: u64,
+
     /// Log level filter (error, warn, info, debug, trace, or a tracing filter directive).
     #[arg(long, default_value = "info", env = "CONCLAVE_LOG")]
     pub log_level: String,

@@ -52,9 +52,9 @@ pub async fn check(node: &Arc<Node>) -> Result<(), Status> {
     for (id, member) in others {
         let mut client = MaintenanceClient::new(node.channel_to(&member)?);
         let theirs = match client
-            .hash_kv(HashKvRequest {
+            .hash_kv(node.auth.member_request(HashKvRequest {
                 revision: mine.hash_revision,
-            })
+            }))
             .await
         {
             Ok(r) => r.into_inner(),

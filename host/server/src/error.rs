@@ -11,7 +11,7 @@ pub struct EtcdError {
 }
 
 impl EtcdError {
-    const fn new(code: Code, message: &'static str) -> Self {
+    pub const fn new(code: Code, message: &'static str) -> Self {
         Self { code, message }
     }
 }
@@ -71,6 +71,18 @@ pub fn request_status(e: &RequestError) -> Status {
         | RequestError::FlushOpInvalid => Code::InvalidArgument,
         RequestError::NoSpace => Code::ResourceExhausted,
         RequestError::Corrupt => Code::DataLoss,
+        RequestError::UserEmpty
+        | RequestError::RoleEmpty
+        | RequestError::PermissionNotGiven
+        | RequestError::InvalidAuthManagement => Code::InvalidArgument,
+        RequestError::RootUserNotExist
+        | RequestError::RootRoleNotExist
+        | RequestError::UserAlreadyExist
+        | RequestError::UserNotFound
+        | RequestError::RoleAlreadyExist
+        | RequestError::RoleNotFound
+        | RequestError::RoleNotGranted
+        | RequestError::PermissionNotGranted => Code::FailedPrecondition,
     };
     Status::new(code, e.to_string())
 }

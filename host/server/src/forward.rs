@@ -11,6 +11,7 @@ use conclave_proto::conclavepb::{
 };
 use prost::Message;
 use tokio::sync::{Semaphore, mpsc, oneshot};
+use tonic::metadata::AsciiMetadataValue;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
@@ -35,6 +36,8 @@ pub enum Forward {
 struct Pending {
     leader: u64,
     channel: Channel,
+    /// The forwarding member's proof of membership (see `auth`).
+    stamp: Option<AsciiMetadataValue>,
     command: Command,
     reply: oneshot::Sender<Result<ProposeResponse, Forward>>,
 }
@@ -58,12 +61,14 @@ impl Forwarder {
         &self,
         leader: u64,
         channel: Channel,
+        stamp: Option<AsciiMetadataValue>,
         command: Command,
     ) -> Result<ProposeResponse, Forward> {
         let (reply, answer) = oneshot::channel();
         let pending = Pending {
             leader,
             channel,
+            stamp,
             command,
             reply,
         };
@@ -117,13 +122,20 @@ async fn run(mut queue: mpsc::UnboundedReceiver<Pending>) {
 
 async fn send(batch: Vec<Pending>) {
     let channel = batch[0].channel.clone();
+    let stamp = batch[0].stamp.clone();
     let (commands, replies): (Vec<_>, Vec<_>) =
         batch.into_iter().map(|p| (p.command, p.reply)).unzip();
     let sent = commands.len();
+    let mut request = tonic::Request::new(ProposeBatchRequest { commands });
+    if let Some(stamp) = stamp {
+        request
+            .metadata_mut()
+            .insert(crate::auth::MEMBER_METADATA, stamp);
+    }
     let answer = InternalClient::new(channel)
         .max_decoding_message_size(usize::MAX)
         .max_encoding_message_size(usize::MAX)
-        .propose_batch(ProposeBatchRequest { commands })
+        .propose_batch(request)
         .await;
     match answer {
         Ok(response) => {

@@ -4,18 +4,26 @@
 //! Plus `GET /health`.
 
 use std::future::Future;
+use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use conclave_proto::etcdserverpb::{
-    AlarmRequest, CompactionRequest, DefragmentRequest, DeleteRangeRequest, HashKvRequest,
-    HashRequest, LeaseGrantRequest, LeaseKeepAliveRequest, LeaseLeasesRequest, LeaseRevokeRequest,
+    AlarmRequest, AuthDisableRequest, AuthEnableRequest, AuthRoleAddRequest, AuthRoleDeleteRequest,
+    AuthRoleGetRequest, AuthRoleGrantPermissionRequest, AuthRoleListRequest,
+    AuthRoleRevokePermissionRequest, AuthStatusRequest, AuthUserAddRequest,
+    AuthUserChangePasswordRequest, AuthUserDeleteRequest, AuthUserGetRequest,
+    AuthUserGrantRoleRequest, AuthUserListRequest, AuthUserRevokeRoleRequest, AuthenticateRequest,
+    CompactionRequest, DefragmentRequest, DeleteRangeRequest, HashKvRequest, HashRequest,
+    LeaseGrantRequest, LeaseKeepAliveRequest, LeaseLeasesRequest, LeaseRevokeRequest,
     LeaseTimeToLiveRequest, MoveLeaderRequest, PutRequest, RangeRequest, StatusRequest, TxnRequest,
-    WatchRequest, kv_server::Kv, lease_server::Lease, maintenance_server::Maintenance,
+    WatchRequest, auth_server::Auth, kv_server::Kv, lease_server::Lease,
+    maintenance_server::Maintenance,
 };
 use conclave_proto::v3electionpb::{
     CampaignRequest, LeaderRequest, ProclaimRequest, ResignRequest, election_server::Election,
@@ -25,12 +33,17 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tonic::{Code, Status};
 
+use crate::auth;
+use crate::node::Node;
 use crate::service::{
-    ElectionService, KvService, LeaseService, LockService, MaintenanceService, WatchService,
+    AuthService, ElectionService, KvService, LeaseService, LockService, MaintenanceService,
+    WatchService,
 };
 
 #[derive(Clone)]
 pub struct Gateway {
+    pub node: Arc<Node>,
+    pub auth: AuthService,
     pub kv: KvService,
     pub maintenance: MaintenanceService,
     pub lease: LeaseService,
@@ -46,6 +59,23 @@ pub fn router(gateway: Gateway) -> Router {
         .route("/v3/kv/deleterange", post(delete_range))
         .route("/v3/kv/txn", post(txn))
         .route("/v3/kv/compaction", post(compaction))
+        .route("/v3/auth/enable", post(gw_auth_enable))
+        .route("/v3/auth/disable", post(gw_auth_disable))
+        .route("/v3/auth/status", post(gw_auth_status))
+        .route("/v3/auth/authenticate", post(gw_authenticate))
+        .route("/v3/auth/user/add", post(gw_user_add))
+        .route("/v3/auth/user/get", post(gw_user_get))
+        .route("/v3/auth/user/list", post(gw_user_list))
+        .route("/v3/auth/user/delete", post(gw_user_delete))
+        .route("/v3/auth/user/changepw", post(gw_user_change_password))
+        .route("/v3/auth/user/grant", post(gw_user_grant_role))
+        .route("/v3/auth/user/revoke", post(gw_user_revoke_role))
+        .route("/v3/auth/role/add", post(gw_role_add))
+        .route("/v3/auth/role/get", post(gw_role_get))
+        .route("/v3/auth/role/list", post(gw_role_list))
+        .route("/v3/auth/role/delete", post(gw_role_delete))
+        .route("/v3/auth/role/grant", post(gw_role_grant_permission))
+        .route("/v3/auth/role/revoke", post(gw_role_revoke_permission))
         .route("/v3/maintenance/status", post(status))
         .route("/v3/maintenance/alarm", post(alarm))
         .route("/v3/maintenance/defragment", post(defragment))
@@ -74,6 +104,7 @@ pub fn router(gateway: Gateway) -> Router {
 
 /// Decodes the body, runs the gRPC handler, encodes its answer.
 async fn unary<Req, Resp, Fut>(
+    headers: &HeaderMap,
     body: Bytes,
     call: impl FnOnce(tonic::Request<Req>) -> Fut,
 ) -> Response
@@ -90,10 +121,195 @@ where
             Err(e) => return error(&Status::invalid_argument(e.to_string())),
         }
     };
-    match call(tonic::Request::new(req)).await {
+    match call(with_token(headers, req)).await {
         Ok(resp) => json(StatusCode::OK, &resp.into_inner()),
         Err(status) => error(&status),
     }
+}
+
+async fn gw_auth_enable(State(g): State<Gateway>, headers: HeaderMap, body: Bytes) -> Response {
+    unary(
+        &headers,
+        body,
+        |r: tonic::Request<AuthEnableRequest>| async move { g.auth.auth_enable(r).await },
+    )
+    .await
+}
+
+async fn gw_auth_disable(State(g): State<Gateway>, headers: HeaderMap, body: Bytes) -> Response {
+    unary(
+        &headers,
+        body,
+        |r: tonic::Request<AuthDisableRequest>| async move { g.auth.auth_disable(r).await },
+    )
+    .await
+}
+
+async fn gw_auth_status(State(g): State<Gateway>, headers: HeaderMap, body: Bytes) -> Response {
+    unary(
+        &headers,
+        body,
+        |r: tonic::Request<AuthStatusRequest>| async move { g.auth.auth_status(r).await },
+    )
+    .await
+}
+
+async fn gw_authenticate(State(g): State<Gateway>, headers: HeaderMap, body: Bytes) -> Response {
+    unary(
+        &headers,
+        body,
+        |r: tonic::Request<AuthenticateRequest>| async move { g.auth.authenticate(r).await },
+    )
+    .await
+}
+
+async fn gw_user_add(State(g): State<Gateway>, headers: HeaderMap, body: Bytes) -> Response {
+    unary(
+        &headers,
+        body,
+        |r: tonic::Request<AuthUserAddRequest>| async move { g.auth.user_add(r).await },
+    )
+    .await
+}
+
+async fn gw_user_get(State(g): State<Gateway>, headers: HeaderMap, body: Bytes) -> Response {
+    unary(
+        &headers,
+        body,
+        |r: tonic::Request<AuthUserGetRequest>| async move { g.auth.user_get(r).await },
+    )
+    .await
+}
+
+async fn gw_user_list(State(g): State<Gateway>, headers: HeaderMap, body: Bytes) -> Response {
+    unary(
+        &headers,
+        body,
+        |r: tonic::Request<AuthUserListRequest>| async move { g.auth.user_list(r).await },
+    )
+    .await
+}
+
+async fn gw_user_delete(State(g): State<Gateway>, headers: HeaderMap, body: Bytes) -> Response {
+    unary(
+        &headers,
+        body,
+        |r: tonic::Request<AuthUserDeleteRequest>| async move { g.auth.user_delete(r).await },
+    )
+    .await
+}
+
+async fn gw_user_change_password(
+    State(g): State<Gateway>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    unary(
+        &headers,
+        body,
+        |r: tonic::Request<AuthUserChangePasswordRequest>| async move {
+            g.auth.user_change_password(r).await
+        },
+    )
+    .await
+}
+
+async fn gw_user_grant_role(State(g): State<Gateway>, headers: HeaderMap, body: Bytes) -> Response {
+    unary(&headers, body, |r: tonic::Request<AuthUserGrantRoleRequest>| async move {
+        g.auth.user_grant_role(r).await
+    })
+    .await
+}
+
+async fn gw_user_revoke_role(
+    State(g): State<Gateway>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    unary(&headers, body, |r: tonic::Request<AuthUserRevokeRoleRequest>| async move {
+        g.auth.user_revoke_role(r).await
+    })
+    .await
+}
+
+async fn gw_role_add(State(g): State<Gateway>, headers: HeaderMap, body: Bytes) -> Response {
+    unary(
+        &headers,
+        body,
+        |r: tonic::Request<AuthRoleAddRequest>| async move { g.auth.role_add(r).await },
+    )
+    .await
+}
+
+async fn gw_role_get(State(g): State<Gateway>, headers: HeaderMap, body: Bytes) -> Response {
+    unary(
+        &headers,
+        body,
+        |r: tonic::Request<AuthRoleGetRequest>| async move { g.auth.role_get(r).await },
+    )
+    .await
+}
+
+async fn gw_role_list(State(g): State<Gateway>, headers: HeaderMap, body: Bytes) -> Response {
+    unary(
+        &headers,
+        body,
+        |r: tonic::Request<AuthRoleListRequest>| async move { g.auth.role_list(r).await },
+    )
+    .await
+}
+
+async fn gw_role_delete(State(g): State<Gateway>, headers: HeaderMap, body: Bytes) -> Response {
+    unary(
+        &headers,
+        body,
+        |r: tonic::Request<AuthRoleDeleteRequest>| async move { g.auth.role_delete(r).await },
+    )
+    .await
+}
+
+async fn gw_role_grant_permission(
+    State(g): State<Gateway>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    unary(
+        &headers,
+        body,
+        |r: tonic::Request<AuthRoleGrantPermissionRequest>| async move {
+            g.auth.role_grant_permission(r).await
+        },
+    )
+    .await
+}
+
+async fn gw_role_revoke_permission(
+    State(g): State<Gateway>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    unary(
+        &headers,
+        body,
+        |r: tonic::Request<AuthRoleRevokePermissionRequest>| async move {
+            g.auth.role_revoke_permission(r).await
+        },
+    )
+    .await
+}
+
+/// A request as the gRPC services take it, with the token from etcd's gateway header
+/// (`Authorization: <token>`) in the metadata where gRPC clients put it.
+fn with_token<T>(headers: &HeaderMap, message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    if let Some(token) = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| tonic::metadata::AsciiMetadataValue::try_from(v).ok())
+    {
+        request.metadata_mut().insert(auth::TOKEN_METADATA, token);
+    }
+    request
 }
 
 fn json(code: StatusCode, body: &impl Serialize) -> Response {
@@ -137,164 +353,204 @@ fn error(status: &Status) -> Response {
     )
 }
 
-async fn range(State(g): State<Gateway>, body: Bytes) -> Response {
-    unary(body, |r: tonic::Request<RangeRequest>| async move {
-        g.kv.range(r).await
-    })
+async fn range(State(g): State<Gateway>, headers: HeaderMap, body: Bytes) -> Response {
+    unary(
+        &headers,
+        body,
+        |r: tonic::Request<RangeRequest>| async move { g.kv.range(r).await },
+    )
     .await
 }
 
-async fn put(State(g): State<Gateway>, body: Bytes) -> Response {
-    unary(body, |r: tonic::Request<PutRequest>| async move {
+async fn put(State(g): State<Gateway>, headers: HeaderMap, body: Bytes) -> Response {
+    unary(&headers, body, |r: tonic::Request<PutRequest>| async move {
         g.kv.put(r).await
     })
     .await
 }
 
-async fn delete_range(State(g): State<Gateway>, body: Bytes) -> Response {
-    unary(body, |r: tonic::Request<DeleteRangeRequest>| async move {
-        g.kv.delete_range(r).await
-    })
+async fn delete_range(State(g): State<Gateway>, headers: HeaderMap, body: Bytes) -> Response {
+    unary(
+        &headers,
+        body,
+        |r: tonic::Request<DeleteRangeRequest>| async move { g.kv.delete_range(r).await },
+    )
     .await
 }
 
-async fn txn(State(g): State<Gateway>, body: Bytes) -> Response {
-    unary(body, |r: tonic::Request<TxnRequest>| async move {
+async fn txn(State(g): State<Gateway>, headers: HeaderMap, body: Bytes) -> Response {
+    unary(&headers, body, |r: tonic::Request<TxnRequest>| async move {
         g.kv.txn(r).await
     })
     .await
 }
 
-async fn compaction(State(g): State<Gateway>, body: Bytes) -> Response {
-    unary(body, |r: tonic::Request<CompactionRequest>| async move {
-        g.kv.compact(r).await
-    })
+async fn compaction(State(g): State<Gateway>, headers: HeaderMap, body: Bytes) -> Response {
+    unary(
+        &headers,
+        body,
+        |r: tonic::Request<CompactionRequest>| async move { g.kv.compact(r).await },
+    )
     .await
 }
 
-async fn status(State(g): State<Gateway>, body: Bytes) -> Response {
-    unary(body, |r: tonic::Request<StatusRequest>| async move {
-        g.maintenance.status(r).await
-    })
+async fn status(State(g): State<Gateway>, headers: HeaderMap, body: Bytes) -> Response {
+    unary(
+        &headers,
+        body,
+        |r: tonic::Request<StatusRequest>| async move { g.maintenance.status(r).await },
+    )
     .await
 }
 
-async fn alarm(State(g): State<Gateway>, body: Bytes) -> Response {
-    unary(body, |r: tonic::Request<AlarmRequest>| async move {
-        g.maintenance.alarm(r).await
-    })
+async fn alarm(State(g): State<Gateway>, headers: HeaderMap, body: Bytes) -> Response {
+    unary(
+        &headers,
+        body,
+        |r: tonic::Request<AlarmRequest>| async move { g.maintenance.alarm(r).await },
+    )
     .await
 }
 
-async fn defragment(State(g): State<Gateway>, body: Bytes) -> Response {
-    unary(body, |r: tonic::Request<DefragmentRequest>| async move {
-        g.maintenance.defragment(r).await
-    })
+async fn defragment(State(g): State<Gateway>, headers: HeaderMap, body: Bytes) -> Response {
+    unary(
+        &headers,
+        body,
+        |r: tonic::Request<DefragmentRequest>| async move { g.maintenance.defragment(r).await },
+    )
     .await
 }
 
-async fn hash(State(g): State<Gateway>, body: Bytes) -> Response {
-    unary(body, |r: tonic::Request<HashRequest>| async move {
-        g.maintenance.hash(r).await
-    })
+async fn hash(State(g): State<Gateway>, headers: HeaderMap, body: Bytes) -> Response {
+    unary(
+        &headers,
+        body,
+        |r: tonic::Request<HashRequest>| async move { g.maintenance.hash(r).await },
+    )
     .await
 }
 
-async fn hash_kv(State(g): State<Gateway>, body: Bytes) -> Response {
-    unary(body, |r: tonic::Request<HashKvRequest>| async move {
-        g.maintenance.hash_kv(r).await
-    })
+async fn hash_kv(State(g): State<Gateway>, headers: HeaderMap, body: Bytes) -> Response {
+    unary(
+        &headers,
+        body,
+        |r: tonic::Request<HashKvRequest>| async move { g.maintenance.hash_kv(r).await },
+    )
     .await
 }
 
-async fn move_leader(State(g): State<Gateway>, body: Bytes) -> Response {
-    unary(body, |r: tonic::Request<MoveLeaderRequest>| async move {
-        g.maintenance.move_leader(r).await
-    })
+async fn move_leader(State(g): State<Gateway>, headers: HeaderMap, body: Bytes) -> Response {
+    unary(
+        &headers,
+        body,
+        |r: tonic::Request<MoveLeaderRequest>| async move { g.maintenance.move_leader(r).await },
+    )
     .await
 }
 
-async fn lease_grant(State(g): State<Gateway>, body: Bytes) -> Response {
-    unary(body, |r: tonic::Request<LeaseGrantRequest>| async move {
-        g.lease.lease_grant(r).await
-    })
+async fn lease_grant(State(g): State<Gateway>, headers: HeaderMap, body: Bytes) -> Response {
+    unary(
+        &headers,
+        body,
+        |r: tonic::Request<LeaseGrantRequest>| async move { g.lease.lease_grant(r).await },
+    )
     .await
 }
 
-async fn lease_revoke(State(g): State<Gateway>, body: Bytes) -> Response {
-    unary(body, |r: tonic::Request<LeaseRevokeRequest>| async move {
-        g.lease.lease_revoke(r).await
-    })
+async fn lease_revoke(State(g): State<Gateway>, headers: HeaderMap, body: Bytes) -> Response {
+    unary(
+        &headers,
+        body,
+        |r: tonic::Request<LeaseRevokeRequest>| async move { g.lease.lease_revoke(r).await },
+    )
     .await
 }
 
-async fn lease_time_to_live(State(g): State<Gateway>, body: Bytes) -> Response {
-    unary(body, |r: tonic::Request<LeaseTimeToLiveRequest>| async move {
+async fn lease_time_to_live(State(g): State<Gateway>, headers: HeaderMap, body: Bytes) -> Response {
+    unary(&headers, body, |r: tonic::Request<LeaseTimeToLiveRequest>| async move {
         g.lease.lease_time_to_live(r).await
     })
     .await
 }
 
-async fn lease_leases(State(g): State<Gateway>, body: Bytes) -> Response {
-    unary(body, |r: tonic::Request<LeaseLeasesRequest>| async move {
-        g.lease.lease_leases(r).await
-    })
+async fn lease_leases(State(g): State<Gateway>, headers: HeaderMap, body: Bytes) -> Response {
+    unary(
+        &headers,
+        body,
+        |r: tonic::Request<LeaseLeasesRequest>| async move { g.lease.lease_leases(r).await },
+    )
     .await
 }
 
-async fn lock(State(g): State<Gateway>, body: Bytes) -> Response {
-    unary(body, |r: tonic::Request<LockRequest>| async move {
-        g.lock.lock(r).await
-    })
+async fn lock(State(g): State<Gateway>, headers: HeaderMap, body: Bytes) -> Response {
+    unary(
+        &headers,
+        body,
+        |r: tonic::Request<LockRequest>| async move { g.lock.lock(r).await },
+    )
     .await
 }
 
-async fn unlock(State(g): State<Gateway>, body: Bytes) -> Response {
-    unary(body, |r: tonic::Request<UnlockRequest>| async move {
-        g.lock.unlock(r).await
-    })
+async fn unlock(State(g): State<Gateway>, headers: HeaderMap, body: Bytes) -> Response {
+    unary(
+        &headers,
+        body,
+        |r: tonic::Request<UnlockRequest>| async move { g.lock.unlock(r).await },
+    )
     .await
 }
 
-async fn campaign(State(g): State<Gateway>, body: Bytes) -> Response {
-    unary(body, |r: tonic::Request<CampaignRequest>| async move {
-        g.election.campaign(r).await
-    })
+async fn campaign(State(g): State<Gateway>, headers: HeaderMap, body: Bytes) -> Response {
+    unary(
+        &headers,
+        body,
+        |r: tonic::Request<CampaignRequest>| async move { g.election.campaign(r).await },
+    )
     .await
 }
 
-async fn proclaim(State(g): State<Gateway>, body: Bytes) -> Response {
-    unary(body, |r: tonic::Request<ProclaimRequest>| async move {
-        g.election.proclaim(r).await
-    })
+async fn proclaim(State(g): State<Gateway>, headers: HeaderMap, body: Bytes) -> Response {
+    unary(
+        &headers,
+        body,
+        |r: tonic::Request<ProclaimRequest>| async move { g.election.proclaim(r).await },
+    )
     .await
 }
 
-async fn leader(State(g): State<Gateway>, body: Bytes) -> Response {
-    unary(body, |r: tonic::Request<LeaderRequest>| async move {
-        g.election.leader(r).await
-    })
+async fn leader(State(g): State<Gateway>, headers: HeaderMap, body: Bytes) -> Response {
+    unary(
+        &headers,
+        body,
+        |r: tonic::Request<LeaderRequest>| async move { g.election.leader(r).await },
+    )
     .await
 }
 
-async fn resign(State(g): State<Gateway>, body: Bytes) -> Response {
-    unary(body, |r: tonic::Request<ResignRequest>| async move {
-        g.election.resign(r).await
-    })
+async fn resign(State(g): State<Gateway>, headers: HeaderMap, body: Bytes) -> Response {
+    unary(
+        &headers,
+        body,
+        |r: tonic::Request<ResignRequest>| async move { g.election.resign(r).await },
+    )
     .await
 }
 
 /// etcd's gateway watch: one WatchRequest in the body, then one `{"result": WatchResponse}`
 /// line per response for as long as the client keeps the connection open.
-async fn watch(State(g): State<Gateway>, body: Bytes) -> Response {
+async fn watch(State(g): State<Gateway>, headers: HeaderMap, body: Bytes) -> Response {
     use futures::StreamExt;
+    let caller = match g.node.auth.caller(&with_token(&headers, ())) {
+        Ok(c) => c,
+        Err(status) => return error(&status),
+    };
     let req: WatchRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => return error(&Status::invalid_argument(e.to_string())),
     };
     // The request stream stays open: the watch lives until the HTTP client goes away.
     let requests = futures::stream::iter([Ok(req)]).chain(futures::stream::pending());
-    let lines = g.watch.open(Box::pin(requests)).map(|item| {
+    let lines = g.watch.open(caller, Box::pin(requests)).map(|item| {
         #[derive(Serialize)]
         struct Streamed<T> {
             result: T,
@@ -317,7 +573,7 @@ async fn watch(State(g): State<Gateway>, body: Bytes) -> Response {
 }
 
 /// A stream in etcd's gateway: one request body in, `{"result": ...}` out (one keep-alive).
-async fn lease_keep_alive(State(g): State<Gateway>, body: Bytes) -> Response {
+async fn lease_keep_alive(State(g): State<Gateway>, headers: HeaderMap, body: Bytes) -> Response {
     #[derive(Serialize)]
     struct Streamed<T> {
         result: T,
@@ -326,6 +582,9 @@ async fn lease_keep_alive(State(g): State<Gateway>, body: Bytes) -> Response {
         Ok(r) => r,
         Err(e) => return error(&Status::invalid_argument(e.to_string())),
     };
+    if let Err(status) = g.node.auth.caller(&with_token(&headers, ())) {
+        return error(&status);
+    }
     match g.lease.keep_alive_once(req).await {
         Ok(resp) => json(StatusCode::OK, &Streamed { result: resp }),
         Err(status) => error(&status),
@@ -343,7 +602,18 @@ async fn health(State(g): State<Gateway>) -> Response {
         key: b"health".to_vec(),
         ..Default::default()
     };
-    match g.kv.range(tonic::Request::new(probe)).await {
+    // As etcd's: a member that answers "not allowed" is up.
+    let answer = g.kv.range(tonic::Request::new(probe)).await.or_else(|e| {
+        let refused = [auth::USER_EMPTY, auth::PERMISSION_DENIED]
+            .iter()
+            .any(|r| r.message == e.message());
+        if refused {
+            Ok(tonic::Response::new(Default::default()))
+        } else {
+            Err(e)
+        }
+    });
+    match answer {
         Ok(_) => json(
             StatusCode::OK,
             &Health {

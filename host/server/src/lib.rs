@@ -1,6 +1,7 @@
 //! The conclave server: etcd's v3 API over gRPC and its JSON gateway, served over the
 //! conclave store. Handlers are thin: validate, then read from the store or propose a write.
 
+mod auth;
 mod authority;
 mod auto_compact;
 mod backup;

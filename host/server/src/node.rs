@@ -26,6 +26,7 @@ use tonic::Status;
 use tonic::transport::Channel;
 use tracing::{debug, info, warn};
 
+use crate::auth::Authenticator;
 use crate::error::{
     LEADER_CHANGED, NO_LEADER, REQUEST_TIMED_OUT, REQUEST_TOO_LARGE, STOPPED, request_status,
     store_status,
@@ -73,6 +74,8 @@ pub struct Node {
     reads: ReadBatch,
     /// --quota-backend-bytes: the store size past which writes that grow it raise NOSPACE.
     quota: Option<u64>,
+    /// Who calls, and what they may do.
+    pub auth: Authenticator,
 }
 
 impl Node {
@@ -83,8 +86,10 @@ impl Node {
         me: Member,
         token: String,
         quota: Option<u64>,
+        token_ttl: Duration,
     ) -> Arc<Self> {
         Arc::new(Self {
+            auth: Authenticator::new(store.clone(), token_ttl),
             store,
             raft,
             identity,
@@ -278,7 +283,11 @@ impl Node {
     ) -> Result<Applied, Forward> {
         debug!(leader = %leader.name, "forwarding a write to the leader");
         let channel = self.channel_to(leader).map_err(Forward::Failed)?;
-        let resp = self.forwarder.forward(leader_id, channel, command).await?;
+        let stamp = self.auth.member_stamp();
+        let resp = self
+            .forwarder
+            .forward(leader_id, channel, stamp, command)
+            .await?;
         let applied = applied_from_wire(resp).map_err(Forward::Failed)?;
         // Answer only once this member has applied the write as well, so that a read here
         // right after sees it (as etcd's followers answer after their own apply).
@@ -334,7 +343,7 @@ impl Node {
                     Some((_, leader_member)) => {
                         return Ok(self
                             .internal_client(&leader_member)?
-                            .read_index(ReadIndexRequest {})
+                            .read_index(self.auth.member_request(ReadIndexRequest {}))
                             .await
                             .map_err(|_| Status::from(LEADER_CHANGED))?
                             .into_inner()
@@ -418,10 +427,10 @@ impl Node {
                     match leader.filter(|m| !m.client_urls.is_empty()) {
                         Some(leader) => match self.internal_client(&leader) {
                             Ok(mut client) => client
-                                .publish_member(PublishMemberRequest {
+                                .publish_member(self.auth.member_request(PublishMemberRequest {
                                     id: me_id,
                                     member: Some(member_to_wire(&self.me)),
-                                })
+                                }))
                                 .await
                                 .map(|_| ()),
                             Err(e) => Err(e),
@@ -522,6 +531,7 @@ fn applied_from_wire(resp: ProposeResponse) -> Result<Applied, Status> {
         Some(R::LeaseCheckpoint(r)) => Ok(Response::LeaseCheckpoint(r)),
         Some(R::Plugin(r)) => Ok(Response::Plugin(r)),
         Some(R::Alarm(r)) => Ok(Response::Alarm(r)),
+        Some(R::Auth(r)) => Ok(Response::Auth(r)),
         Some(R::Error(message)) => Err(RequestError::from_message(&message)
             .ok_or_else(|| Status::internal(format!("leader answered: {message}")))?),
         None => Ok(Response::Empty),
@@ -547,6 +557,7 @@ pub fn applied_to_wire(applied: Applied) -> ProposeResponse {
         Ok(Response::LeaseCheckpoint(r)) => Some(R::LeaseCheckpoint(r)),
         Ok(Response::Plugin(r)) => Some(R::Plugin(r)),
         Ok(Response::Alarm(r)) => Some(R::Alarm(r)),
+        Ok(Response::Auth(r)) => Some(R::Auth(r)),
         Ok(Response::Empty) => None,
         Err(e) => Some(R::Error(e.to_string())),
     };

@@ -12,8 +12,8 @@ use conclave_proto::conclavepb::ingest_server::IngestServer;
 use conclave_proto::conclavepb::internal_server::InternalServer;
 use conclave_proto::conclavepb::plugin_server::PluginServer;
 use conclave_proto::etcdserverpb::{
-    cluster_server::ClusterServer, kv_server::KvServer, lease_server::LeaseServer,
-    maintenance_server::MaintenanceServer, watch_server::WatchServer,
+    auth_server::AuthServer, cluster_server::ClusterServer, kv_server::KvServer,
+    lease_server::LeaseServer, maintenance_server::MaintenanceServer, watch_server::WatchServer,
 };
 use conclave_proto::v3electionpb::election_server::ElectionServer;
 use conclave_proto::v3lockpb::lock_server::LockServer;
@@ -39,8 +39,8 @@ use crate::lease::{Lessor, min_lease_ttl};
 use crate::node::{Identity, MAX_REQUEST_BYTES, Node};
 use crate::plugin::{Plugins, PluginsListener, Supervisor};
 use crate::service::{
-    ClusterService, ElectionService, IngestService, InternalService, KvService, LeaseService,
-    LockService, MAX_PLUGIN_BYTES, MaintenanceService, PluginService, WatchService,
+    AuthService, ClusterService, ElectionService, IngestService, InternalService, KvService,
+    LeaseService, LockService, MAX_PLUGIN_BYTES, MaintenanceService, PluginService, WatchService,
 };
 use crate::watch::{StreamConfig, WatchHub};
 
@@ -177,6 +177,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         me,
         token.clone(),
         config.quota_bytes(),
+        Duration::from_secs(config.auth_token_ttl),
     );
     // Stops the client listeners, and the watch streams that would hold them open.
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -224,6 +225,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         min_lease_ttl(config.election_timeout),
     );
     let kv = KvService::new(node.clone());
+    let auth = AuthService::new(node.clone());
     let maintenance = MaintenanceService::new(node.clone(), snapshots.clone());
     let grpc = tonic::service::Routes::new(
         KvServer::new(kv.clone()).max_decoding_message_size(MAX_GRPC_MESSAGE),
@@ -232,6 +234,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         MaintenanceServer::new(maintenance.clone()).max_decoding_message_size(MAX_GRPC_MESSAGE),
     )
     .add_service(ClusterServer::new(ClusterService::new(node.clone())))
+    .add_service(AuthServer::new(auth.clone()))
     .add_service(WatchServer::new(watches.clone()))
     .add_service(LeaseServer::new(leases.clone()))
     .add_service(LockServer::new(locks.clone()))
@@ -251,6 +254,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     )
     .into_axum_router();
     let app = grpc.merge(gateway::router(Gateway {
+        node: node.clone(),
+        auth,
         kv,
         maintenance,
         lease: leases.clone(),

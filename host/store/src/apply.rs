@@ -3,7 +3,7 @@
 //! calls it with committed entries. Re-applying an entry at or below the applied position is
 //! a no-op, so replay after a crash is safe.
 
-use conclave_proto::conclavepb::{Command, PluginChanged, command::Request};
+use conclave_proto::conclavepb::{AuthChanged, Command, PluginChanged, command::Request};
 use conclave_proto::etcdserverpb::{
     AlarmResponse, CompactionResponse, DeleteRangeResponse, LeaseCheckpointResponse,
     LeaseGrantResponse, LeaseRevokeResponse, PutResponse, TxnResponse,
@@ -55,6 +55,8 @@ pub enum Response {
     Plugin(PluginChanged),
     /// The alarms an alarm command raised or cleared.
     Alarm(AlarmResponse),
+    /// An auth change's answer.
+    Auth(AuthChanged),
     /// An entry without a command.
     Empty,
 }

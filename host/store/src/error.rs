@@ -38,11 +38,35 @@ pub enum RequestError {
     /// A CORRUPT alarm is up: members disagree on their data, and nothing is served.
     #[error("etcdserver: corrupt cluster")]
     Corrupt,
+    #[error("etcdserver: root user does not exist")]
+    RootUserNotExist,
+    #[error("etcdserver: root user does not have root role")]
+    RootRoleNotExist,
+    #[error("etcdserver: user name already exists")]
+    UserAlreadyExist,
+    #[error("etcdserver: user name is empty")]
+    UserEmpty,
+    #[error("etcdserver: user name not found")]
+    UserNotFound,
+    #[error("etcdserver: role name already exists")]
+    RoleAlreadyExist,
+    #[error("etcdserver: role name not found")]
+    RoleNotFound,
+    #[error("etcdserver: role name is empty")]
+    RoleEmpty,
+    #[error("etcdserver: permission not given")]
+    PermissionNotGiven,
+    #[error("etcdserver: role is not granted to the user")]
+    RoleNotGranted,
+    #[error("etcdserver: permission is not granted to the role")]
+    PermissionNotGranted,
+    #[error("etcdserver: invalid auth management")]
+    InvalidAuthManagement,
 }
 
 impl RequestError {
     /// Every variant, for mapping messages back.
-    const ALL: [RequestError; 13] = [
+    const ALL: [RequestError; 25] = [
         RequestError::Compacted,
         RequestError::FutureRevision,
         RequestError::LeaseNotFound,
@@ -56,6 +80,18 @@ impl RequestError {
         RequestError::FlushOpInvalid,
         RequestError::NoSpace,
         RequestError::Corrupt,
+        RequestError::RootUserNotExist,
+        RequestError::RootRoleNotExist,
+        RequestError::UserAlreadyExist,
+        RequestError::UserEmpty,
+        RequestError::UserNotFound,
+        RequestError::RoleAlreadyExist,
+        RequestError::RoleNotFound,
+        RequestError::RoleEmpty,
+        RequestError::PermissionNotGiven,
+        RequestError::RoleNotGranted,
+        RequestError::PermissionNotGranted,
+        RequestError::InvalidAuthManagement,
     ];
 
     /// The error whose message this is: a member that forwarded a write reads the leader's
@@ -111,7 +147,19 @@ mod tests {
             | RequestError::PluginDigestMismatch
             | RequestError::FlushOpInvalid
             | RequestError::NoSpace
-            | RequestError::Corrupt => {}
+            | RequestError::Corrupt
+            | RequestError::RootUserNotExist
+            | RequestError::RootRoleNotExist
+            | RequestError::UserAlreadyExist
+            | RequestError::UserEmpty
+            | RequestError::UserNotFound
+            | RequestError::RoleAlreadyExist
+            | RequestError::RoleNotFound
+            | RequestError::RoleEmpty
+            | RequestError::PermissionNotGiven
+            | RequestError::RoleNotGranted
+            | RequestError::PermissionNotGranted
+            | RequestError::InvalidAuthManagement => {}
         }
         for e in RequestError::ALL {
             assert_eq!(RequestError::from_message(&e.to_string()), Some(e.clone()));

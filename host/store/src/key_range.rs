@@ -34,6 +34,43 @@ impl KeyRange {
         }
     }
 
+    /// The same keys as a half-open interval [start, end), `None` for no end.
+    pub fn half_open(&self) -> (&[u8], Option<Vec<u8>>) {
+        match self {
+            KeyRange::Single(k) => (k, Some([k.as_slice(), &[0]].concat())),
+            KeyRange::Interval { start, end } => (start, end.clone()),
+        }
+    }
+
+    /// Whether the union of `cover` holds every key of this range.
+    pub fn covered_by(&self, cover: &[KeyRange]) -> bool {
+        let (start, end) = self.half_open();
+        if end.as_deref().is_some_and(|e| e <= start) {
+            return true;
+        }
+        let mut pieces: Vec<(&[u8], Option<Vec<u8>>)> =
+            cover.iter().map(|r| r.half_open()).collect();
+        pieces.sort_by(|a, b| a.0.cmp(b.0));
+        // How far from `start` the pieces seen so far cover without a gap.
+        let mut reach: Option<Vec<u8>> = Some(start.to_vec());
+        for (s, e) in pieces {
+            let Some(r) = reach.as_deref() else { break };
+            if s > r {
+                break;
+            }
+            reach = match (reach.take(), e) {
+                (_, None) => None,
+                (Some(r), Some(e)) => Some(r.max(e)),
+                (None, _) => None,
+            };
+        }
+        match (reach, end) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(r), Some(e)) => r >= e,
+        }
+    }
+
     /// The range of every key that starts with `prefix`.
     pub fn prefix(prefix: &[u8]) -> Self {
         let end = prefix_end(prefix);
@@ -75,6 +112,23 @@ pub use conclave_proto::prefix_range_end as prefix_end;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn coverage_by_a_union_of_ranges() {
+        let r = |k: &[u8], e: &[u8]| KeyRange::new(k, e);
+        let cover = [r(b"a", b"c"), r(b"c", b"e"), r(b"x", b"")];
+        assert!(r(b"a", b"e").covered_by(&cover));
+        assert!(r(b"b", b"d").covered_by(&cover));
+        assert!(r(b"x", b"").covered_by(&cover));
+        assert!(!r(b"x", b"y").covered_by(&cover));
+        assert!(!r(b"a", b"f").covered_by(&cover));
+        assert!(!r(b"a", b"\0").covered_by(&cover));
+        assert!(r(b"q", b"\0").covered_by(&[r(b"p", b"\0")]));
+        assert!(r(b"", b"\0").covered_by(&[r(b"", b"\0")]));
+        assert!(!r(b"f", b"").covered_by(&cover));
+        assert!(r(b"k", b"").covered_by(&[KeyRange::prefix(b"k")]));
+        assert!(!r(b"a", b"b").covered_by(&[]));
+    }
 
     #[test]
     fn single_key() {

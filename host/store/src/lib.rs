@@ -4,6 +4,7 @@
 
 mod alarm;
 mod apply;
+mod auth;
 mod backend;
 mod compact;
 mod error;
@@ -21,6 +22,7 @@ mod write;
 
 pub use alarm::grows;
 pub use apply::{Applied, Durability, Entry, Response};
+pub use auth::{Access, AuthState, ROOT};
 pub use error::{RequestError, Result, StoreError};
 pub use hash::KvHash;
 pub use history::History;

@@ -3,6 +3,7 @@
 //! the index lock only while they pick revisions.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use conclave_proto::conclavepb::command::Request;
@@ -12,6 +13,7 @@ use tracing::info;
 
 use crate::alarm::META_ALARM_PREFIX;
 use crate::apply::{Applied, Durability, Entry, Response};
+use crate::auth::{AuthState, META_AUTH_PREFIX};
 use crate::backend::{
     Backend, META_APPLIED, META_COMPACT_DONE, META_COMPACTED, META_INSTALLING, META_RAFT_STATE,
     META_REVISION, META_TIME, Record, pair_bytes,
@@ -280,6 +282,11 @@ impl Store {
         Ok(())
     }
 
+    /// The auth state as of the newest applied change.
+    pub fn auth(&self) -> Arc<AuthState> {
+        self.state.read().state.auth.current.clone()
+    }
+
     /// The alarms in place of type `alarm` (every one for NONE).
     pub fn alarms(&self, alarm: AlarmType) -> Vec<AlarmMember> {
         self.state.read().state.alarms.list(alarm)
@@ -341,6 +348,10 @@ pub(crate) fn load_state(backend: &Backend) -> Result<(State, Option<CompactionJ
         let (id, ttl, remaining) = decode_lease(&key, &value)
             .ok_or_else(|| StoreError::Corrupt(format!("bad lease entry {key:?}")))?;
         state.leases.grant(id, ttl, remaining);
+    }
+    for guard in backend.meta.prefix(META_AUTH_PREFIX) {
+        let (key, value) = guard.into_inner()?;
+        state.auth.restore(&key, &value)?;
     }
     for guard in backend.meta.prefix(META_ALARM_PREFIX) {
         state.alarms.restore(&guard.key()?)?;

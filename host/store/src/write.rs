@@ -18,6 +18,7 @@ use conclave_proto::mvccpb::{Event, KeyValue, event::EventType};
 
 use crate::alarm::Alarms;
 use crate::apply::Response;
+use crate::auth::Auth;
 use crate::backend::{Backend, Record};
 use crate::error::{RequestError, Result};
 use crate::index::{Change, KeyIndex};
@@ -39,6 +40,7 @@ pub(crate) struct State {
     pub leases: Leases,
     pub plugins: Registry,
     pub alarms: Alarms,
+    pub auth: Auth,
 }
 
 /// A compaction decided in this batch, to be carried out on disk once the batch is durable.
@@ -137,6 +139,7 @@ impl<'a> BatchWriter<'a> {
             Request::PluginRollback(r) => Response::Plugin(self.plugin_rollback(r)?),
             Request::PluginFlush(f) => Response::Plugin(self.plugin_flush(&mut txn, f)?),
             Request::Alarm(a) => Response::Alarm(self.alarm(a)?),
+            Request::Auth(a) => Response::Auth(self.auth(a)?),
         };
         if txn.changed() {
             self.state.current = txn.main;

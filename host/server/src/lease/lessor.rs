@@ -115,7 +115,7 @@ impl Lessor {
         let resp = self
             .node
             .internal_client(&leader)?
-            .lease_keep_alive(LeaseKeepAliveRequest { id })
+            .lease_keep_alive(self.node.auth.member_request(LeaseKeepAliveRequest { id }))
             .await
             .map_err(|e| forwarded_error(&e))?;
         Ok(resp.into_inner().ttl)
@@ -132,7 +132,7 @@ impl Lessor {
             return Ok(self
                 .node
                 .internal_client(&leader)?
-                .lease_time_to_live(req)
+                .lease_time_to_live(self.node.auth.member_request(req))
                 .await
                 .map_err(|e| forwarded_error(&e))?
                 .into_inner());

@@ -108,6 +108,7 @@ impl Cluster for ClusterService {
         &self,
         request: Request<MemberAddRequest>,
     ) -> Result<Response<MemberAddResponse>, Status> {
+        self.node.auth.caller(&request)?.require_root()?;
         let req = request.into_inner();
         if let Some(mut leader) = self.leader_client()? {
             return leader.member_add(req).await;
@@ -158,6 +159,7 @@ impl Cluster for ClusterService {
         &self,
         request: Request<MemberRemoveRequest>,
     ) -> Result<Response<MemberRemoveResponse>, Status> {
+        self.node.auth.caller(&request)?.require_root()?;
         let req = request.into_inner();
         if let Some(mut leader) = self.leader_client()? {
             return leader.member_remove(req).await;
@@ -188,6 +190,7 @@ impl Cluster for ClusterService {
         &self,
         request: Request<MemberUpdateRequest>,
     ) -> Result<Response<MemberUpdateResponse>, Status> {
+        self.node.auth.caller(&request)?.require_root()?;
         let req = request.into_inner();
         if let Some(mut leader) = self.leader_client()? {
             return leader.member_update(req).await;
@@ -229,6 +232,7 @@ impl Cluster for ClusterService {
         &self,
         request: Request<MemberPromoteRequest>,
     ) -> Result<Response<MemberPromoteResponse>, Status> {
+        self.node.auth.caller(&request)?.require_root()?;
         let req = request.into_inner();
         if let Some(mut leader) = self.leader_client()? {
             return leader.member_promote(req).await;

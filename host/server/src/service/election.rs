@@ -25,6 +25,7 @@ use tonic::{Request, Response, Status};
 use crate::node::Node;
 use crate::recipe;
 use crate::watch::WatchHub;
+use conclave_store::{Access, KeyRange};
 
 /// etcd's errors, word for word.
 const NOT_LEADER: &str = "election: not leader";
@@ -96,7 +97,9 @@ impl Election for ElectionService {
         &self,
         request: Request<CampaignRequest>,
     ) -> Result<Response<CampaignResponse>, Status> {
+        let caller = self.node.auth.caller(&request)?;
         let req = request.into_inner();
+        caller.check_range(&KeyRange::prefix(&req.name), Access::Write)?;
         let held = recipe::acquire(
             &self.node,
             &self.hub,
@@ -128,10 +131,12 @@ impl Election for ElectionService {
         &self,
         request: Request<ProclaimRequest>,
     ) -> Result<Response<ProclaimResponse>, Status> {
+        let caller = self.node.auth.caller(&request)?;
         let req = request.into_inner();
         let leader = req
             .leader
             .ok_or_else(|| Status::invalid_argument(MISSING_LEADER_KEY))?;
+        caller.check_range(&KeyRange::prefix(&leader.name), Access::Write)?;
         let revision = self.proclaim_value(&leader, req.value).await?;
         Ok(Response::new(ProclaimResponse {
             header: self.node.header(revision),
@@ -142,7 +147,9 @@ impl Election for ElectionService {
         &self,
         request: Request<LeaderRequest>,
     ) -> Result<Response<LeaderResponse>, Status> {
+        let caller = self.node.auth.caller(&request)?;
         let name = request.into_inner().name;
+        caller.check_range(&KeyRange::prefix(&name), Access::Read)?;
         self.node.linearize().await?;
         let kv = Self::current(&self.node, &name)
             .await?
@@ -159,7 +166,9 @@ impl Election for ElectionService {
         &self,
         request: Request<LeaderRequest>,
     ) -> Result<Response<Self::ObserveStream>, Status> {
+        let caller = self.node.auth.caller(&request)?;
         let name = request.into_inner().name;
+        caller.check_range(&KeyRange::prefix(&name), Access::Read)?;
         let (out, responses) = mpsc::channel(16);
         let node = self.node.clone();
         let mut applied = self.hub.subscribe();
@@ -200,10 +209,12 @@ impl Election for ElectionService {
         &self,
         request: Request<ResignRequest>,
     ) -> Result<Response<ResignResponse>, Status> {
+        let caller = self.node.auth.caller(&request)?;
         let leader = request
             .into_inner()
             .leader
             .ok_or_else(|| Status::invalid_argument(MISSING_LEADER_KEY))?;
+        caller.check_range(&KeyRange::prefix(&leader.name), Access::Write)?;
         let delete = request_op::Request::RequestDeleteRange(DeleteRangeRequest {
             key: leader.key.clone(),
             ..Default::default()

@@ -48,7 +48,7 @@ impl IngestService {
         };
         let sends = others.iter().map(|member| {
             let channel = self.node.channel_to(member);
-            let request = forwarded(request.clone());
+            let request = forwarded(&self.node, request.clone());
             async move {
                 let mut client = IngestClient::new(channel.ok()?)
                     .max_decoding_message_size(usize::MAX)
@@ -73,6 +73,7 @@ impl Ingest for IngestService {
         &self,
         request: Request<IngestRequest>,
     ) -> Result<Response<IngestResponse>, Status> {
+        self.node.auth.caller(&request)?;
         let passed_on = request.metadata().contains_key(FORWARDED);
         let mut request = request.into_inner();
         let now = now_ms();

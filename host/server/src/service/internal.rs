@@ -13,6 +13,7 @@ use conclave_proto::etcdserverpb::{
 use openraft::async_runtime::WatchReceiver;
 use tonic::{Request, Response, Status};
 
+use crate::auth::Caller;
 use crate::forward::to_outcome;
 use crate::lease::Lessor;
 use crate::node::{Node, applied_to_wire, member_from_wire};
@@ -29,12 +30,22 @@ impl InternalService {
     }
 }
 
+/// Only members call these (with auth on, a user's token is not enough: a forwarded write was
+/// checked by the member that forwarded it, and is not checked again).
+fn member_only<T>(node: &Node, request: &Request<T>) -> Result<(), Status> {
+    match node.auth.caller(request)? {
+        Caller::Anyone | Caller::Member => Ok(()),
+        Caller::User { .. } => Err(crate::auth::PERMISSION_DENIED.into()),
+    }
+}
+
 #[tonic::async_trait]
 impl Internal for InternalService {
     async fn propose_batch(
         &self,
         request: Request<ProposeBatchRequest>,
     ) -> Result<Response<ProposeBatchResponse>, Status> {
+        member_only(&self.node, &request)?;
         // All at once: Raft puts them in as few log appends as it can.
         let proposals = request.into_inner().commands.into_iter().map(|command| {
             let node = self.node.clone();
@@ -59,6 +70,7 @@ impl Internal for InternalService {
         &self,
         request: Request<LeaseKeepAliveRequest>,
     ) -> Result<Response<LeaseKeepAliveResponse>, Status> {
+        member_only(&self.node, &request)?;
         let id = request.into_inner().id;
         // Only a leader answers: a follower forwarding here would loop.
         if !self.node.is_leader() {
@@ -76,6 +88,7 @@ impl Internal for InternalService {
         &self,
         request: Request<LeaseTimeToLiveRequest>,
     ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
+        member_only(&self.node, &request)?;
         if !self.node.is_leader() {
             return Err(crate::error::LEADER_CHANGED.into());
         }
@@ -86,8 +99,9 @@ impl Internal for InternalService {
 
     async fn read_index(
         &self,
-        _: Request<ReadIndexRequest>,
+        request: Request<ReadIndexRequest>,
     ) -> Result<Response<ReadIndexResponse>, Status> {
+        member_only(&self.node, &request)?;
         let index = self.node.read_index().await?;
         Ok(Response::new(ReadIndexResponse { index }))
     }
@@ -96,6 +110,7 @@ impl Internal for InternalService {
         &self,
         request: Request<PublishMemberRequest>,
     ) -> Result<Response<PublishMemberResponse>, Status> {
+        member_only(&self.node, &request)?;
         let req = request.into_inner();
         let member = req
             .member

@@ -44,8 +44,10 @@ impl Kv for KvService {
         &self,
         request: Request<RangeRequest>,
     ) -> Result<Response<RangeResponse>, Status> {
+        let caller = self.node.auth.caller(&request)?;
         let req = request.into_inner();
         validate::range(&req)?;
+        caller.check_read(&req)?;
         self.node.check_readable()?;
         if !req.serializable {
             self.node.linearize().await?;
@@ -56,8 +58,10 @@ impl Kv for KvService {
     }
 
     async fn put(&self, request: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
+        let caller = self.node.auth.caller(&request)?;
         let req = request.into_inner();
         validate::put(&req)?;
+        caller.check_put(&req)?;
         match self.write(Command::Put(req)).await? {
             (Applied::Put(mut resp), revision) => {
                 resp.header = self.node.header(revision);
@@ -71,8 +75,10 @@ impl Kv for KvService {
         &self,
         request: Request<DeleteRangeRequest>,
     ) -> Result<Response<DeleteRangeResponse>, Status> {
+        let caller = self.node.auth.caller(&request)?;
         let req = request.into_inner();
         validate::delete_range(&req)?;
+        caller.check_delete(&req)?;
         match self.write(Command::DeleteRange(req)).await? {
             (Applied::DeleteRange(mut resp), revision) => {
                 resp.header = self.node.header(revision);
@@ -83,8 +89,10 @@ impl Kv for KvService {
     }
 
     async fn txn(&self, request: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
+        let caller = self.node.auth.caller(&request)?;
         let req = request.into_inner();
         validate::txn(&req)?;
+        caller.check_txn(&req)?;
         match self.write(Command::Txn(req)).await? {
             (Applied::Txn(mut resp), revision) => {
                 resp.header = self.node.header(revision);
@@ -98,6 +106,7 @@ impl Kv for KvService {
         &self,
         request: Request<CompactionRequest>,
     ) -> Result<Response<CompactionResponse>, Status> {
+        self.node.auth.caller(&request)?.require_root()?;
         let req = request.into_inner();
         let physical = req.physical;
         let at = req.revision;

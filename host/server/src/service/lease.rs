@@ -17,6 +17,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::lease::{Lessor, MAX_LEASE_TTL};
 use crate::node::Node;
+use conclave_store::Access;
 
 /// etcd's answer to a TTL above the largest.
 const TOO_LARGE_TTL: &str = "etcdserver: too large lease TTL";
@@ -110,6 +111,7 @@ impl Lease for LeaseService {
         &self,
         request: Request<LeaseGrantRequest>,
     ) -> Result<Response<LeaseGrantResponse>, Status> {
+        self.node.auth.caller(&request)?;
         Ok(Response::new(self.grant(request.into_inner()).await?))
     }
 
@@ -117,7 +119,16 @@ impl Lease for LeaseService {
         &self,
         request: Request<LeaseRevokeRequest>,
     ) -> Result<Response<LeaseRevokeResponse>, Status> {
+        let caller = self.node.auth.caller(&request)?;
         let id = request.into_inner().id;
+        // Revoking deletes the lease's keys: the caller must be allowed to write every one.
+        if caller.user().is_some()
+            && let Some(lease) = self.node.store.lease(id)
+        {
+            for key in &lease.keys {
+                caller.check(key, &[], Access::Write)?;
+            }
+        }
         let applied = self
             .node
             .propose(Command::LeaseRevoke(LeaseRevokeRequest { id }))
@@ -136,6 +147,7 @@ impl Lease for LeaseService {
         &self,
         request: Request<Streaming<LeaseKeepAliveRequest>>,
     ) -> Result<Response<Self::LeaseKeepAliveStream>, Status> {
+        self.node.auth.caller(&request)?;
         let mut requests = request.into_inner();
         let (out, responses) = mpsc::channel(16);
         let node = self.node.clone();
@@ -163,6 +175,7 @@ impl Lease for LeaseService {
         &self,
         request: Request<LeaseTimeToLiveRequest>,
     ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
+        self.node.auth.caller(&request)?;
         Ok(Response::new(
             self.lessor.time_to_live(request.into_inner()).await?,
         ))
@@ -170,8 +183,9 @@ impl Lease for LeaseService {
 
     async fn lease_leases(
         &self,
-        _: Request<LeaseLeasesRequest>,
+        request: Request<LeaseLeasesRequest>,
     ) -> Result<Response<LeaseLeasesResponse>, Status> {
+        self.node.auth.caller(&request)?;
         let leases = self
             .node
             .store

@@ -14,6 +14,7 @@ use tonic::{Request, Response, Status};
 use crate::node::Node;
 use crate::recipe;
 use crate::watch::WatchHub;
+use conclave_store::{Access, KeyRange};
 
 #[derive(Clone)]
 pub struct LockService {
@@ -30,7 +31,9 @@ impl LockService {
 #[tonic::async_trait]
 impl Lock for LockService {
     async fn lock(&self, request: Request<LockRequest>) -> Result<Response<LockResponse>, Status> {
+        let caller = self.node.auth.caller(&request)?;
         let req = request.into_inner();
+        caller.check_range(&KeyRange::prefix(&req.name), Access::Write)?;
         // A lease that does not exist fails the recipe's put, in etcd's words.
         let held = recipe::acquire(&self.node, &self.hub, &req.name, req.lease, Vec::new()).await?;
         Ok(Response::new(LockResponse {
@@ -43,7 +46,9 @@ impl Lock for LockService {
         &self,
         request: Request<UnlockRequest>,
     ) -> Result<Response<UnlockResponse>, Status> {
+        let caller = self.node.auth.caller(&request)?;
         let key = request.into_inner().key;
+        caller.check(&key, &[], Access::Write)?;
         let applied = self
             .node
             .propose(Command::DeleteRange(DeleteRangeRequest {

@@ -54,6 +54,7 @@ impl Maintenance for MaintenanceService {
         &self,
         request: Request<AlarmRequest>,
     ) -> Result<Response<AlarmResponse>, Status> {
+        let caller = self.node.auth.caller(&request)?;
         let req = request.into_inner();
         let alarm = AlarmType::try_from(req.alarm).unwrap_or(AlarmType::None);
         match AlarmAction::try_from(req.action) {
@@ -62,6 +63,7 @@ impl Maintenance for MaintenanceService {
                 alarms: self.node.store.alarms(alarm),
             })),
             Ok(AlarmAction::Activate | AlarmAction::Deactivate) => {
+                caller.require_root()?;
                 let applied = self.node.propose(Command::Alarm(req)).await?;
                 match applied.result.map_err(|e| request_status(&e))? {
                     Applied::Alarm(mut resp) => {
@@ -113,15 +115,17 @@ impl Maintenance for MaintenanceService {
 
     async fn defragment(
         &self,
-        _: Request<DefragmentRequest>,
+        request: Request<DefragmentRequest>,
     ) -> Result<Response<DefragmentResponse>, Status> {
+        self.node.auth.caller(&request)?.require_root()?;
         self.node.blocking(|s| s.defragment()).await?;
         Ok(Response::new(DefragmentResponse {
             header: self.node.header(self.node.store.current_revision()),
         }))
     }
 
-    async fn hash(&self, _: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+    async fn hash(&self, request: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+        self.node.auth.caller(&request)?.require_root()?;
         let h = self.node.blocking(|s| s.hash_all()).await?;
         Ok(Response::new(HashResponse {
             header: self.node.header(h.hash_revision),
@@ -133,6 +137,7 @@ impl Maintenance for MaintenanceService {
         &self,
         request: Request<HashKvRequest>,
     ) -> Result<Response<HashKvResponse>, Status> {
+        self.node.auth.caller(&request)?.require_root()?;
         let revision = request.into_inner().revision;
         let h = self.node.blocking(move |s| s.hash_kv(revision)).await?;
         Ok(Response::new(HashKvResponse {
@@ -150,8 +155,9 @@ impl Maintenance for MaintenanceService {
     /// (so the stream can say how much remains, as etcd's does), then sent in chunks.
     async fn snapshot(
         &self,
-        _: Request<SnapshotRequest>,
+        request: Request<SnapshotRequest>,
     ) -> Result<Response<Self::SnapshotStream>, Status> {
+        self.node.auth.caller(&request)?.require_root()?;
         let store = self.node.store.clone();
         let scratch = self.scratch.clone();
         let (file, info) = tokio::task::spawn_blocking(move || {
@@ -210,6 +216,7 @@ impl Maintenance for MaintenanceService {
         &self,
         request: Request<MoveLeaderRequest>,
     ) -> Result<Response<MoveLeaderResponse>, Status> {
+        self.node.auth.caller(&request)?.require_root()?;
         let target = request.into_inner().target_id;
         let node = &self.node;
         if !node.is_leader() {
@@ -251,8 +258,9 @@ impl Maintenance for MaintenanceService {
 
     async fn downgrade(
         &self,
-        _: Request<DowngradeRequest>,
+        request: Request<DowngradeRequest>,
     ) -> Result<Response<DowngradeResponse>, Status> {
+        self.node.auth.caller(&request)?.require_root()?;
         Err(not_yet("Downgrade"))
     }
 }

@@ -1,5 +1,6 @@
 //! The gRPC services, one file each.
 
+mod auth;
 mod cluster;
 mod election;
 mod ingest;
@@ -11,6 +12,7 @@ mod maintenance;
 mod plugin;
 mod watch;
 
+pub use auth::AuthService;
 pub use cluster::ClusterService;
 pub use election::ElectionService;
 pub use ingest::IngestService;
@@ -26,9 +28,9 @@ pub use watch::WatchService;
 /// is not passed on again.
 const FORWARDED: &str = "conclave-forwarded";
 
-/// `message` as a request passed on by a member.
-fn forwarded<T>(message: T) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
+/// `message` as a request passed on by a member, which checked its caller already.
+fn forwarded<T>(node: &crate::node::Node, message: T) -> tonic::Request<T> {
+    let mut request = node.auth.member_request(message);
     request
         .metadata_mut()
         .insert(FORWARDED, tonic::metadata::MetadataValue::from_static("1"));

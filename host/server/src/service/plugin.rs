@@ -116,6 +116,7 @@ impl Plugin for PluginService {
         &self,
         request: Request<PluginDeployRequest>,
     ) -> Result<Response<PluginDeployResponse>, Status> {
+        self.node.auth.caller(&request)?.require_root()?;
         let req = request.into_inner();
         check_name(&req.name)?;
         if req.wasm.len() > MAX_PLUGIN_BYTES {
@@ -214,8 +215,11 @@ impl Plugin for PluginService {
         &self,
         request: Request<PluginListRequest>,
     ) -> Result<Response<PluginListResponse>, Status> {
+        self.node.auth.caller(&request)?.require_root()?;
         if let Some(mut leader) = self.leader_client(&request)? {
-            return leader.list(forwarded(request.into_inner())).await;
+            return leader
+                .list(forwarded(&self.node, request.into_inner()))
+                .await;
         }
         let registry = self.node.blocking(|store| store.plugins()).await?;
         let plugins = registry
@@ -232,8 +236,11 @@ impl Plugin for PluginService {
         &self,
         request: Request<PluginStatusRequest>,
     ) -> Result<Response<PluginStatusResponse>, Status> {
+        self.node.auth.caller(&request)?.require_root()?;
         if let Some(mut leader) = self.leader_client(&request)? {
-            return leader.status(forwarded(request.into_inner())).await;
+            return leader
+                .status(forwarded(&self.node, request.into_inner()))
+                .await;
         }
         let name = request.into_inner().name;
         let record = self.record(&name).await?;
@@ -247,8 +254,11 @@ impl Plugin for PluginService {
         &self,
         request: Request<PluginLogsRequest>,
     ) -> Result<Response<PluginLogsResponse>, Status> {
+        self.node.auth.caller(&request)?.require_root()?;
         if let Some(mut leader) = self.leader_client(&request)? {
-            return leader.logs(forwarded(request.into_inner())).await;
+            return leader
+                .logs(forwarded(&self.node, request.into_inner()))
+                .await;
         }
         let name = request.into_inner().name;
         self.record(&name).await?;
@@ -262,6 +272,7 @@ impl Plugin for PluginService {
         &self,
         request: Request<PluginRollbackRequest>,
     ) -> Result<Response<PluginRollbackResponse>, Status> {
+        self.node.auth.caller(&request)?.require_root()?;
         let name = request.into_inner().name;
         check_name(&name)?;
         let (changed, revision) = self
@@ -285,6 +296,7 @@ impl Plugin for PluginService {
         &self,
         request: Request<PluginRemoveRequest>,
     ) -> Result<Response<PluginRemoveResponse>, Status> {
+        self.node.auth.caller(&request)?.require_root()?;
         let name = request.into_inner().name;
         check_name(&name)?;
         let (_, revision) = self

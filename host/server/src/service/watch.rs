@@ -7,6 +7,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::auth::Caller;
 use crate::node::Node;
 use crate::watch::{StreamConfig, WatchHub, WatchStream};
 
@@ -39,12 +40,16 @@ impl WatchService {
     }
 
     /// Serves one watch stream for `requests` (gRPC's, or the gateway's); its responses.
-    pub fn open<S>(&self, requests: S) -> ReceiverStream<Result<WatchResponse, Status>>
+    pub fn open<S>(
+        &self,
+        caller: Caller,
+        requests: S,
+    ) -> ReceiverStream<Result<WatchResponse, Status>>
     where
         S: futures::Stream<Item = Result<WatchRequest, Status>> + Unpin + Send + 'static,
     {
         let (out, responses) = mpsc::channel(QUEUED_RESPONSES);
-        let stream = WatchStream::new(self.node.clone(), out);
+        let stream = WatchStream::new(self.node.clone(), caller, out);
         let mut stop = self.stop.clone();
         let hub = self.hub.clone();
         let config = self.config;
@@ -66,6 +71,7 @@ impl Watch for WatchService {
         &self,
         request: Request<Streaming<WatchRequest>>,
     ) -> Result<Response<Self::WatchStream>, Status> {
-        Ok(Response::new(self.open(request.into_inner())))
+        let caller = self.node.auth.caller(&request)?;
+        Ok(Response::new(self.open(caller, request.into_inner())))
     }
 }

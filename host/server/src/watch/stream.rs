@@ -23,7 +23,9 @@ use tracing::debug;
 
 use super::hub::{Batch, WatchHub};
 use super::watcher::{Watcher, is_create, revision_of};
+use crate::auth::Caller;
 use crate::node::{MAX_REQUEST_BYTES, Node};
+use conclave_store::Access;
 
 /// Events read from history per step of a catch-up: the stream answers requests between steps.
 const HISTORY_STEP: usize = 1000;
@@ -45,6 +47,8 @@ type Closed = ();
 
 pub struct WatchStream {
     node: Arc<Node>,
+    /// Who opened the stream: each watcher is checked against it when created.
+    caller: Caller,
     out: mpsc::Sender<Result<WatchResponse, Status>>,
     watchers: BTreeMap<i64, Watcher>,
     /// The next watch ID given to a watcher created without one; etcd's start at 0.
@@ -54,9 +58,14 @@ pub struct WatchStream {
 }
 
 impl WatchStream {
-    pub fn new(node: Arc<Node>, out: mpsc::Sender<Result<WatchResponse, Status>>) -> Self {
+    pub fn new(
+        node: Arc<Node>,
+        caller: Caller,
+        out: mpsc::Sender<Result<WatchResponse, Status>>,
+    ) -> Self {
         Self {
             node,
+            caller,
             out,
             watchers: BTreeMap::new(),
             next_auto_id: 0,
@@ -149,6 +158,15 @@ impl WatchStream {
         };
         if req.start_revision < 0 {
             return self.send(refuse(RequestError::Compacted.to_string())).await;
+        }
+        if let Err(denied) = self.caller.check(&req.key, &req.range_end, Access::Read) {
+            // etcd puts the whole gRPC error in the reason.
+            let reason = format!(
+                "rpc error: code = {:?} desc = {}",
+                denied.code(),
+                denied.message()
+            );
+            return self.send(refuse(reason)).await;
         }
         let id = if req.watch_id != 0 {
             if self.watchers.contains_key(&req.watch_id) {

@@ -1,0 +1,406 @@
+//! Who is calling, and what they may do. With auth off every call is allowed. With it on, a
+//! caller is a user named by a token (gRPC metadata `token`, the gateway's `Authorization`
+//! header) or by a client certificate's CN, or a member of the cluster calling another.
+//!
+//! Tokens are signed with the cluster's token key (replicated state, made at the first
+//! `auth enable`), so every member checks them without asking another: `name.expiry.fp.mac`,
+//! where `fp` fingerprints the user's stored password hash (a new password voids the old
+//! tokens) and `mac` is an HMAC-SHA256 over the rest. They last --auth-token-ttl. Passwords
+//! are bcrypt hashes of etcd's cost; a verified (user, password, hash) is remembered, so a
+//! storm of re-authentication after an election costs one bcrypt per user (etcd #9615).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use conclave_proto::etcdserverpb::{
+    DeleteRangeRequest, PutRequest, RangeRequest, TxnRequest, request_op,
+};
+use conclave_store::{Access, AuthState, KeyRange, Store};
+use hmac::{Hmac, Mac};
+use parking_lot::Mutex;
+use sha2::{Digest, Sha256};
+use tonic::metadata::{AsciiMetadataValue, MetadataMap, MetadataValue};
+use tonic::{Code, Status};
+
+/// Where clients put their token, as etcd's clients do.
+pub const TOKEN_METADATA: &str = "token";
+/// The gateway's header for it.
+pub const AUTHORIZATION: &str = "authorization";
+/// Where a member puts its proof of membership when calling another member.
+pub const MEMBER_METADATA: &str = "conclave-member";
+/// etcd's bcrypt cost.
+const BCRYPT_COST: u32 = 10;
+/// Verified logins remembered, at most; the set starts over beyond that.
+const MAX_VERIFIED: usize = 100_000;
+
+pub const PERMISSION_DENIED: crate::error::EtcdError =
+    crate::error::EtcdError::new(Code::PermissionDenied, "etcdserver: permission denied");
+pub const INVALID_AUTH_TOKEN: crate::error::EtcdError =
+    crate::error::EtcdError::new(Code::Unauthenticated, "etcdserver: invalid auth token");
+pub const AUTH_FAILED: crate::error::EtcdError = crate::error::EtcdError::new(
+    Code::InvalidArgument,
+    "etcdserver: authentication failed, invalid user ID or password",
+);
+pub const AUTH_NOT_ENABLED: crate::error::EtcdError = crate::error::EtcdError::new(
+    Code::FailedPrecondition,
+    "etcdserver: authentication is not enabled",
+);
+pub const USER_EMPTY: crate::error::EtcdError =
+    crate::error::EtcdError::new(Code::InvalidArgument, "etcdserver: user name is empty");
+
+/// The name a verified client certificate gives its holder, put in the request's extensions
+/// by the TLS listener.
+#[derive(Debug, Clone)]
+pub struct CertificateName(pub String);
+
+/// Who is calling.
+#[derive(Debug, Clone)]
+pub enum Caller {
+    /// Auth is off: anyone may do anything.
+    Anyone,
+    /// Another member of the cluster, acting for a caller it checked itself.
+    Member,
+    User {
+        name: String,
+        state: Arc<AuthState>,
+    },
+}
+
+impl Caller {
+    pub fn is_root(&self) -> bool {
+        match self {
+            Caller::Anyone | Caller::Member => true,
+            Caller::User { name, state } => state.is_root(name),
+        }
+    }
+
+    pub fn require_root(&self) -> Result<(), Status> {
+        if self.is_root() {
+            Ok(())
+        } else {
+            Err(PERMISSION_DENIED.into())
+        }
+    }
+
+    /// Whether the caller may read or write the keys `key`..`range_end` (etcd's forms).
+    pub fn check(&self, key: &[u8], range_end: &[u8], access: Access) -> Result<(), Status> {
+        self.check_range(&KeyRange::new(key, range_end), access)
+    }
+
+    pub fn check_range(&self, range: &KeyRange, access: Access) -> Result<(), Status> {
+        match self {
+            Caller::Anyone | Caller::Member => Ok(()),
+            Caller::User { name, state } if state.permits(name, range, access) => Ok(()),
+            Caller::User { .. } => Err(PERMISSION_DENIED.into()),
+        }
+    }
+
+    /// A range request's keys.
+    pub fn check_read(&self, r: &RangeRequest) -> Result<(), Status> {
+        self.check(&r.key, &r.range_end, Access::Read)
+    }
+
+    /// A put's key (and its old value, when asked for).
+    pub fn check_put(&self, r: &PutRequest) -> Result<(), Status> {
+        self.check(&r.key, &[], Access::Write)?;
+        if r.prev_kv {
+            self.check(&r.key, &[], Access::Read)?;
+        }
+        Ok(())
+    }
+
+    /// A delete's keys (and their old values, when asked for).
+    pub fn check_delete(&self, r: &DeleteRangeRequest) -> Result<(), Status> {
+        self.check(&r.key, &r.range_end, Access::Write)?;
+        if r.prev_kv {
+            self.check(&r.key, &r.range_end, Access::Read)?;
+        }
+        Ok(())
+    }
+
+    /// Every compare and every operation of both branches, nested txns included, as etcd
+    /// checks a txn whichever branch it takes.
+    pub fn check_txn(&self, t: &TxnRequest) -> Result<(), Status> {
+        if matches!(self, Caller::Anyone | Caller::Member) {
+            return Ok(());
+        }
+        for c in &t.compare {
+            self.check(&c.key, &c.range_end, Access::Read)?;
+        }
+        for op in t.success.iter().chain(&t.failure) {
+            match &op.request {
+                Some(request_op::Request::RequestRange(r)) => self.check_read(r)?,
+                Some(request_op::Request::RequestPut(p)) => self.check_put(p)?,
+                Some(request_op::Request::RequestDeleteRange(d)) => self.check_delete(d)?,
+                Some(request_op::Request::RequestTxn(inner)) => self.check_txn(inner)?,
+                None => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// The user's name, if a user is calling.
+    pub fn user(&self) -> Option<&str> {
+        match self {
+            Caller::User { name, .. } => Some(name),
+            _ => None,
+        }
+    }
+}
+
+pub struct Authenticator {
+    store: Arc<Store>,
+    token_ttl: Duration,
+    /// Fingerprints of (user, password, stored hash) that bcrypt accepted.
+    verified: Mutex<HashSet<[u8; 32]>>,
+}
+
+type HmacSha256 = Hmac<Sha256>;
+
+impl Authenticator {
+    pub fn new(store: Arc<Store>, token_ttl: Duration) -> Self {
+        Self {
+            store,
+            token_ttl,
+            verified: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// Who sent `request`.
+    pub fn caller<T>(&self, request: &tonic::Request<T>) -> Result<Caller, Status> {
+        self.caller_of(
+            request.metadata(),
+            request.extensions().get::<CertificateName>(),
+        )
+    }
+
+    pub fn caller_of(
+        &self,
+        metadata: &MetadataMap,
+        certificate: Option<&CertificateName>,
+    ) -> Result<Caller, Status> {
+        let state = self.store.auth();
+        if !state.enabled {
+            return Ok(Caller::Anyone);
+        }
+        if let Some(stamp) = metadata.get(MEMBER_METADATA) {
+            return match stamp.to_str() {
+                Ok(s) if s == member_proof(&state.token_key) => Ok(Caller::Member),
+                _ => Err(INVALID_AUTH_TOKEN.into()),
+            };
+        }
+        let token = metadata
+            .get(TOKEN_METADATA)
+            .or_else(|| metadata.get(AUTHORIZATION))
+            .map(|t| t.to_str().unwrap_or_default());
+        let name = match (token, certificate) {
+            (Some(token), _) => self.verify_token(&state, token)?,
+            (None, Some(cn)) if state.users.contains_key(&cn.0) => cn.0.clone(),
+            (None, Some(_)) => return Err(INVALID_AUTH_TOKEN.into()),
+            (None, None) => return Err(USER_EMPTY.into()),
+        };
+        Ok(Caller::User { name, state })
+    }
+
+    /// This member's proof of membership for requests to another member, once auth has ever
+    /// been on (before that there is no key, and nothing checks).
+    pub fn member_stamp(&self) -> Option<AsciiMetadataValue> {
+        let state = self.store.auth();
+        if state.token_key.is_empty() {
+            return None;
+        }
+        MetadataValue::try_from(member_proof(&state.token_key)).ok()
+    }
+
+    /// Adds [`Self::member_stamp`] to `request`.
+    pub fn stamp<T>(&self, request: &mut tonic::Request<T>) {
+        if let Some(v) = self.member_stamp() {
+            request.metadata_mut().insert(MEMBER_METADATA, v);
+        }
+    }
+
+    /// `message` as a request to another member.
+    pub fn member_request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        self.stamp(&mut request);
+        request
+    }
+
+    /// Checks a user's password and hands out a token.
+    pub async fn authenticate(&self, name: &str, password: &str) -> Result<String, Status> {
+        let state = self.store.auth();
+        if !state.enabled {
+            return Err(AUTH_NOT_ENABLED.into());
+        }
+        let user = state.users.get(name).ok_or(AUTH_FAILED)?;
+        let no_password = user.options.is_some_and(|o| o.no_password);
+        if no_password || user.password.is_empty() {
+            return Err(AUTH_FAILED.into());
+        }
+        let hash = String::from_utf8_lossy(&user.password).into_owned();
+        let fingerprint: [u8; 32] = Sha256::new()
+            .chain_update(name.as_bytes())
+            .chain_update([0])
+            .chain_update(password.as_bytes())
+            .chain_update([0])
+            .chain_update(hash.as_bytes())
+            .finalize()
+            .into();
+        if !self.verified.lock().contains(&fingerprint) {
+            let password = password.to_string();
+            let ok = tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash))
+                .await
+                .map_err(|e| Status::internal(format!("etcdserver: {e}")))?
+                .unwrap_or(false);
+            if !ok {
+                return Err(AUTH_FAILED.into());
+            }
+            let mut verified = self.verified.lock();
+            if verified.len() >= MAX_VERIFIED {
+                verified.clear();
+            }
+            verified.insert(fingerprint);
+        }
+        let expires = crate::clock::now_ms() + self.token_ttl.as_millis() as i64;
+        Ok(sign_token(&state.token_key, name, expires, &user.password))
+    }
+
+    /// The user a token names, if it is valid now.
+    fn verify_token(&self, state: &AuthState, token: &str) -> Result<String, Status> {
+        let invalid = || Status::from(INVALID_AUTH_TOKEN);
+        let mut parts = token.rsplitn(2, '.');
+        let (mac, signed) = (
+            parts.next().ok_or_else(invalid)?,
+            parts.next().ok_or_else(invalid)?,
+        );
+        let mut fields = signed.split('.');
+        let (name, expires, fp) = (
+            fields.next().ok_or_else(invalid)?,
+            fields.next().ok_or_else(invalid)?,
+            fields.next().ok_or_else(invalid)?,
+        );
+        let name = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(name)
+            .ok()
+            .and_then(|n| String::from_utf8(n).ok())
+            .ok_or_else(invalid)?;
+        let expires: i64 = expires.parse().map_err(|_| invalid())?;
+        let mac = hex_decode(mac).ok_or_else(invalid)?;
+        let mut check = HmacSha256::new_from_slice(&state.token_key).map_err(|_| invalid())?;
+        check.update(signed.as_bytes());
+        check.verify_truncated_left(&mac).map_err(|_| invalid())?;
+        let user = state.users.get(&name).ok_or_else(invalid)?;
+        if expires < crate::clock::now_ms() || fp != password_fingerprint(&user.password) {
+            return Err(invalid());
+        }
+        Ok(name)
+    }
+}
+
+/// A bcrypt hash of `password` at etcd's cost, off the async workers.
+pub async fn hash_password(password: String) -> Result<String, Status> {
+    tokio::task::spawn_blocking(move || bcrypt::hash(password, BCRYPT_COST))
+        .await
+        .map_err(|e| Status::internal(format!("etcdserver: {e}")))?
+        .map_err(|e| Status::internal(format!("etcdserver: hashing the password: {e}")))
+}
+
+/// 32 random bytes for a new token key.
+pub fn new_token_key() -> Result<Vec<u8>, Status> {
+    let mut key = vec![0u8; 32];
+    getrandom::fill(&mut key)
+        .map_err(|e| Status::internal(format!("etcdserver: no randomness: {e}")))?;
+    Ok(key)
+}
+
+fn sign_token(key: &[u8], name: &str, expires_ms: i64, password_hash: &[u8]) -> String {
+    let signed = format!(
+        "{}.{expires_ms}.{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(name),
+        password_fingerprint(password_hash)
+    );
+    let mac = match HmacSha256::new_from_slice(key) {
+        Ok(mut m) => {
+            m.update(signed.as_bytes());
+            hex(&m.finalize().into_bytes()[..16])
+        }
+        // HMAC takes keys of any length.
+        Err(_) => String::new(),
+    };
+    format!("{signed}.{mac}")
+}
+
+fn password_fingerprint(hash: &[u8]) -> String {
+    hex(&Sha256::digest(hash)[..8])
+}
+
+/// What members show each other: derived from the token key, which only members hold.
+fn member_proof(key: &[u8]) -> String {
+    match HmacSha256::new_from_slice(key) {
+        Ok(mut m) => {
+            m.update(b"conclave member");
+            hex(&m.finalize().into_bytes())
+        }
+        Err(_) => String::new(),
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn hex_decode(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_names_its_user_until_it_is_tampered_with() {
+        let key = b"0123456789abcdef0123456789abcdef";
+        let token = sign_token(key, "alice", i64::MAX, b"$2b$hash");
+        let mut state = AuthState {
+            enabled: true,
+            token_key: key.to_vec(),
+            ..Default::default()
+        };
+        state.users.insert(
+            "alice".into(),
+            conclave_proto::authpb::User {
+                name: b"alice".to_vec(),
+                password: b"$2b$hash".to_vec(),
+                ..Default::default()
+            },
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let auth = Authenticator::new(
+            Arc::new(Store::open(dir.path()).unwrap()),
+            Duration::from_secs(300),
+        );
+        assert_eq!(auth.verify_token(&state, &token).unwrap(), "alice");
+        let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+        let forged = token.replacen(&b64("alice"), &b64("root"), 1);
+        assert_ne!(forged, token);
+        assert!(auth.verify_token(&state, &forged).is_err());
+        let mut other = token.clone();
+        let last = other.pop().unwrap();
+        other.push(if last == '0' { '1' } else { '0' });
+        assert!(auth.verify_token(&state, &other).is_err());
+        // A new password voids it.
+        state.users.get_mut("alice").unwrap().password = b"$2b$other".to_vec();
+        assert!(auth.verify_token(&state, &token).is_err());
+        // So does time.
+        let old = sign_token(key, "alice", 1, b"$2b$other");
+        assert!(auth.verify_token(&state, &old).is_err());
+    }
+}
