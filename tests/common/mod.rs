@@ -347,7 +347,7 @@ pub fn signal_and_wait(mut child: Child, signal: &str) -> Option<ExitStatus> {
     }
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind a probe port");
     listener.local_addr().expect("probe port address").port()
 }

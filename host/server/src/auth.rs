@@ -13,6 +13,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::ConnectInfo;
 use base64::Engine;
 use conclave_proto::etcdserverpb::{
     DeleteRangeRequest, PutRequest, RangeRequest, TxnRequest, request_op,
@@ -23,6 +24,8 @@ use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
 use tonic::metadata::{AsciiMetadataValue, MetadataMap, MetadataValue};
 use tonic::{Code, Status};
+
+use crate::client_tls::ClientIdentity;
 
 /// Where clients put their token, as etcd's clients do.
 pub const TOKEN_METADATA: &str = "token";
@@ -49,11 +52,6 @@ pub const AUTH_NOT_ENABLED: crate::error::EtcdError = crate::error::EtcdError::n
 );
 pub const USER_EMPTY: crate::error::EtcdError =
     crate::error::EtcdError::new(Code::InvalidArgument, "etcdserver: user name is empty");
-
-/// The name a verified client certificate gives its holder, put in the request's extensions
-/// by the TLS listener.
-#[derive(Debug, Clone)]
-pub struct CertificateName(pub String);
 
 /// Who is calling.
 #[derive(Debug, Clone)]
@@ -170,16 +168,17 @@ impl Authenticator {
 
     /// Who sent `request`.
     pub fn caller<T>(&self, request: &tonic::Request<T>) -> Result<Caller, Status> {
-        self.caller_of(
-            request.metadata(),
-            request.extensions().get::<CertificateName>(),
-        )
+        let certificate = request
+            .extensions()
+            .get::<ConnectInfo<ClientIdentity>>()
+            .and_then(|c| c.0.0.as_deref());
+        self.caller_of(request.metadata(), certificate)
     }
 
     pub fn caller_of(
         &self,
         metadata: &MetadataMap,
-        certificate: Option<&CertificateName>,
+        certificate: Option<&str>,
     ) -> Result<Caller, Status> {
         let state = self.store.auth();
         if !state.enabled {
@@ -197,7 +196,7 @@ impl Authenticator {
             .map(|t| t.to_str().unwrap_or_default());
         let name = match (token, certificate) {
             (Some(token), _) => self.verify_token(&state, token)?,
-            (None, Some(cn)) if state.users.contains_key(&cn.0) => cn.0.clone(),
+            (None, Some(cn)) if state.users.contains_key(cn) => cn.to_string(),
             (None, Some(_)) => return Err(INVALID_AUTH_TOKEN.into()),
             (None, None) => return Err(USER_EMPTY.into()),
         };

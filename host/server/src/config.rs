@@ -172,6 +172,22 @@ pub struct Config {
     #[arg(long, default_value_t = 300, env = "ETCD_AUTH_TOKEN_TTL")]
     pub auth_token_ttl: u64,
 
+    /// The client port's TLS certificate (https:// client URLs need it).
+    #[arg(long, env = "ETCD_CERT_FILE")]
+    pub cert_file: Option<PathBuf>,
+
+    /// The key of --cert-file.
+    #[arg(long, env = "ETCD_KEY_FILE")]
+    pub key_file: Option<PathBuf>,
+
+    /// The CA client certificates must be signed by (with --client-cert-auth).
+    #[arg(long, env = "ETCD_TRUSTED_CA_FILE")]
+    pub trusted_ca_file: Option<PathBuf>,
+
+    /// Require a client certificate from --trusted-ca-file; with auth on, its CN is the user.
+    #[arg(long, env = "ETCD_CLIENT_CERT_AUTH")]
+    pub client_cert_auth: bool,
+
     /// Log level filter (error, warn, info, debug, trace, or a tracing filter directive).
     #[arg(long, default_value = "info", env = "CONCLAVE_LOG")]
     pub log_level: String,
@@ -268,9 +284,8 @@ pub async fn socket_addr(url: &str) -> anyhow::Result<SocketAddr> {
         .parse()
         .with_context(|| format!("invalid URL {url:?}"))?;
     match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => bail!("{url}: client TLS is not supported yet; use http://"),
-        _ => bail!("{url}: URL must start with http://"),
+        Some("http" | "https") => {}
+        _ => bail!("{url}: URL must start with http:// or https://"),
     }
     resolve(url, &uri).await
 }
@@ -315,7 +330,6 @@ mod tests {
                 .is_loopback()
         );
         assert!(socket_addr("127.0.0.1:2379").await.is_err());
-        assert!(socket_addr("https://127.0.0.1:2379").await.is_err());
         assert!(socket_addr("http://127.0.0.1").await.is_err());
     }
 

@@ -5,6 +5,7 @@ mod auth;
 mod authority;
 mod auto_compact;
 mod backup;
+mod client_tls;
 mod clock;
 pub mod config;
 mod corrupt_check;

@@ -23,7 +23,7 @@ use openraft::raft::ReadPolicy;
 use parking_lot::Mutex;
 use prost::Message;
 use tonic::Status;
-use tonic::transport::Channel;
+use tonic::transport::{Channel, ClientTlsConfig};
 use tracing::{debug, info, warn};
 
 use crate::auth::Authenticator;
@@ -76,6 +76,20 @@ pub struct Node {
     quota: Option<u64>,
     /// Who calls, and what they may do.
     pub auth: Authenticator,
+    /// How to reach other members' https client URLs.
+    client_tls: Option<ClientTlsConfig>,
+}
+
+/// A member's settings from its flags.
+pub struct Settings {
+    /// The cluster token: member IDs derive from it.
+    pub token: String,
+    /// --quota-backend-bytes (None: no quota).
+    pub quota: Option<u64>,
+    /// --auth-token-ttl.
+    pub token_ttl: Duration,
+    /// The client side of the client port's TLS, for https client URLs.
+    pub client_tls: Option<ClientTlsConfig>,
 }
 
 impl Node {
@@ -84,12 +98,17 @@ impl Node {
         raft: Raft,
         identity: Identity,
         me: Member,
-        token: String,
-        quota: Option<u64>,
-        token_ttl: Duration,
+        settings: Settings,
     ) -> Arc<Self> {
+        let Settings {
+            token,
+            quota,
+            token_ttl,
+            client_tls,
+        } = settings;
         Arc::new(Self {
             auth: Authenticator::new(store.clone(), token_ttl),
+            client_tls,
             store,
             raft,
             identity,
@@ -258,8 +277,19 @@ impl Node {
         if let Some(c) = channels.get(url) {
             return Ok(c.clone());
         }
-        let channel = Channel::from_shared(url.clone())
-            .map_err(|e| Status::internal(format!("member URL {url}: {e}")))?
+        let mut endpoint = Channel::from_shared(url.clone())
+            .map_err(|e| Status::internal(format!("member URL {url}: {e}")))?;
+        if url.starts_with("https://") {
+            let tls = self.client_tls.clone().ok_or_else(|| {
+                Status::unavailable(format!(
+                    "etcdserver: member URL {url} needs TLS, and this member has no --cert-file"
+                ))
+            })?;
+            endpoint = endpoint
+                .tls_config(tls)
+                .map_err(|e| Status::internal(format!("member URL {url}: {e}")))?;
+        }
+        let channel = endpoint
             .connect_timeout(Duration::from_secs(1))
             .connect_lazy();
         channels.insert(url.clone(), channel.clone());

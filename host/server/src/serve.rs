@@ -30,13 +30,14 @@ use tracing::{info, warn};
 use crate::authority::AuthorityListener;
 use crate::auto_compact::{self, Retention};
 use crate::backup;
+use crate::client_tls::{ClientIdentity, ClientTls, TlsListener};
 use crate::config::{ClusterState, Config, peer_addr, socket_addr};
 use crate::corrupt_check;
 use crate::forward::MAX_BATCH_BYTES;
 use crate::gateway::{self, Gateway};
 use crate::ids;
 use crate::lease::{Lessor, min_lease_ttl};
-use crate::node::{Identity, MAX_REQUEST_BYTES, Node};
+use crate::node::{Identity, MAX_REQUEST_BYTES, Node, Settings};
 use crate::plugin::{Plugins, PluginsListener, Supervisor};
 use crate::service::{
     AuthService, ClusterService, ElectionService, IngestService, InternalService, KvService,
@@ -106,6 +107,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     };
 
     let tls = peer_tls(&config, &data_dir, initial.len())?;
+    let client_tls = ClientTls::load(&config).context("client TLS (--cert-file, --key-file)")?;
     if config.election_timeout < 5 * config.heartbeat_interval {
         // etcd's rule and words.
         bail!(
@@ -175,9 +177,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         raft.clone(),
         identity,
         me,
-        token.clone(),
-        config.quota_bytes(),
-        Duration::from_secs(config.auth_token_ttl),
+        Settings {
+            token: token.clone(),
+            quota: config.quota_bytes(),
+            token_ttl: Duration::from_secs(config.auth_token_ttl),
+            client_tls: client_tls.as_ref().map(|t| t.channel.clone()),
+        },
     );
     // Stops the client listeners, and the watch streams that would hold them open.
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -267,20 +272,35 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let mut servers = Vec::new();
     for url in &config.listen_client_urls {
         let addr = socket_addr(url).await?;
-        let listener = AuthorityListener::new(
-            TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("cannot listen on {url}"))?,
-        );
+        let tcp = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {url}"))?;
         let mut stop = stop_rx.clone();
-        let app = app.clone();
-        servers.push(tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                })
-                .await
-        }));
+        let stopped = async move {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        let app = app
+            .clone()
+            .into_make_service_with_connect_info::<ClientIdentity>();
+        let server = if url.starts_with("https://") {
+            let tls = client_tls
+                .as_ref()
+                .with_context(|| format!("{url}: https:// needs --cert-file and --key-file"))?;
+            let listener = TlsListener::new(tcp, tls.server.clone())?;
+            tokio::spawn(async move {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(stopped)
+                    .await
+            })
+        } else {
+            let listener = AuthorityListener::new(tcp);
+            tokio::spawn(async move {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(stopped)
+                    .await
+            })
+        };
+        servers.push(server);
         info!(url, %addr, "serving client requests");
     }
     let publisher = tokio::spawn(node.clone().publish_self());

@@ -231,6 +231,15 @@ fn protocol_error(msg: impl Into<String>) -> (io::ErrorKind, String) {
 }
 
 impl<S> AuthorityFix<S> {
+    /// The connection underneath, before any byte was read through the fix.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
     pub fn new(inner: S) -> Self {
         AuthorityFix {
             inner,

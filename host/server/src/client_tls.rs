@@ -1,0 +1,178 @@
+//! TLS on the client port, with etcd's flags: `--cert-file` and `--key-file` (the server's
+//! certificate), `--trusted-ca-file` (the CA client certificates must come from) and
+//! `--client-cert-auth` (require one; its CN is then the user, as in etcd). Handshakes run in
+//! their own tasks, so a slow or hostile client never holds up the accept loop. Members reach
+//! each other's https client URLs with the same certificate and CA.
+
+use std::io;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use axum::extract::connect_info::Connected;
+use axum::serve::{IncomingStream, Listener};
+use conclave_tls::{peer_member_name, read_certs, read_key};
+use rustls::RootCertStore;
+use rustls::server::WebPkiClientVerifier;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+use tracing::debug;
+
+use crate::authority::{AuthorityFix, AuthorityListener};
+use crate::config::Config;
+
+/// How long a client gets to finish its TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Handshaken connections waiting for the server to take them.
+const ACCEPTED_QUEUE: usize = 128;
+
+/// The client port's TLS settings: the server side, and the client side members use to call
+/// each other's https client URLs.
+#[derive(Clone)]
+pub struct ClientTls {
+    pub server: Arc<rustls::ServerConfig>,
+    pub channel: ClientTlsConfig,
+}
+
+impl ClientTls {
+    /// From the flags; None when no certificate is given.
+    pub fn load(config: &Config) -> anyhow::Result<Option<ClientTls>> {
+        let (cert, key) = match (&config.cert_file, &config.key_file) {
+            (Some(c), Some(k)) => (c, k),
+            (None, None) => {
+                if config.client_cert_auth || config.trusted_ca_file.is_some() {
+                    bail!(
+                        "--client-cert-auth and --trusted-ca-file need --cert-file and --key-file"
+                    );
+                }
+                return Ok(None);
+            }
+            _ => bail!("--cert-file and --key-file go together"),
+        };
+        let chain = read_certs(cert).with_context(|| format!("--cert-file {}", cert.display()))?;
+        let private = read_key(key).with_context(|| format!("--key-file {}", key.display()))?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .context("TLS protocol versions")?;
+        let builder = match (&config.trusted_ca_file, config.client_cert_auth) {
+            (Some(ca), true) => {
+                let verifier =
+                    WebPkiClientVerifier::builder_with_provider(Arc::new(roots(ca)?), provider)
+                        .build()
+                        .with_context(|| format!("--trusted-ca-file {}", ca.display()))?;
+                builder.with_client_cert_verifier(verifier)
+            }
+            (None, true) => bail!("--client-cert-auth needs --trusted-ca-file"),
+            (_, false) => builder.with_no_client_auth(),
+        };
+        let mut server = builder
+            .with_single_cert(chain, private)
+            .with_context(|| format!("{} with the key {}", cert.display(), key.display()))?;
+        // gRPC speaks HTTP/2; the JSON gateway also HTTP/1.1.
+        server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+
+        let pem =
+            |p: &Path| std::fs::read(p).with_context(|| format!("cannot read {}", p.display()));
+        let mut channel =
+            ClientTlsConfig::new().identity(Identity::from_pem(pem(cert)?, pem(key)?));
+        if let Some(ca) = &config.trusted_ca_file {
+            channel = channel.ca_certificate(Certificate::from_pem(pem(ca)?));
+        }
+        Ok(Some(ClientTls {
+            server: Arc::new(server),
+            channel,
+        }))
+    }
+}
+
+fn roots(ca: &Path) -> anyhow::Result<RootCertStore> {
+    let mut roots = RootCertStore::empty();
+    for cert in read_certs(ca).with_context(|| format!("--trusted-ca-file {}", ca.display()))? {
+        roots
+            .add(cert)
+            .with_context(|| format!("{}: not a usable CA certificate", ca.display()))?;
+    }
+    Ok(roots)
+}
+
+/// Accepts TCP connections and hands on the ones whose TLS handshake succeeds.
+pub struct TlsListener {
+    accepted: mpsc::Receiver<(AuthorityFix<TlsStream<TcpStream>>, SocketAddr)>,
+    local: SocketAddr,
+}
+
+impl TlsListener {
+    pub fn new(tcp: TcpListener, config: Arc<rustls::ServerConfig>) -> io::Result<Self> {
+        let local = tcp.local_addr()?;
+        let (tx, accepted) = mpsc::channel(ACCEPTED_QUEUE);
+        let acceptor = TlsAcceptor::from(config);
+        tokio::spawn(async move {
+            let mut tcp = AuthorityListener::new(tcp);
+            loop {
+                let (stream, addr) = Listener::accept(&mut tcp).await;
+                if tx.is_closed() {
+                    return;
+                }
+                let acceptor = acceptor.clone();
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let tcp = stream.into_inner();
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                        Ok(Ok(tls)) => {
+                            let _ = tx.send((AuthorityFix::new(tls), addr)).await;
+                        }
+                        Ok(Err(e)) => debug!(%addr, error = %e, "TLS handshake refused"),
+                        Err(_) => debug!(%addr, "TLS handshake timed out"),
+                    }
+                });
+            }
+        });
+        Ok(Self { accepted, local })
+    }
+}
+
+impl Listener for TlsListener {
+    type Io = AuthorityFix<TlsStream<TcpStream>>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.accepted.recv().await {
+            Some(conn) => conn,
+            // The accept task ends only with the listener; nothing more will come.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        Ok(self.local)
+    }
+}
+
+/// Who is on the other end of a client connection: the CN of its verified certificate, if it
+/// showed one. Requests carry it (as axum's `ConnectInfo`), so that auth can take it as the
+/// user.
+#[derive(Debug, Clone, Default)]
+pub struct ClientIdentity(pub Option<String>);
+
+impl Connected<IncomingStream<'_, TlsListener>> for ClientIdentity {
+    fn connect_info(stream: IncomingStream<'_, TlsListener>) -> Self {
+        let (_, session) = stream.io().get_ref().get_ref();
+        ClientIdentity(
+            session
+                .peer_certificates()
+                .and_then(|chain| peer_member_name(chain).ok()),
+        )
+    }
+}
+
+impl Connected<IncomingStream<'_, AuthorityListener>> for ClientIdentity {
+    fn connect_info(_: IncomingStream<'_, AuthorityListener>) -> Self {
+        ClientIdentity(None)
+    }
+}
