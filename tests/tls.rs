@@ -113,7 +113,12 @@ fn etcdctl_speaks_tls_with_client_certificates_and_strangers_are_refused() {
     stdout_ok(&pki.etcdctl(port, alice, &["endpoint", "health"]));
     // No client certificate, or one from another CA: no connection.
     // Short timeouts: the answer is the refusal, which etcdctl would retry until they pass.
-    let quick = ["--dial-timeout=2s", "--command-timeout=2s", "get", "over-tls"];
+    let quick = [
+        "--dial-timeout=2s",
+        "--command-timeout=2s",
+        "get",
+        "over-tls",
+    ];
     let out = pki.etcdctl(port, None, &quick);
     assert!(
         !out.status.success(),

@@ -12,6 +12,7 @@ use std::time::Duration;
 use conclave_store::{SnapshotInfo, Store};
 use tracing::{info, warn};
 
+use crate::leader_ticks::LeaderTicks;
 use crate::node::Node;
 
 /// Backup files the schedule writes start with this, and end with [`BACKUP_EXT`].
@@ -65,14 +66,9 @@ pub struct Schedule {
 /// Runs for the member's life: while it leads, a backup every interval.
 pub async fn run(node: Arc<Node>, schedule: Schedule) {
     info!(dir = %schedule.dir.display(), every = ?schedule.interval, retain = schedule.retain, "scheduled backups on");
-    let mut ticker = tokio::time::interval(schedule.interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    ticker.tick().await;
+    let mut ticks = LeaderTicks::new(node.clone(), schedule.interval);
     loop {
-        ticker.tick().await;
-        if !node.is_leader() {
-            continue;
-        }
+        ticks.next().await;
         let store = node.store.clone();
         let schedule = schedule.clone();
         match tokio::task::spawn_blocking(move || back_up(&store, &schedule)).await {

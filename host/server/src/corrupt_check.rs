@@ -17,19 +17,15 @@ use openraft::async_runtime::WatchReceiver;
 use tonic::Status;
 use tracing::{debug, error, info};
 
+use crate::leader_ticks::LeaderTicks;
 use crate::node::Node;
 
 /// Runs for the member's life, checking every `every` while it leads.
 pub async fn run(node: Arc<Node>, every: Duration) {
     info!(every = ?every, "periodic corruption check on");
-    let mut ticker = tokio::time::interval(every);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    ticker.tick().await;
+    let mut ticks = LeaderTicks::new(node.clone(), every);
     loop {
-        ticker.tick().await;
-        if !node.is_leader() {
-            continue;
-        }
+        ticks.next().await;
         if let Err(e) = check(&node).await {
             debug!(error = %e, "corruption check incomplete; will retry");
         }

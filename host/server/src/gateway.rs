@@ -52,6 +52,18 @@ pub struct Gateway {
     pub watch: WatchService,
 }
 
+/// A unary route: the JSON body becomes the request, the service's answer the JSON reply.
+macro_rules! unary_handler {
+    ($name:ident, $service:ident . $method:ident, $request:ty) => {
+        async fn $name(State(g): State<Gateway>, headers: HeaderMap, body: Bytes) -> Response {
+            unary(&headers, body, |r: tonic::Request<$request>| async move {
+                g.$service.$method(r).await
+            })
+            .await
+        }
+    };
+}
+
 pub fn router(gateway: Gateway) -> Router {
     Router::new()
         .route("/v3/kv/range", post(range))
@@ -127,176 +139,43 @@ where
     }
 }
 
-async fn gw_auth_enable(State(g): State<Gateway>, headers: HeaderMap, body: Bytes) -> Response {
-    unary(
-        &headers,
-        body,
-        |r: tonic::Request<AuthEnableRequest>| async move { g.auth.auth_enable(r).await },
-    )
-    .await
-}
-
-async fn gw_auth_disable(State(g): State<Gateway>, headers: HeaderMap, body: Bytes) -> Response {
-    unary(
-        &headers,
-        body,
-        |r: tonic::Request<AuthDisableRequest>| async move { g.auth.auth_disable(r).await },
-    )
-    .await
-}
-
-async fn gw_auth_status(State(g): State<Gateway>, headers: HeaderMap, body: Bytes) -> Response {
-    unary(
-        &headers,
-        body,
-        |r: tonic::Request<AuthStatusRequest>| async move { g.auth.auth_status(r).await },
-    )
-    .await
-}
-
-async fn gw_authenticate(State(g): State<Gateway>, headers: HeaderMap, body: Bytes) -> Response {
-    unary(
-        &headers,
-        body,
-        |r: tonic::Request<AuthenticateRequest>| async move { g.auth.authenticate(r).await },
-    )
-    .await
-}
-
-async fn gw_user_add(State(g): State<Gateway>, headers: HeaderMap, body: Bytes) -> Response {
-    unary(
-        &headers,
-        body,
-        |r: tonic::Request<AuthUserAddRequest>| async move { g.auth.user_add(r).await },
-    )
-    .await
-}
-
-async fn gw_user_get(State(g): State<Gateway>, headers: HeaderMap, body: Bytes) -> Response {
-    unary(
-        &headers,
-        body,
-        |r: tonic::Request<AuthUserGetRequest>| async move { g.auth.user_get(r).await },
-    )
-    .await
-}
-
-async fn gw_user_list(State(g): State<Gateway>, headers: HeaderMap, body: Bytes) -> Response {
-    unary(
-        &headers,
-        body,
-        |r: tonic::Request<AuthUserListRequest>| async move { g.auth.user_list(r).await },
-    )
-    .await
-}
-
-async fn gw_user_delete(State(g): State<Gateway>, headers: HeaderMap, body: Bytes) -> Response {
-    unary(
-        &headers,
-        body,
-        |r: tonic::Request<AuthUserDeleteRequest>| async move { g.auth.user_delete(r).await },
-    )
-    .await
-}
-
-async fn gw_user_change_password(
-    State(g): State<Gateway>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    unary(
-        &headers,
-        body,
-        |r: tonic::Request<AuthUserChangePasswordRequest>| async move {
-            g.auth.user_change_password(r).await
-        },
-    )
-    .await
-}
-
-async fn gw_user_grant_role(State(g): State<Gateway>, headers: HeaderMap, body: Bytes) -> Response {
-    unary(&headers, body, |r: tonic::Request<AuthUserGrantRoleRequest>| async move {
-        g.auth.user_grant_role(r).await
-    })
-    .await
-}
-
-async fn gw_user_revoke_role(
-    State(g): State<Gateway>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    unary(&headers, body, |r: tonic::Request<AuthUserRevokeRoleRequest>| async move {
-        g.auth.user_revoke_role(r).await
-    })
-    .await
-}
-
-async fn gw_role_add(State(g): State<Gateway>, headers: HeaderMap, body: Bytes) -> Response {
-    unary(
-        &headers,
-        body,
-        |r: tonic::Request<AuthRoleAddRequest>| async move { g.auth.role_add(r).await },
-    )
-    .await
-}
-
-async fn gw_role_get(State(g): State<Gateway>, headers: HeaderMap, body: Bytes) -> Response {
-    unary(
-        &headers,
-        body,
-        |r: tonic::Request<AuthRoleGetRequest>| async move { g.auth.role_get(r).await },
-    )
-    .await
-}
-
-async fn gw_role_list(State(g): State<Gateway>, headers: HeaderMap, body: Bytes) -> Response {
-    unary(
-        &headers,
-        body,
-        |r: tonic::Request<AuthRoleListRequest>| async move { g.auth.role_list(r).await },
-    )
-    .await
-}
-
-async fn gw_role_delete(State(g): State<Gateway>, headers: HeaderMap, body: Bytes) -> Response {
-    unary(
-        &headers,
-        body,
-        |r: tonic::Request<AuthRoleDeleteRequest>| async move { g.auth.role_delete(r).await },
-    )
-    .await
-}
-
-async fn gw_role_grant_permission(
-    State(g): State<Gateway>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    unary(
-        &headers,
-        body,
-        |r: tonic::Request<AuthRoleGrantPermissionRequest>| async move {
-            g.auth.role_grant_permission(r).await
-        },
-    )
-    .await
-}
-
-async fn gw_role_revoke_permission(
-    State(g): State<Gateway>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    unary(
-        &headers,
-        body,
-        |r: tonic::Request<AuthRoleRevokePermissionRequest>| async move {
-            g.auth.role_revoke_permission(r).await
-        },
-    )
-    .await
-}
+unary_handler!(gw_auth_enable, auth.auth_enable, AuthEnableRequest);
+unary_handler!(gw_auth_disable, auth.auth_disable, AuthDisableRequest);
+unary_handler!(gw_auth_status, auth.auth_status, AuthStatusRequest);
+unary_handler!(gw_authenticate, auth.authenticate, AuthenticateRequest);
+unary_handler!(gw_user_add, auth.user_add, AuthUserAddRequest);
+unary_handler!(gw_user_get, auth.user_get, AuthUserGetRequest);
+unary_handler!(gw_user_list, auth.user_list, AuthUserListRequest);
+unary_handler!(gw_user_delete, auth.user_delete, AuthUserDeleteRequest);
+unary_handler!(
+    gw_user_change_password,
+    auth.user_change_password,
+    AuthUserChangePasswordRequest
+);
+unary_handler!(
+    gw_user_grant_role,
+    auth.user_grant_role,
+    AuthUserGrantRoleRequest
+);
+unary_handler!(
+    gw_user_revoke_role,
+    auth.user_revoke_role,
+    AuthUserRevokeRoleRequest
+);
+unary_handler!(gw_role_add, auth.role_add, AuthRoleAddRequest);
+unary_handler!(gw_role_get, auth.role_get, AuthRoleGetRequest);
+unary_handler!(gw_role_list, auth.role_list, AuthRoleListRequest);
+unary_handler!(gw_role_delete, auth.role_delete, AuthRoleDeleteRequest);
+unary_handler!(
+    gw_role_grant_permission,
+    auth.role_grant_permission,
+    AuthRoleGrantPermissionRequest
+);
+unary_handler!(
+    gw_role_revoke_permission,
+    auth.role_revoke_permission,
+    AuthRoleRevokePermissionRequest
+);
 
 /// A request as the gRPC services take it, with the token from etcd's gateway header
 /// (`Authorization: <token>`) in the metadata where gRPC clients put it.
@@ -353,188 +232,31 @@ fn error(status: &Status) -> Response {
     )
 }
 
-async fn range(State(g): State<Gateway>, headers: HeaderMap, body: Bytes) -> Response {
-    unary(
-        &headers,
-        body,
-        |r: tonic::Request<RangeRequest>| async move { g.kv.range(r).await },
-    )
-    .await
-}
-
-async fn put(State(g): State<Gateway>, headers: HeaderMap, body: Bytes) -> Response {
-    unary(&headers, body, |r: tonic::Request<PutRequest>| async move {
-        g.kv.put(r).await
-    })
-    .await
-}
-
-async fn delete_range(State(g): State<Gateway>, headers: HeaderMap, body: Bytes) -> Response {
-    unary(
-        &headers,
-        body,
-        |r: tonic::Request<DeleteRangeRequest>| async move { g.kv.delete_range(r).await },
-    )
-    .await
-}
-
-async fn txn(State(g): State<Gateway>, headers: HeaderMap, body: Bytes) -> Response {
-    unary(&headers, body, |r: tonic::Request<TxnRequest>| async move {
-        g.kv.txn(r).await
-    })
-    .await
-}
-
-async fn compaction(State(g): State<Gateway>, headers: HeaderMap, body: Bytes) -> Response {
-    unary(
-        &headers,
-        body,
-        |r: tonic::Request<CompactionRequest>| async move { g.kv.compact(r).await },
-    )
-    .await
-}
-
-async fn status(State(g): State<Gateway>, headers: HeaderMap, body: Bytes) -> Response {
-    unary(
-        &headers,
-        body,
-        |r: tonic::Request<StatusRequest>| async move { g.maintenance.status(r).await },
-    )
-    .await
-}
-
-async fn alarm(State(g): State<Gateway>, headers: HeaderMap, body: Bytes) -> Response {
-    unary(
-        &headers,
-        body,
-        |r: tonic::Request<AlarmRequest>| async move { g.maintenance.alarm(r).await },
-    )
-    .await
-}
-
-async fn defragment(State(g): State<Gateway>, headers: HeaderMap, body: Bytes) -> Response {
-    unary(
-        &headers,
-        body,
-        |r: tonic::Request<DefragmentRequest>| async move { g.maintenance.defragment(r).await },
-    )
-    .await
-}
-
-async fn hash(State(g): State<Gateway>, headers: HeaderMap, body: Bytes) -> Response {
-    unary(
-        &headers,
-        body,
-        |r: tonic::Request<HashRequest>| async move { g.maintenance.hash(r).await },
-    )
-    .await
-}
-
-async fn hash_kv(State(g): State<Gateway>, headers: HeaderMap, body: Bytes) -> Response {
-    unary(
-        &headers,
-        body,
-        |r: tonic::Request<HashKvRequest>| async move { g.maintenance.hash_kv(r).await },
-    )
-    .await
-}
-
-async fn move_leader(State(g): State<Gateway>, headers: HeaderMap, body: Bytes) -> Response {
-    unary(
-        &headers,
-        body,
-        |r: tonic::Request<MoveLeaderRequest>| async move { g.maintenance.move_leader(r).await },
-    )
-    .await
-}
-
-async fn lease_grant(State(g): State<Gateway>, headers: HeaderMap, body: Bytes) -> Response {
-    unary(
-        &headers,
-        body,
-        |r: tonic::Request<LeaseGrantRequest>| async move { g.lease.lease_grant(r).await },
-    )
-    .await
-}
-
-async fn lease_revoke(State(g): State<Gateway>, headers: HeaderMap, body: Bytes) -> Response {
-    unary(
-        &headers,
-        body,
-        |r: tonic::Request<LeaseRevokeRequest>| async move { g.lease.lease_revoke(r).await },
-    )
-    .await
-}
-
-async fn lease_time_to_live(State(g): State<Gateway>, headers: HeaderMap, body: Bytes) -> Response {
-    unary(&headers, body, |r: tonic::Request<LeaseTimeToLiveRequest>| async move {
-        g.lease.lease_time_to_live(r).await
-    })
-    .await
-}
-
-async fn lease_leases(State(g): State<Gateway>, headers: HeaderMap, body: Bytes) -> Response {
-    unary(
-        &headers,
-        body,
-        |r: tonic::Request<LeaseLeasesRequest>| async move { g.lease.lease_leases(r).await },
-    )
-    .await
-}
-
-async fn lock(State(g): State<Gateway>, headers: HeaderMap, body: Bytes) -> Response {
-    unary(
-        &headers,
-        body,
-        |r: tonic::Request<LockRequest>| async move { g.lock.lock(r).await },
-    )
-    .await
-}
-
-async fn unlock(State(g): State<Gateway>, headers: HeaderMap, body: Bytes) -> Response {
-    unary(
-        &headers,
-        body,
-        |r: tonic::Request<UnlockRequest>| async move { g.lock.unlock(r).await },
-    )
-    .await
-}
-
-async fn campaign(State(g): State<Gateway>, headers: HeaderMap, body: Bytes) -> Response {
-    unary(
-        &headers,
-        body,
-        |r: tonic::Request<CampaignRequest>| async move { g.election.campaign(r).await },
-    )
-    .await
-}
-
-async fn proclaim(State(g): State<Gateway>, headers: HeaderMap, body: Bytes) -> Response {
-    unary(
-        &headers,
-        body,
-        |r: tonic::Request<ProclaimRequest>| async move { g.election.proclaim(r).await },
-    )
-    .await
-}
-
-async fn leader(State(g): State<Gateway>, headers: HeaderMap, body: Bytes) -> Response {
-    unary(
-        &headers,
-        body,
-        |r: tonic::Request<LeaderRequest>| async move { g.election.leader(r).await },
-    )
-    .await
-}
-
-async fn resign(State(g): State<Gateway>, headers: HeaderMap, body: Bytes) -> Response {
-    unary(
-        &headers,
-        body,
-        |r: tonic::Request<ResignRequest>| async move { g.election.resign(r).await },
-    )
-    .await
-}
+unary_handler!(range, kv.range, RangeRequest);
+unary_handler!(put, kv.put, PutRequest);
+unary_handler!(delete_range, kv.delete_range, DeleteRangeRequest);
+unary_handler!(txn, kv.txn, TxnRequest);
+unary_handler!(compaction, kv.compact, CompactionRequest);
+unary_handler!(status, maintenance.status, StatusRequest);
+unary_handler!(alarm, maintenance.alarm, AlarmRequest);
+unary_handler!(defragment, maintenance.defragment, DefragmentRequest);
+unary_handler!(hash, maintenance.hash, HashRequest);
+unary_handler!(hash_kv, maintenance.hash_kv, HashKvRequest);
+unary_handler!(move_leader, maintenance.move_leader, MoveLeaderRequest);
+unary_handler!(lease_grant, lease.lease_grant, LeaseGrantRequest);
+unary_handler!(lease_revoke, lease.lease_revoke, LeaseRevokeRequest);
+unary_handler!(
+    lease_time_to_live,
+    lease.lease_time_to_live,
+    LeaseTimeToLiveRequest
+);
+unary_handler!(lease_leases, lease.lease_leases, LeaseLeasesRequest);
+unary_handler!(lock, lock.lock, LockRequest);
+unary_handler!(unlock, lock.unlock, UnlockRequest);
+unary_handler!(campaign, election.campaign, CampaignRequest);
+unary_handler!(proclaim, election.proclaim, ProclaimRequest);
+unary_handler!(leader, election.leader, LeaderRequest);
+unary_handler!(resign, election.resign, ResignRequest);
 
 /// etcd's gateway watch: one WatchRequest in the body, then one `{"result": WatchResponse}`
 /// line per response for as long as the client keeps the connection open.

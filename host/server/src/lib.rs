@@ -14,6 +14,7 @@ mod error;
 mod forward;
 mod gateway;
 mod ids;
+mod leader_ticks;
 mod lease;
 pub mod node;
 mod plugin;

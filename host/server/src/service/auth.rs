@@ -66,6 +66,16 @@ impl AuthService {
         }
     }
 
+    /// A root-only change made of the request's message as it is.
+    async fn admin<T>(
+        &self,
+        request: Request<T>,
+        command: impl FnOnce(T) -> Cmd,
+    ) -> Result<Option<ResponseHeader>, Status> {
+        self.root(&request)?;
+        self.change(command(request.into_inner()), Vec::new()).await
+    }
+
     /// A read of the auth state that sees every change acknowledged before it began.
     async fn read<T>(
         &self,
@@ -191,10 +201,7 @@ impl Auth for AuthService {
         &self,
         request: Request<AuthUserDeleteRequest>,
     ) -> Result<Response<AuthUserDeleteResponse>, Status> {
-        self.root(&request)?;
-        let header = self
-            .change(Cmd::UserDelete(request.into_inner()), Vec::new())
-            .await?;
+        let header = self.admin(request, Cmd::UserDelete).await?;
         Ok(Response::new(AuthUserDeleteResponse { header }))
     }
 
@@ -219,10 +226,7 @@ impl Auth for AuthService {
         &self,
         request: Request<AuthUserGrantRoleRequest>,
     ) -> Result<Response<AuthUserGrantRoleResponse>, Status> {
-        self.root(&request)?;
-        let header = self
-            .change(Cmd::UserGrantRole(request.into_inner()), Vec::new())
-            .await?;
+        let header = self.admin(request, Cmd::UserGrantRole).await?;
         Ok(Response::new(AuthUserGrantRoleResponse { header }))
     }
 
@@ -230,10 +234,7 @@ impl Auth for AuthService {
         &self,
         request: Request<AuthUserRevokeRoleRequest>,
     ) -> Result<Response<AuthUserRevokeRoleResponse>, Status> {
-        self.root(&request)?;
-        let header = self
-            .change(Cmd::UserRevokeRole(request.into_inner()), Vec::new())
-            .await?;
+        let header = self.admin(request, Cmd::UserRevokeRole).await?;
         Ok(Response::new(AuthUserRevokeRoleResponse { header }))
     }
 
@@ -241,10 +242,7 @@ impl Auth for AuthService {
         &self,
         request: Request<AuthRoleAddRequest>,
     ) -> Result<Response<AuthRoleAddResponse>, Status> {
-        self.root(&request)?;
-        let header = self
-            .change(Cmd::RoleAdd(request.into_inner()), Vec::new())
-            .await?;
+        let header = self.admin(request, Cmd::RoleAdd).await?;
         Ok(Response::new(AuthRoleAddResponse { header }))
     }
 
@@ -279,10 +277,7 @@ impl Auth for AuthService {
         &self,
         request: Request<AuthRoleDeleteRequest>,
     ) -> Result<Response<AuthRoleDeleteResponse>, Status> {
-        self.root(&request)?;
-        let header = self
-            .change(Cmd::RoleDelete(request.into_inner()), Vec::new())
-            .await?;
+        let header = self.admin(request, Cmd::RoleDelete).await?;
         Ok(Response::new(AuthRoleDeleteResponse { header }))
     }
 
@@ -290,10 +285,7 @@ impl Auth for AuthService {
         &self,
         request: Request<AuthRoleGrantPermissionRequest>,
     ) -> Result<Response<AuthRoleGrantPermissionResponse>, Status> {
-        self.root(&request)?;
-        let header = self
-            .change(Cmd::RoleGrantPermission(request.into_inner()), Vec::new())
-            .await?;
+        let header = self.admin(request, Cmd::RoleGrantPermission).await?;
         Ok(Response::new(AuthRoleGrantPermissionResponse { header }))
     }
 
@@ -301,10 +293,7 @@ impl Auth for AuthService {
         &self,
         request: Request<AuthRoleRevokePermissionRequest>,
     ) -> Result<Response<AuthRoleRevokePermissionResponse>, Status> {
-        self.root(&request)?;
-        let header = self
-            .change(Cmd::RoleRevokePermission(request.into_inner()), Vec::new())
-            .await?;
+        let header = self.admin(request, Cmd::RoleRevokePermission).await?;
         Ok(Response::new(AuthRoleRevokePermissionResponse { header }))
     }
 }
