@@ -54,6 +54,7 @@ pub enum Command {
     /// Puts one key again and again until a put succeeds: how long a cluster took to accept
     /// writes again, e.g. after its leader was killed.
     WriteProbe(WriteProbeArgs),
+    Defrag(DefragArgs),
     /// Samples through a `rollup` rule (conclave only): sent to the Ingest service in batches,
     /// or as one KV put each; then the time until the rule's windows count every one.
     Rollup(RollupArgs),
@@ -215,6 +216,22 @@ pub struct StatArgs {
     /// The server's data directory.
     #[arg(long)]
     pub data_dir: PathBuf,
+}
+
+/// Put latency while a member defragments: fills the store with --garbage keys, deletes and
+/// compacts them so that the defragment has something to rewrite, then puts from --clients for
+/// --duration and asks the first endpoint to defragment a third of the way in.
+#[derive(Debug, Clone, Args)]
+pub struct DefragArgs {
+    #[command(flatten)]
+    pub load: LoadArgs,
+
+    #[command(flatten)]
+    pub keys: KeyArgs,
+
+    /// Keys of --val-size written, deleted and compacted away before the run.
+    #[arg(long, default_value_t = 100_000)]
+    pub garbage: u64,
 }
 
 #[derive(Debug, Clone, Args)]

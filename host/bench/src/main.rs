@@ -2,6 +2,7 @@
 //! conclave and etcd; see `args` for the command line.
 
 mod args;
+mod defrag_load;
 mod election_load;
 mod keys;
 mod lease_load;
@@ -135,6 +136,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let report = rollup_probe::probe(&a).await?;
             print_result(json, &report, report.to_text())
         }
+        Command::Defrag(a) => {
+            let report = defrag_load::run(&a, json).await?;
+            print_result(json, &report, report.to_text())
+        }
         Command::WriteProbe(a) => {
             let report = write_probe::probe(&a).await?;
             print_result(json, &report, report.to_text())
@@ -148,6 +153,47 @@ fn print_result(json: bool, result: &impl serde::Serialize, text: String) -> any
         println!("{}", serde_json::to_string_pretty(result)?);
     } else {
         print!("{text}");
+    }
+    Ok(())
+}
+
+/// Puts keys `0..n` of `keys` (sequential) with every client; fails if any put fails.
+async fn fill(
+    pool: &Pool,
+    urls: &[String],
+    args: &LoadArgs,
+    keys: &KeyArgs,
+    n: u64,
+    json: bool,
+) -> anyhow::Result<()> {
+    let put = Put::new(KeySpace::with_size(keys, n, true)?, keys.val_size);
+    let plan = Plan {
+        label: "preload",
+        bounds: args::Bounds {
+            total: n,
+            duration: None,
+        },
+        rate: 0.0,
+        clients: args.clients,
+        progress: !json,
+    };
+    let outcome = runner::run(pool, Arc::new(put), &plan).await?;
+    if outcome.recorder.failed() > 0 {
+        let report = Report::new(
+            RunInfo {
+                workload: "preload",
+                endpoints: urls,
+                clients: args.clients,
+                conns: args.conns,
+                elapsed: outcome.elapsed,
+            },
+            &outcome.recorder,
+        );
+        bail!(
+            "preload: {} of {n} puts failed:\n{}",
+            outcome.recorder.failed(),
+            report.to_text()
+        );
     }
     Ok(())
 }
@@ -166,35 +212,7 @@ async fn load<W: Workload>(
     let urls = pool::endpoint_urls(&args.endpoints)?;
 
     if preload > 0 {
-        let put = Put::new(KeySpace::with_size(keys, preload, true)?, keys.val_size);
-        let plan = Plan {
-            label: "preload",
-            bounds: args::Bounds {
-                total: preload,
-                duration: None,
-            },
-            rate: 0.0,
-            clients: args.clients,
-            progress: !json,
-        };
-        let outcome = runner::run(&pool, Arc::new(put), &plan).await?;
-        if outcome.recorder.failed() > 0 {
-            let report = Report::new(
-                RunInfo {
-                    workload: "preload",
-                    endpoints: &urls,
-                    clients: args.clients,
-                    conns: args.conns,
-                    elapsed: outcome.elapsed,
-                },
-                &outcome.recorder,
-            );
-            bail!(
-                "preload: {} of {preload} puts failed:\n{}",
-                outcome.recorder.failed(),
-                report.to_text()
-            );
-        }
+        fill(&pool, &urls, args, keys, preload, json).await?;
     }
 
     let plan = Plan {
