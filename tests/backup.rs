@@ -1,6 +1,6 @@
 //! Backup and disaster recovery with real processes: `etcdctl snapshot save` against conclave,
 //! then a new 3-member cluster restored from the file (--restore-from) holding every key, its
-//! history and the leases, with equal HashKV everywhere; `conclavectl snapshot
+//! history, the leases, users and roles, with equal HashKV everywhere; `conclavectl snapshot
 //! save|status|restore` round trip through a stopped member's data dir; scheduled backups that
 //! keep the newest N; and a damaged snapshot refused.
 
@@ -36,6 +36,8 @@ fn etcdctl_snapshot_save_restores_into_a_new_three_member_cluster() {
     let lease = json(&server.etcdctl(&["lease", "grant", "600", "-w", "json"]));
     let lease_id = format!("{:x}", lease["ID"].as_i64().expect("a lease ID"));
     stdout_ok(&server.etcdctl(&["put", "leased", "x", "--lease", &lease_id]));
+    stdout_ok(&server.etcdctl(&["user", "add", "carol:carolpw"]));
+    stdout_ok(&server.etcdctl(&["role", "add", "auditor"]));
     let revision = json(&server.etcdctl(&["get", "leased", "-w", "json"]))["header"]["revision"]
         .as_i64()
         .expect("a revision");
@@ -74,6 +76,11 @@ fn etcdctl_snapshot_save_restores_into_a_new_three_member_cluster() {
             stdout_ok(&cluster.etcdctl(i, &["get", "key/00", "--rev", "2", "--print-value-only"]));
         assert_eq!(old.trim(), "v0");
     }
+    assert_eq!(stdout_ok(&cluster.etcdctl(2, &["user", "list"])), "carol\n");
+    assert_eq!(
+        stdout_ok(&cluster.etcdctl(2, &["role", "list"])),
+        "auditor\n"
+    );
     let leases = stdout_ok(&cluster.etcdctl(0, &["lease", "list"]));
     assert!(leases.contains(&lease_id), "lease list: {leases}");
     let ttl = stdout_ok(&cluster.etcdctl(0, &["lease", "timetolive", &lease_id, "--keys"]));

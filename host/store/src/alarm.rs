@@ -18,7 +18,7 @@ use crate::write::BatchWriter;
 pub(crate) const META_ALARM_PREFIX: &[u8] = b"alarm/";
 
 /// The alarms in place, as (member ID, alarm type).
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub(crate) struct Alarms {
     raised: BTreeSet<(u64, i32)>,
 }

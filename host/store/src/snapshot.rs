@@ -139,6 +139,7 @@ impl Store {
         let (state, pending, _) = load_state(&self.backend)?;
         self.visible.store(state.current, Ordering::Release);
         g.state = state;
+        self.refresh_views(&g.state);
         drop(g);
         if let Some(job) = pending {
             self.compactor.schedule(job);
@@ -227,6 +228,7 @@ impl Store {
             store.backend.persist()?;
             g.state.applied = (0, 0);
             g.state.alarms = Default::default();
+            store.refresh_views(&g.state);
             Ok(info)
         })();
         if outcome.is_err() {

@@ -11,7 +11,7 @@ use conclave_proto::etcdserverpb::{AlarmMember, AlarmType, RangeRequest, RangeRe
 use parking_lot::RwLock;
 use tracing::info;
 
-use crate::alarm::META_ALARM_PREFIX;
+use crate::alarm::{Alarms, META_ALARM_PREFIX};
 use crate::apply::{Applied, Durability, Entry, Response};
 use crate::auth::{AuthState, META_AUTH_PREFIX};
 use crate::backend::{
@@ -37,6 +37,16 @@ pub struct Store {
     /// the fsync returns, the new revision stays invisible.
     pub(crate) visible: AtomicI64,
     pub(crate) compactor: Compactor,
+    /// The auth state and the alarms as of the last applied batch, for the checks every
+    /// request makes: a lock of their own, written only when they change, so that those
+    /// checks never wait behind an apply holding `state`.
+    views: RwLock<Views>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Views {
+    auth: Arc<AuthState>,
+    alarms: Alarms,
 }
 
 /// The state, plus whether a failed disk write has left memory ahead of the disk; after that
@@ -83,6 +93,10 @@ impl Store {
         Ok(Self {
             backend,
             visible: AtomicI64::new(state.current),
+            views: RwLock::new(Views {
+                auth: state.auth.current.clone(),
+                alarms: state.alarms.clone(),
+            }),
             state: RwLock::new(Guarded {
                 state,
                 failed: false,
@@ -140,6 +154,7 @@ impl Store {
             Ok(done) => done,
             Err(e) => return Err(self.fail(&mut g, e)),
         };
+        self.refresh_views(&g.state);
         let revision = g.state.current;
         if durability == Durability::Sync {
             // A compaction has already pruned the index below its revision, so readers must
@@ -284,18 +299,32 @@ impl Store {
 
     /// The auth state as of the newest applied change.
     pub fn auth(&self) -> Arc<AuthState> {
-        self.state.read().state.auth.current.clone()
+        self.views.read().auth.clone()
+    }
+
+    /// Publishes the auth state and alarms of `state` to [`Self::views`] if they changed.
+    pub(crate) fn refresh_views(&self, state: &State) {
+        let stale = {
+            let v = self.views.read();
+            !Arc::ptr_eq(&v.auth, &state.auth.current) || v.alarms != state.alarms
+        };
+        if stale {
+            *self.views.write() = Views {
+                auth: state.auth.current.clone(),
+                alarms: state.alarms.clone(),
+            };
+        }
     }
 
     /// The alarms in place of type `alarm` (every one for NONE).
     pub fn alarms(&self, alarm: AlarmType) -> Vec<AlarmMember> {
-        self.state.read().state.alarms.list(alarm)
+        self.views.read().alarms.list(alarm)
     }
 
     /// The error the alarms in place answer `request` with, if any: what apply would answer,
     /// for a member to refuse before proposing.
     pub fn alarm_refuses(&self, request: &Request) -> Option<RequestError> {
-        self.state.read().state.alarms.refuses(request)
+        self.views.read().alarms.refuses(request)
     }
 
     /// A lease with its attached keys; None if it does not exist.
