@@ -146,13 +146,16 @@ impl Node {
         let Some(quota) = self.quota else {
             return Ok(());
         };
-        if !conclave_store::grows(request) || self.store.disk_bytes() + cost as u64 <= quota {
+        if !conclave_store::grows(request) {
+            return Ok(());
+        }
+        let size = self.store.disk_bytes();
+        if size + cost as u64 <= quota {
             return Ok(());
         }
         warn!(
             quota,
-            size = self.store.disk_bytes(),
-            "the store is past its quota; raising a NOSPACE alarm"
+            size, "the store is past its quota; raising a NOSPACE alarm"
         );
         let alarm = Command {
             request: Some(Request::Alarm(AlarmRequest {

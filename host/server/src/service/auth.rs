@@ -91,10 +91,6 @@ impl AuthService {
     }
 }
 
-fn not_found(e: RequestError) -> Status {
-    request_status(&e)
-}
-
 #[tonic::async_trait]
 impl Auth for AuthService {
     async fn auth_enable(
@@ -179,7 +175,7 @@ impl Auth for AuthService {
         let user = state
             .users
             .get(&name)
-            .ok_or_else(|| not_found(RequestError::UserNotFound))?;
+            .ok_or_else(|| request_status(&RequestError::UserNotFound))?;
         Ok(Response::new(AuthUserGetResponse {
             header: self.header(),
             roles: user.roles.clone(),
@@ -255,7 +251,7 @@ impl Auth for AuthService {
         let role = state
             .roles
             .get(&name)
-            .ok_or_else(|| not_found(RequestError::RoleNotFound))?;
+            .ok_or_else(|| request_status(&RequestError::RoleNotFound))?;
         Ok(Response::new(AuthRoleGetResponse {
             header: self.header(),
             perm: role.key_permission.clone(),
