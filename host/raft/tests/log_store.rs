@@ -490,6 +490,20 @@ async fn vote_and_committed_survive_reopen() {
     assert_eq!(store.read_vote().await.unwrap(), Some(Vote::new(3, 1)));
 }
 
+/// The committed mark rides with the next write instead of being written on its own: with no
+/// write after it, closing the store still keeps it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn committed_mark_is_kept_by_a_clean_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("raft");
+    let mut store = LogStore::open(&path).await.unwrap();
+    append(&mut store, puts(1, 0..=2)).await;
+    store.save_committed(Some(log_id(1, 2))).await.unwrap();
+    let mut store = reopen(store, &path).await;
+    assert_eq!(store.read_committed().await.unwrap(), Some(log_id(1, 2)));
+    assert_eq!(read(&mut store, ..).await, puts(1, 0..=2));
+}
+
 /// Many appends in flight at once, the way openraft issues them (each returns at once), with
 /// readers running alongside: every callback fires, in order, and readers never see a hole.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -188,6 +188,12 @@ pub struct Config {
     #[arg(long, env = "ETCD_CLIENT_CERT_AUTH")]
     pub client_cert_auth: bool,
 
+    /// Threads that run the async runtime (requests, Raft, replication); 0 picks one fewer
+    /// than the machine's cores, at least one, leaving a core to the Raft log's writer thread,
+    /// state-machine applies and the store's compactions, which run on threads of their own.
+    #[arg(long, default_value_t = 0, env = "CONCLAVE_WORKER_THREADS")]
+    pub worker_threads: usize,
+
     /// Log level filter (error, warn, info, debug, trace, or a tracing filter directive).
     #[arg(long, default_value = "info", env = "CONCLAVE_LOG")]
     pub log_level: String,

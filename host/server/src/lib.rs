@@ -35,6 +35,20 @@ use config::LogFormat;
 use tracing_subscriber::EnvFilter;
 
 /// The `conclave` binary: parse etcd-style flags, set up logs, run until a signal.
+/// The async runtime with `workers` threads (0: one fewer than the cores, at least one). On
+/// 2 cores one worker beat two by a tenth in put throughput (docs/BENCHMARKS.md): with two,
+/// every write bounced between workers as well as to the log's writer thread.
+fn runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    let workers = match workers {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1)),
+        n => n,
+    };
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+}
+
 pub fn main() -> ExitCode {
     let config = Config::parse();
     // openraft warns on every failed heartbeat (ten times a second while a member is down);
@@ -48,7 +62,7 @@ pub fn main() -> ExitCode {
         LogFormat::Json => logs.json().init(),
         LogFormat::Text => logs.init(),
     }
-    let runtime = match tokio::runtime::Runtime::new() {
+    let runtime = match runtime(config.worker_threads) {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("conclave: cannot start the async runtime: {e}");

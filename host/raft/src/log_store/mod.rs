@@ -42,6 +42,9 @@ pub struct LogStore {
     last_purged: Option<LogId>,
     last_log_id: Option<LogId>,
     committed: Option<LogId>,
+    /// Whether `committed` changed since it last went to the writer: it rides with the next
+    /// write rather than waking the writer thread on its own (see `save_committed`).
+    committed_unsent: bool,
     /// Numbers appends, so the writer can tell an entry it wrote from a later replacement.
     next_seq: u64,
     /// To the writer thread, which ends (after writing what is queued) once this is dropped.
@@ -79,6 +82,7 @@ impl LogStore {
             last_purged: loaded.last_purged,
             last_log_id: loaded.last_log_id,
             committed: loaded.committed,
+            committed_unsent: false,
             next_seq: 1,
         })
     }
@@ -109,16 +113,31 @@ impl LogStore {
         self.last_log_id.map_or(0, |l| l.index.saturating_add(1))
     }
 
-    fn send(&self, op: Op) -> io::Result<()> {
+    /// Queues `op`, with the committed mark if it changed since it was last queued.
+    fn send(&mut self, mut op: Op) -> io::Result<()> {
+        if std::mem::take(&mut self.committed_unsent) {
+            op.meta
+                .push((META_COMMITTED, self.committed.as_ref().map(codec::encode)));
+        }
         self.tx.send(op).map_err(|_| writer_gone())
     }
 
     /// Queues `op` and waits until it is durable.
-    async fn write(&self, mut op: Op) -> io::Result<()> {
+    async fn write(&mut self, mut op: Op) -> io::Result<()> {
         let (tx, rx) = oneshot::channel();
         op.done = Done::Reply(tx);
         self.send(op)?;
         rx.await.map_err(|_| writer_gone())?
+    }
+}
+
+impl Drop for LogStore {
+    /// Hands the writer the committed mark still held back, so that a clean stop keeps it.
+    fn drop(&mut self) {
+        if self.committed_unsent {
+            // The writer may be gone already (it failed): then there is nothing to keep.
+            let _ = self.send(Op::new(Done::Nothing));
+        }
     }
 }
 
@@ -158,14 +177,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> io::Result<()> {
-        // Not waited for: it is written in order after the entries it points at, and durable
-        // with the next fsync. openraft calls this on every commit; an fsync each would halve
-        // the log's throughput.
-        let mut op = Op::new(Done::Nothing);
-        op.meta
-            .push((META_COMMITTED, committed.as_ref().map(codec::encode)));
-        self.send(op)?;
+        // Neither waited for nor sent on its own: openraft calls this on every commit, and
+        // waking the writer thread for each cost two thread switches per write at low load.
+        // The mark goes with the next write queued (so after the entries it points at, which
+        // were queued before it) and is durable with that write's fsync; one never written
+        // (the last before a crash) only means openraft learns it again from the leader, or
+        // re-applies from the state machine's applied position. Dropping the store sends it.
         self.committed = committed;
+        self.committed_unsent = true;
         Ok(())
     }
 
