@@ -74,19 +74,15 @@ pub fn plan(index: &KeyIndex, req: &RangeRequest, at: i64) -> RangePlan {
 
 /// Loads, filters, sorts and cuts. `header_revision` is the store revision the response
 /// reports (etcd reports the current revision, not the one read at).
+/// `load` gets every revision of the plan at once and answers in the same order.
 pub fn execute(
     plan: RangePlan,
-    mut load: impl FnMut(Revision) -> Result<KeyValue>,
+    load: impl FnOnce(&[Revision]) -> Result<Vec<KeyValue>>,
     req: &RangeRequest,
     header_revision: i64,
 ) -> Result<RangeResponse> {
-    let mut kvs = Vec::with_capacity(plan.revisions.len());
-    for rev in plan.revisions {
-        let kv = load(rev)?;
-        if keep(req, &kv) {
-            kvs.push(kv);
-        }
-    }
+    let mut kvs = load(&plan.revisions)?;
+    kvs.retain(|kv| keep(req, kv));
     sort(&mut kvs, req);
     let mut more = false;
     if let Ok(limit) = usize::try_from(req.limit)

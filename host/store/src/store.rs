@@ -123,7 +123,7 @@ impl Store {
         };
         read::execute(
             plan,
-            |rev| Ok(self.backend.load_at(&snapshot, rev)?.kv),
+            |revs| self.backend.load_many_at(&snapshot, revs),
             req,
             current,
         )

@@ -284,7 +284,12 @@ impl<'a> BatchWriter<'a> {
             r => r,
         };
         let plan = read::plan(&self.state.index, req, at);
-        read::execute(plan, |rev| self.load(rev), req, txn.read_rev())
+        read::execute(
+            plan,
+            |revs| revs.iter().map(|rev| self.load(*rev)).collect(),
+            req,
+            txn.read_rev(),
+        )
     }
 
     fn txn(&mut self, txn: &mut WriteTxn, t: &TxnRequest) -> Result<TxnResponse> {
