@@ -37,7 +37,8 @@ pub enum Command {
     Delete(DeleteArgs),
     /// A mix of single-key ranges and puts, chosen at random by --read-ratio.
     Mixed(MixedArgs),
-    /// Resident memory of a server process and the size of its data dir.
+    /// Resident memory of a server process and the size of its data dir; can restart the
+    /// process's peak resident memory afterwards (--reset-peak).
     Stat(StatArgs),
     /// Maintenance.Status of each endpoint (server version, db size); can wait until they answer.
     Status(StatusArgs),
@@ -161,6 +162,11 @@ pub struct RangeArgs {
     /// Put keys 0..N (sequentially, untimed) before the run, so that ranges find something.
     #[arg(long, default_value_t = 0)]
     pub preload: u64,
+
+    /// Keys 0..N exist already (an earlier load put them): check the ranges find them, as
+    /// after --preload N, without putting them again.
+    #[arg(long, default_value_t = 0, conflicts_with = "preload")]
+    pub existing: u64,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -216,6 +222,11 @@ pub struct StatArgs {
     /// The server's data directory.
     #[arg(long)]
     pub data_dir: PathBuf,
+
+    /// After reading, restart the process's peak resident memory (VmHWM) from its current
+    /// resident memory, so that the next `stat` shows the peak since this one.
+    #[arg(long)]
+    pub reset_peak: bool,
 }
 
 /// Put latency while a member defragments: fills the store with --garbage keys, deletes and

@@ -61,7 +61,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 a.consistency,
                 a.limit,
                 a.prefix,
-                a.preload,
+                a.preload.max(a.existing),
             )?;
             load("range", json, &a.load, &a.keys, a.preload, w).await
         }
@@ -86,6 +86,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Stat(a) => {
             procstat::check(&a.data_dir)?;
             let stat = procstat::ProcStat::read(a.pid, &a.data_dir)?;
+            if a.reset_peak {
+                procstat::reset_peak(a.pid)?;
+            }
             print_result(json, &stat, stat.to_text())
         }
         Command::Status(a) => {

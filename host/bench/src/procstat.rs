@@ -1,5 +1,6 @@
 //! `stat`: what a server costs at rest, read from outside it: resident memory from
-//! /proc/PID/status and the size of its data directory.
+//! /proc/PID/status and the size of its data directory; and restarting the peak resident
+//! memory, so that a later `stat` shows the peak of the load in between.
 
 use std::fs;
 use std::io::ErrorKind;
@@ -59,6 +60,13 @@ impl ProcStat {
             human(self.data_dir_allocated_bytes),
         )
     }
+}
+
+/// Restarts the process's peak resident memory (VmHWM) from its current resident memory, by
+/// writing 5 to /proc/PID/clear_refs (Linux 4.0 and later; we must own the process or be root).
+pub fn reset_peak(pid: u32) -> anyhow::Result<()> {
+    let path = format!("/proc/{pid}/clear_refs");
+    fs::write(&path, "5").with_context(|| format!("cannot reset the peak: write 5 to {path}"))
 }
 
 /// A `Name:   1234 kB` line of /proc/PID/status, in bytes.
@@ -157,6 +165,23 @@ mod tests {
         assert!(stat.rss_bytes > 0);
         assert_eq!(stat.data_dir_bytes, 100);
         assert_eq!(stat.data_dir_files, 1);
+        Ok(())
+    }
+
+    #[test]
+    fn resets_the_peak_of_this_process() -> anyhow::Result<()> {
+        let peak = |status: &str| status_field_bytes(status, "VmHWM");
+        // Touch 64 MiB, so that the peak is well above what stays resident once it is freed.
+        let big = vec![1u8; 64 << 20];
+        assert_eq!(big.iter().map(|&b| u64::from(b)).sum::<u64>(), 64 << 20);
+        drop(big);
+        let before = peak(&fs::read_to_string("/proc/self/status")?);
+        reset_peak(std::process::id())?;
+        let after = peak(&fs::read_to_string("/proc/self/status")?);
+        assert!(
+            after < before,
+            "VmHWM {after:?} after the reset, {before:?} before"
+        );
         Ok(())
     }
 
