@@ -97,6 +97,12 @@ const SCAN_MIN_RECORDS: usize = 32;
 /// ...when the revision span is at most this many times the records wanted: beyond it, the
 /// scan would read mostly records nobody asked for.
 const SCAN_MAX_SPARSENESS: u64 = 4;
+/// Memtable size of the `kv` keyspace (fjall's default is 64 MiB). The active memtable and the
+/// sealed ones waiting for their flush all stay resident: at 64 MiB they held 120 MiB of a
+/// member's memory under a put load. Keys are revisions, written in order, so a flush is
+/// cheap and smaller tables cost little compaction. Set when the keyspace is created; an
+/// existing store keeps the size it was made with.
+const KV_MEMTABLE_BYTES: u64 = 16 * 1024 * 1024;
 
 #[derive(Clone)]
 pub(crate) struct Backend {
@@ -108,7 +114,9 @@ pub(crate) struct Backend {
 impl Backend {
     pub fn open(path: &Path) -> Result<Self> {
         let db = Database::builder(path).open()?;
-        let kv = db.keyspace("kv", KeyspaceCreateOptions::default)?;
+        let kv = db.keyspace("kv", || {
+            KeyspaceCreateOptions::default().max_memtable_size(KV_MEMTABLE_BYTES)
+        })?;
         let meta = db.keyspace("meta", KeyspaceCreateOptions::default)?;
         Ok(Self { db, kv, meta })
     }
