@@ -82,7 +82,8 @@ impl KeyHistory {
                 keep.insert(visible.rev);
                 self.changes.drain(..last);
             }
-            // Back inline when one change is left: compaction is what keeps the index small.
+            // Give back the room the dropped changes held, back inline when one is left:
+            // compaction is what keeps the index small.
             self.changes.shrink_to_fit();
         }
         self.changes.is_empty()
