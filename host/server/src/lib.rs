@@ -18,6 +18,7 @@ mod leader_ticks;
 mod lease;
 pub mod node;
 mod plugin;
+mod propose;
 mod read_batch;
 mod recipe;
 mod serve;

@@ -32,6 +32,7 @@ use crate::error::{
     store_status,
 };
 use crate::forward::{Forward, Forwarder};
+use crate::propose::Proposer;
 use crate::read_batch::ReadBatch;
 
 /// etcd's --max-request-bytes default: the largest write proposal.
@@ -70,6 +71,8 @@ pub struct Node {
     membership_changes: tokio::sync::Mutex<()>,
     /// Batches this member's writes to the leader while it is a follower.
     forwarder: Forwarder,
+    /// This member's own writes into Raft, batched.
+    proposer: Proposer,
     /// Linearizable reads waiting for a shared read index.
     reads: ReadBatch,
     /// --quota-backend-bytes: the store size past which writes that grow it raise NOSPACE.
@@ -110,13 +113,14 @@ impl Node {
             auth: Authenticator::new(store.clone(), token_ttl),
             client_tls,
             store,
-            raft,
             identity,
             me,
             token,
             channels: Mutex::new(HashMap::new()),
             membership_changes: tokio::sync::Mutex::new(()),
             forwarder: Forwarder::spawn(),
+            proposer: Proposer::spawn(raft.clone()),
+            raft,
             reads: ReadBatch::default(),
             quota,
         })
@@ -214,8 +218,8 @@ impl Node {
             // A follower that knows the leader forwards at once, without asking its Raft core.
             let (leader_id, leader) = match self.leader() {
                 Some((id, member)) if id != self.identity.member_id => (id, member),
-                _ => match self.raft.client_write(stamped(&command)).await {
-                    Ok(resp) => return Ok(resp.data),
+                _ => match self.proposer.write(stamped(&command)).await {
+                    Ok(applied) => return Ok(applied),
                     Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
                         match (f.leader_id, f.leader_node) {
                             (Some(id), Some(m)) if !m.client_urls.is_empty() => (id, m),

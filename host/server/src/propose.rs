@@ -1,0 +1,88 @@
+//! Writes on their way into this member's Raft, batched: the writes handed in while the
+//! batching task was busy go to Raft together, in one `client_write_many` message, so that its
+//! core handles, appends and replicates them once instead of once per write (a follower's
+//! forwarded batch arrives as hundreds of writes at once).
+
+use conclave_proto::conclavepb::Command;
+use conclave_raft::{Raft, TypeConfig};
+use conclave_store::Applied;
+use futures::StreamExt;
+use openraft::error::{ClientWriteError, Fatal, RaftError};
+use tokio::sync::{mpsc, oneshot};
+
+/// A batch stops growing at this many writes; the rest go in the next one.
+const MAX_BATCH_WRITES: usize = 1024;
+
+/// What `Raft::client_write` answers, less the log position nobody here uses.
+pub type WriteResult = Result<Applied, RaftError<TypeConfig, ClientWriteError<TypeConfig>>>;
+
+struct Pending {
+    command: Command,
+    reply: oneshot::Sender<WriteResult>,
+}
+
+/// Hands writes to the batching task; cheap to share.
+pub struct Proposer {
+    queue: mpsc::UnboundedSender<Pending>,
+}
+
+impl Proposer {
+    /// Starts the batching task on the current runtime; it ends when the proposer is dropped.
+    pub fn spawn(raft: Raft) -> Self {
+        let (queue, rx) = mpsc::unbounded_channel();
+        tokio::spawn(run(raft, rx));
+        Self { queue }
+    }
+
+    /// [`Raft::client_write`], sharing one Raft message with whatever else is waiting.
+    pub async fn write(&self, command: Command) -> WriteResult {
+        let (reply, answer) = oneshot::channel();
+        if self.queue.send(Pending { command, reply }).is_err() {
+            return Err(RaftError::Fatal(Fatal::Stopped));
+        }
+        answer
+            .await
+            .unwrap_or(Err(RaftError::Fatal(Fatal::Stopped)))
+    }
+}
+
+async fn run(raft: Raft, mut queue: mpsc::UnboundedReceiver<Pending>) {
+    while let Some(first) = queue.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH_WRITES {
+            match queue.try_recv() {
+                Ok(p) => batch.push(p),
+                Err(_) => break,
+            }
+        }
+        let (commands, replies): (Vec<_>, Vec<_>) =
+            batch.into_iter().map(|p| (p.command, p.reply)).unzip();
+        let answers = match raft.client_write_many(commands).await {
+            Ok(answers) => answers,
+            Err(fatal) => {
+                for reply in replies {
+                    let _ = reply.send(Err(RaftError::Fatal(fatal.clone())));
+                }
+                continue;
+            }
+        };
+        // The answers come in the order of the writes, as each is applied; handing them out
+        // must not hold up the next batch.
+        tokio::spawn(async move {
+            let mut answers = answers;
+            let mut replies = replies.into_iter();
+            while let Some(answer) = answers.next().await {
+                let Some(reply) = replies.next() else { break };
+                let _ = reply.send(match answer {
+                    Ok(Ok(response)) => Ok(response.response),
+                    Ok(Err(e)) => Err(RaftError::APIError(e)),
+                    Err(fatal) => Err(RaftError::Fatal(fatal)),
+                });
+            }
+            // A stream that ended early means Raft stopped.
+            for reply in replies {
+                let _ = reply.send(Err(RaftError::Fatal(Fatal::Stopped)));
+            }
+        });
+    }
+}
