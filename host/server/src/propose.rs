@@ -8,9 +8,13 @@ use conclave_raft::{Raft, TypeConfig};
 use conclave_store::Applied;
 use futures::StreamExt;
 use openraft::error::{ClientWriteError, Fatal, RaftError};
+use prost::Message;
 use tokio::sync::{mpsc, oneshot};
 
-/// A batch stops growing at this many writes; the rest go in the next one.
+use crate::forward::MAX_BATCH_BYTES;
+
+/// A batch stops growing at this many writes, or at the forwarder's byte bound (one write may
+/// take it beyond); the rest go in the next one. The bytes bound what one log append holds.
 const MAX_BATCH_WRITES: usize = 1024;
 
 /// What `Raft::client_write` answers, less the log position nobody here uses.
@@ -48,16 +52,20 @@ impl Proposer {
 
 async fn run(raft: Raft, mut queue: mpsc::UnboundedReceiver<Pending>) {
     while let Some(first) = queue.recv().await {
+        let mut bytes = first.command.encoded_len();
         let mut batch = vec![first];
-        while batch.len() < MAX_BATCH_WRITES {
+        while batch.len() < MAX_BATCH_WRITES && bytes < MAX_BATCH_BYTES {
             match queue.try_recv() {
-                Ok(p) => batch.push(p),
+                Ok(p) => {
+                    bytes += p.command.encoded_len();
+                    batch.push(p);
+                }
                 Err(_) => break,
             }
         }
         let (commands, replies): (Vec<_>, Vec<_>) =
             batch.into_iter().map(|p| (p.command, p.reply)).unzip();
-        let answers = match raft.client_write_many(commands).await {
+        let mut answers = match raft.client_write_many(commands).await {
             Ok(answers) => answers,
             Err(fatal) => {
                 for reply in replies {
@@ -69,7 +77,6 @@ async fn run(raft: Raft, mut queue: mpsc::UnboundedReceiver<Pending>) {
         // The answers come in the order of the writes, as each is applied; handing them out
         // must not hold up the next batch.
         tokio::spawn(async move {
-            let mut answers = answers;
             let mut replies = replies.into_iter();
             while let Some(answer) = answers.next().await {
                 let Some(reply) = replies.next() else { break };
