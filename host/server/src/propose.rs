@@ -1,7 +1,12 @@
 //! Writes on their way into this member's Raft, batched: the writes handed in while the
 //! batching task was busy go to Raft together, in one `client_write_many` message, so that its
 //! core handles, appends and replicates them once instead of once per write (a follower's
-//! forwarded batch arrives as hundreds of writes at once).
+//! forwarded batch arrives as hundreds of writes at once). A write that finds no other in flight
+//! has nothing to share a message with and goes to Raft at once, without the two task hops the
+//! batch costs: one client's latency stays what it was.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use conclave_proto::conclavepb::Command;
 use conclave_raft::{Raft, TypeConfig};
@@ -27,19 +32,44 @@ struct Pending {
 
 /// Hands writes to the batching task; cheap to share.
 pub struct Proposer {
+    raft: Raft,
     queue: mpsc::UnboundedSender<Pending>,
+    /// Writes handed in and not answered yet, either way.
+    in_flight: Arc<AtomicUsize>,
+}
+
+/// Counts a write in flight until dropped (answered, or its caller gave up).
+struct InFlight(Arc<AtomicUsize>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Proposer {
     /// Starts the batching task on the current runtime; it ends when the proposer is dropped.
     pub fn spawn(raft: Raft) -> Self {
         let (queue, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(raft, rx));
-        Self { queue }
+        tokio::spawn(run(raft.clone(), rx));
+        Self {
+            raft,
+            queue,
+            in_flight: Arc::default(),
+        }
     }
 
     /// [`Raft::client_write`], sharing one Raft message with whatever else is waiting.
     pub async fn write(&self, command: Command) -> WriteResult {
+        let alone = self.in_flight.fetch_add(1, Ordering::AcqRel) == 0;
+        let _counted = InFlight(self.in_flight.clone());
+        if alone {
+            return self
+                .raft
+                .client_write(command)
+                .await
+                .map(|response| response.data);
+        }
         let (reply, answer) = oneshot::channel();
         if self.queue.send(Pending { command, reply }).is_err() {
             return Err(RaftError::Fatal(Fatal::Stopped));
