@@ -35,21 +35,30 @@ use clap::Parser;
 use config::LogFormat;
 use tracing_subscriber::EnvFilter;
 
-/// The `conclave` binary: parse etcd-style flags, set up logs, run until a signal.
 /// The async runtime with `workers` threads (0: one fewer than the cores, at least one). On
 /// 2 cores one worker beat two by a tenth in put throughput (docs/BENCHMARKS.md): with two,
 /// every write bounced between workers as well as to the log's writer thread.
+///
+/// Without a LIFO slot: with it, a task woken by the running one runs next, so when a batch of
+/// answers wakes its gRPC handlers, each handler's response woke the HTTP/2 connection task
+/// into the slot, and every response went out in its own write. Without it the connection
+/// task queues behind the other handlers and writes their responses together: by hand (3
+/// members, 100 clients, 100k puts) writev calls fell from 1.2 to 0.33 per put, context
+/// switches by a fifth, server CPU per put by 15%, and 1-client latency did not suffer.
 fn runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
     let workers = match workers {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1)),
         n => n,
     };
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
-        .enable_all()
-        .build()
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.worker_threads(workers).enable_all();
+    // The option is unstable in tokio; .cargo/config.toml sets the cfg.
+    #[cfg(tokio_unstable)]
+    builder.disable_lifo_slot();
+    builder.build()
 }
 
+/// The `conclave` binary: parse etcd-style flags, set up logs, run until a signal.
 pub fn main() -> ExitCode {
     let config = Config::parse();
     // openraft warns on every failed heartbeat (ten times a second while a member is down);
