@@ -457,6 +457,108 @@ async fn purges() {
     assert_eq!(state.last_log_id, Some(log_id(3, 42)));
 }
 
+/// The names of the segment keyspaces in the closed log at `path`.
+fn segments_on_disk(path: &Path) -> Vec<String> {
+    let db = fjall::Database::builder(path).open().unwrap();
+    let mut names: Vec<String> = db
+        .list_keyspace_names()
+        .into_iter()
+        .map(|n| n.to_string())
+        .filter(|n| n.starts_with("entries"))
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purge_deletes_whole_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("raft");
+    let mut store = LogStore::open(&path).await.unwrap();
+    // Segments of 4096 indexes: 0..4096, 4096..8192 and 8192..
+    append(&mut store, puts(1, 0..10_000)).await;
+    store.purge(log_id(1, 8_200)).await.unwrap();
+    assert_eq!(
+        indexes(&read(&mut store, ..).await),
+        (8_201..10_000).collect::<Vec<_>>()
+    );
+    // Purged entries left in the third segment are not read back.
+    assert!(read(&mut store, 8_192..8_201).await.is_empty());
+
+    let closed = store.closed();
+    drop(store);
+    closed.await;
+    // The writer makes the segment after the one it writes ahead of time.
+    assert_eq!(segments_on_disk(&path), ["entries_2", "entries_3"]);
+
+    let mut store = LogStore::open(&path).await.unwrap();
+    assert_eq!(
+        indexes(&read(&mut store, ..).await),
+        (8_201..10_000).collect::<Vec<_>>()
+    );
+    let state = store.get_log_state().await.unwrap();
+    assert_eq!(state.last_purged_log_id, Some(log_id(1, 8_200)));
+    assert_eq!(state.last_log_id, Some(log_id(1, 9_999)));
+
+    // A purge past the end leaves the segment it falls in: its entries stay unread, and the
+    // log resumes after the purge, across a reopen.
+    store.purge(log_id(2, 12_000)).await.unwrap();
+    append(&mut store, puts(2, 12_001..12_003)).await;
+    let mut store = reopen(store, &path).await;
+    assert_eq!(read(&mut store, ..).await, puts(2, 12_001..12_003));
+    let state = store.get_log_state().await.unwrap();
+    assert_eq!(state.last_purged_log_id, Some(log_id(2, 12_000)));
+    assert_eq!(state.last_log_id, Some(log_id(2, 12_002)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn truncation_that_empties_the_last_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("raft");
+    let mut store = LogStore::open(&path).await.unwrap();
+    append(&mut store, puts(1, 4_090..4_100)).await;
+    store.truncate_after(Some(log_id(1, 4_094))).await.unwrap();
+    let mut store = reopen(store, &path).await;
+    assert_eq!(read(&mut store, ..).await, puts(1, 4_090..4_095));
+    let state = store.get_log_state().await.unwrap();
+    assert_eq!(state.last_log_id, Some(log_id(1, 4_094)));
+}
+
+/// A log written by a build of format 1 (every entry in one `entries` keyspace) is moved into
+/// segments when opened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn format_one_log_is_moved_into_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("raft");
+    {
+        let db = fjall::Database::builder(&path).open().unwrap();
+        let meta = db
+            .keyspace("meta", fjall::KeyspaceCreateOptions::default)
+            .unwrap();
+        let entries = db
+            .keyspace("entries", fjall::KeyspaceCreateOptions::default)
+            .unwrap();
+        meta.insert("format", [1u8]).unwrap();
+        meta.insert("last_purged", codec::encode(&log_id(1, 4_000)))
+            .unwrap();
+        for entry in puts(1, 4_001..4_200) {
+            entries
+                .insert(entry.log_id.index.to_be_bytes(), codec::encode(&entry))
+                .unwrap();
+        }
+        db.persist(fjall::PersistMode::SyncAll).unwrap();
+    }
+    let mut store = LogStore::open(&path).await.unwrap();
+    assert_eq!(read(&mut store, ..).await, puts(1, 4_001..4_200));
+    let state = store.get_log_state().await.unwrap();
+    assert_eq!(state.last_purged_log_id, Some(log_id(1, 4_000)));
+    assert_eq!(state.last_log_id, Some(log_id(1, 4_199)));
+    let closed = store.closed();
+    drop(store);
+    closed.await;
+    assert_eq!(segments_on_disk(&path)[..2], ["entries_0", "entries_1"]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vote_and_committed_survive_reopen() {
     let dir = tempfile::tempdir().unwrap();
@@ -592,7 +694,7 @@ async fn corrupt_records_are_errors() {
     closed.await;
 
     // An entry in the middle: opening works (it is not read), reading it fails.
-    tamper(&path, "entries", &3u64.to_be_bytes(), b"\xff\xff\xff");
+    tamper(&path, "entries_0", &3u64.to_be_bytes(), b"\xff\xff\xff");
     let mut store = LogStore::open(&path).await.unwrap();
     let err = store.try_get_log_entries(0..10).await.unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::InvalidData);
@@ -604,7 +706,7 @@ async fn corrupt_records_are_errors() {
     // An entry stored under the wrong index.
     tamper(
         &path,
-        "entries",
+        "entries_0",
         &3u64.to_be_bytes(),
         &codec::encode(&put(1, 7)),
     );
@@ -616,12 +718,12 @@ async fn corrupt_records_are_errors() {
     closed.await;
 
     // The last entry (read at open) and the vote: opening fails.
-    tamper(&path, "entries", &9u64.to_be_bytes(), b"garbage");
+    tamper(&path, "entries_0", &9u64.to_be_bytes(), b"garbage");
     let err = LogStore::open(&path).await.err().unwrap();
     assert_eq!(err.kind(), io::ErrorKind::InvalidData);
     tamper(
         &path,
-        "entries",
+        "entries_0",
         &9u64.to_be_bytes(),
         &codec::encode(&put(1, 9)),
     );

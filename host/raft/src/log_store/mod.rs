@@ -17,6 +17,7 @@ mod writer;
 use std::io;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::Sender;
 
 use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
@@ -24,7 +25,7 @@ use openraft::{OptionalSend, RaftLogReader};
 use tokio::sync::{oneshot, watch};
 
 pub use self::disk::LogStats;
-use self::disk::{META_COMMITTED, META_LAST_PURGED, META_VOTE, Pending, Shared};
+use self::disk::{META_COMMITTED, META_LAST_PURGED, META_VOTE, Pending, Shared, segment_of};
 pub use self::reader::LogReader;
 use self::writer::{Done, Op};
 use crate::codec;
@@ -274,7 +275,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         }
         let mut op = Op::new(Done::Nothing);
         let end = log_id.index.saturating_add(1);
-        op.remove = self.first..end.min(self.next_index());
+        // Whole segments go; purged entries in the segment `log_id` falls in stay until it
+        // does, below the `first` that reads keep to.
+        op.drop_segments_below = Some(segment_of(end));
         op.meta
             .push((META_LAST_PURGED, Some(codec::encode(&log_id))));
         self.write(op).await?;
@@ -283,6 +286,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             let mut pending = self.shared.pending.write();
             *pending = pending.split_off(&end);
         }
+        self.shared.first.fetch_max(end, Ordering::AcqRel);
         self.last_purged = Some(log_id);
         self.first = self.first.max(end);
         if self.last_log_id.is_none_or(|l| l.index < log_id.index) {

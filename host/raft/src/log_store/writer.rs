@@ -15,11 +15,11 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, Sender};
 use std::thread::JoinHandle;
 
-use fjall::PersistMode;
+use fjall::{Keyspace, PersistMode};
 use openraft::storage::IOFlushed;
 use tokio::sync::oneshot;
 
-use super::disk::{Shared, Stats, fjall_err, index_key};
+use super::disk::{Shared, Stats, fjall_err, index_key, segment_of};
 use crate::types::TypeConfig;
 
 /// A group stops growing at this many bytes of entries, to bound the batch held in memory.
@@ -44,8 +44,10 @@ pub(super) struct Op {
     /// they are in fjall.
     pub appended: Range<u64>,
     pub seq: u64,
-    /// Entry indexes to delete (truncation, purge).
+    /// Entry indexes to delete (truncation).
     pub remove: Range<u64>,
+    /// Segments numbered below this to delete (purge), once the rest of the group is durable.
+    pub drop_segments_below: Option<u64>,
     /// Meta records to set (`Some`) or delete (`None`).
     pub meta: Vec<(&'static [u8], Option<Vec<u8>>)>,
     pub done: Done,
@@ -58,6 +60,7 @@ impl Op {
             appended: 0..0,
             seq: 0,
             remove: 0..0,
+            drop_segments_below: None,
             meta: Vec::new(),
             done,
         }
@@ -101,7 +104,7 @@ pub(super) fn channel() -> (Sender<Op>, Receiver<Op>) {
 }
 
 /// Runs until every sender is gone, then finishes what is queued.
-fn run(shared: &Shared, rx: &Receiver<Op>) {
+fn run(shared: &Arc<Shared>, rx: &Receiver<Op>) {
     // After a failed write the database and memory may disagree, and fjall refuses writes
     // once poisoned: every later operation fails with the first error, so openraft stops.
     let mut failed: Option<(io::ErrorKind, String)> = None;
@@ -144,13 +147,20 @@ fn run(shared: &Shared, rx: &Receiver<Op>) {
 
 /// Writes `group` as one batch (fsynced unless nobody waits on it) and drops its entries from
 /// the pending map once fjall has them.
-fn write_group(shared: &Shared, group: &mut [Op], unsynced: &mut bool) -> io::Result<()> {
+fn write_group(shared: &Arc<Shared>, group: &mut [Op], unsynced: &mut bool) -> io::Result<()> {
     // The net effect of the group, in order: a later write to a key replaces an earlier one.
     // One batch must not hold two writes to a key: fjall gives them the same sequence number.
     let mut entries: BTreeMap<u64, Option<Vec<u8>>> = BTreeMap::new();
     let mut meta: BTreeMap<&'static [u8], Option<Vec<u8>>> = BTreeMap::new();
     let mut sync = false;
+    let mut drop_below: Option<u64> = None;
     for op in group.iter_mut() {
+        // The purge's `last_purged` must be on disk before the segments go: otherwise a crash
+        // could leave a log that starts after a hole.
+        if let Some(end) = op.drop_segments_below {
+            drop_below = Some(drop_below.map_or(end, |d| d.max(end)));
+            sync = true;
+        }
         for index in op.remove.clone() {
             entries.insert(index, None);
         }
@@ -164,11 +174,31 @@ fn write_group(shared: &Shared, group: &mut [Op], unsynced: &mut bool) -> io::Re
     }
 
     let mut batch = shared.db.batch();
+    // Entries come in index order: one segment lookup per segment, not per entry.
+    let mut current: Option<(u64, Option<Keyspace>)> = None;
     for (index, value) in entries {
+        let segment = segment_of(index);
+        // A put needs the segment even where a delete before it found none.
+        let stale = current
+            .as_ref()
+            .is_none_or(|(s, ks)| *s != segment || (ks.is_none() && value.is_some()));
+        if stale {
+            let keyspace = if value.is_some() {
+                shared.prepare_segment(segment.saturating_add(1));
+                Some(shared.segment(segment)?)
+            } else {
+                // Nothing to delete in a segment that does not exist.
+                shared.segments.read().get(&segment).cloned()
+            };
+            current = Some((segment, keyspace));
+        }
+        let Some((_, Some(keyspace))) = &current else {
+            continue;
+        };
         let key = index_key(index);
         match value {
-            Some(bytes) => batch.insert(&shared.entries, key.as_slice(), bytes),
-            None => batch.remove(&shared.entries, key.as_slice()),
+            Some(bytes) => batch.insert(keyspace, key.as_slice(), bytes),
+            None => batch.remove(keyspace, key.as_slice()),
         }
     }
     for (key, value) in meta {
@@ -201,6 +231,9 @@ fn write_group(shared: &Shared, group: &mut [Op], unsynced: &mut bool) -> io::Re
         Stats::add(&shared.stats.groups, 1);
         Stats::add(&shared.stats.syncs, u64::from(sync));
         tracing::trace!(ops = group.len(), items, sync, "raft log group written");
+    }
+    if let Some(end) = drop_below {
+        shared.drop_segments_below(end);
     }
 
     let mut pending = shared.pending.write();
