@@ -181,6 +181,19 @@ fn segment_options() -> KeyspaceCreateOptions {
     KeyspaceCreateOptions::default().max_memtable_size(LOG_MEMTABLE_BYTES)
 }
 
+/// Opens segment keyspace `segment`, creating it if absent.
+fn open_segment(db: &Database, segment: u64) -> io::Result<Keyspace> {
+    db.keyspace(&segment_name(segment), segment_options)
+        .map_err(fjall_err)
+}
+
+/// Records this build's format, fsynced.
+fn write_format(db: &Database, meta: &Keyspace) -> io::Result<()> {
+    let mut batch = db.batch().durability(Some(PersistMode::SyncAll));
+    batch.insert(meta, META_FORMAT, [FORMAT].as_slice());
+    batch.commit().map_err(fjall_err)
+}
+
 impl Shared {
     /// Opens (or creates) the database at `path` and reads back the log's state.
     pub fn open(path: &Path) -> io::Result<Loaded> {
@@ -208,11 +221,7 @@ impl Shared {
                     ),
                 ));
             }
-            None => {
-                let mut batch = db.batch().durability(Some(PersistMode::SyncAll));
-                batch.insert(&meta, META_FORMAT, [FORMAT].as_slice());
-                batch.commit().map_err(fjall_err)?;
-            }
+            None => write_format(&db, &meta)?,
         }
 
         let mut segments = BTreeMap::new();
@@ -277,10 +286,7 @@ impl Shared {
             return Ok(keyspace.clone());
         }
         // fjall hands back the existing keyspace if another thread made it meanwhile.
-        let keyspace = self
-            .db
-            .keyspace(&segment_name(segment), segment_options)
-            .map_err(fjall_err)?;
+        let keyspace = open_segment(&self.db, segment)?;
         self.segments
             .write()
             .entry(segment)
@@ -380,10 +386,9 @@ fn into_segments(db: &Database, meta: &Keyspace) -> io::Result<()> {
             let segment = segment_of(key_index(&key)?);
             let keyspace = match segments.entry(segment) {
                 std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
-                std::collections::btree_map::Entry::Vacant(e) => e.insert(
-                    db.keyspace(&segment_name(segment), segment_options)
-                        .map_err(fjall_err)?,
-                ),
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    e.insert(open_segment(db, segment)?)
+                }
             };
             batch.insert(keyspace, key, value);
             if batch.len() >= 4096 {
@@ -395,7 +400,5 @@ fn into_segments(db: &Database, meta: &Keyspace) -> io::Result<()> {
         db.persist(PersistMode::SyncAll).map_err(fjall_err)?;
         db.delete_keyspace(old).map_err(fjall_err)?;
     }
-    let mut batch = db.batch().durability(Some(PersistMode::SyncAll));
-    batch.insert(meta, META_FORMAT, [FORMAT].as_slice());
-    batch.commit().map_err(fjall_err)
+    write_format(db, meta)
 }
