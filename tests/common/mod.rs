@@ -235,15 +235,29 @@ impl Server {
 
     /// POSTs a JSON body to the gateway and parses the JSON answer.
     pub fn post_json(&self, path: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
-        let resp = self.http("POST", path, Some(&body.to_string()));
-        let json = serde_json::from_str(&resp.body).unwrap_or_else(|e| {
-            panic!(
-                "POST {path}: the answer is not JSON ({e}): {} {:?}",
-                resp.status, resp.body
-            )
-        });
-        (resp.status, json)
+        post_json_at(&self.endpoint(), path, body)
     }
+}
+
+/// POSTs a JSON body to the gateway at `endpoint` (`127.0.0.1:PORT`) and parses the answer.
+pub fn post_json_at(
+    endpoint: &str,
+    path: &str,
+    body: &serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let port = endpoint
+        .rsplit_once(':')
+        .and_then(|(_, p)| p.parse().ok())
+        .unwrap_or_else(|| panic!("not host:port: {endpoint}"));
+    let resp = try_http(port, "POST", path, Some(&body.to_string()))
+        .unwrap_or_else(|e| panic!("POST {path} to {endpoint}: {e}"));
+    let json = serde_json::from_str(&resp.body).unwrap_or_else(|e| {
+        panic!(
+            "POST {path}: the answer is not JSON ({e}): {} {:?}",
+            resp.status, resp.body
+        )
+    });
+    (resp.status, json)
 }
 
 impl Drop for Server {

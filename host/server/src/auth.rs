@@ -1,11 +1,14 @@
 //! Who is calling, and what they may do. With auth off every call is allowed. With it on, a
 //! caller is a user named by a token (gRPC metadata `token`, the gateway's `Authorization`
-//! header) or by a client certificate's CN, or a member of the cluster calling another.
+//! header) or by a client certificate's CN. Members never call each other here: their calls
+//! travel over the peer transport (`member_calls`), so nothing on the client port answers to
+//! a member's word.
 //!
-//! Tokens are signed with the cluster's token key (replicated state, made at the first
-//! `auth enable`), so every member checks them without asking another: `name.expiry.fp.mac`,
-//! where `fp` fingerprints the user's stored password hash (a new password voids the old
-//! tokens) and `mac` is an HMAC-SHA256 over the rest. They last --auth-token-ttl. Passwords
+//! Tokens are signed with the cluster's token key (replicated state, new at every `auth
+//! enable` that turns auth on), so every member checks them without asking another:
+//! `name.expiry.fp.mac`, where `fp` fingerprints the user's stored password hash (a new
+//! password voids the old tokens) and `mac` is the whole HMAC-SHA256 over the rest, compared
+//! in constant time. They last --auth-token-ttl. Passwords
 //! are bcrypt hashes of etcd's cost; a verified (user, password, hash) is remembered, so a
 //! storm of re-authentication after an election costs one bcrypt per user (etcd #9615).
 
@@ -22,7 +25,7 @@ use conclave_store::{Access, AuthState, KeyRange, Store};
 use hmac::{Hmac, Mac};
 use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
-use tonic::metadata::{AsciiMetadataValue, MetadataMap, MetadataValue};
+use tonic::metadata::MetadataMap;
 use tonic::{Code, Status};
 
 use crate::client_tls::ClientIdentity;
@@ -31,8 +34,6 @@ use crate::client_tls::ClientIdentity;
 pub const TOKEN_METADATA: &str = "token";
 /// The gateway's header for it.
 pub const AUTHORIZATION: &str = "authorization";
-/// Where a member puts its proof of membership when calling another member.
-pub const MEMBER_METADATA: &str = "conclave-member";
 /// etcd's bcrypt cost.
 const BCRYPT_COST: u32 = 10;
 /// Verified logins remembered, at most; the set starts over beyond that.
@@ -58,8 +59,6 @@ pub const USER_EMPTY: crate::error::EtcdError =
 pub enum Caller {
     /// Auth is off: anyone may do anything.
     Anyone,
-    /// Another member of the cluster, acting for a caller it checked itself.
-    Member,
     User {
         name: String,
         state: Arc<AuthState>,
@@ -69,7 +68,7 @@ pub enum Caller {
 impl Caller {
     pub fn is_root(&self) -> bool {
         match self {
-            Caller::Anyone | Caller::Member => true,
+            Caller::Anyone => true,
             Caller::User { name, state } => state.is_root(name),
         }
     }
@@ -89,7 +88,7 @@ impl Caller {
 
     pub fn check_range(&self, range: &KeyRange, access: Access) -> Result<(), Status> {
         match self {
-            Caller::Anyone | Caller::Member => Ok(()),
+            Caller::Anyone => Ok(()),
             Caller::User { name, state } if state.permits(name, range, access) => Ok(()),
             Caller::User { .. } => Err(PERMISSION_DENIED.into()),
         }
@@ -121,7 +120,7 @@ impl Caller {
     /// Every compare and every operation of both branches, nested txns included, as etcd
     /// checks a txn whichever branch it takes.
     pub fn check_txn(&self, t: &TxnRequest) -> Result<(), Status> {
-        if matches!(self, Caller::Anyone | Caller::Member) {
+        if matches!(self, Caller::Anyone) {
             return Ok(());
         }
         for c in &t.compare {
@@ -184,12 +183,6 @@ impl Authenticator {
         if !state.enabled {
             return Ok(Caller::Anyone);
         }
-        if let Some(stamp) = metadata.get(MEMBER_METADATA) {
-            return match stamp.to_str() {
-                Ok(s) if s == member_proof(&state.token_key) => Ok(Caller::Member),
-                _ => Err(INVALID_AUTH_TOKEN.into()),
-            };
-        }
         let token = metadata
             .get(TOKEN_METADATA)
             .or_else(|| metadata.get(AUTHORIZATION))
@@ -201,30 +194,6 @@ impl Authenticator {
             (None, None) => return Err(USER_EMPTY.into()),
         };
         Ok(Caller::User { name, state })
-    }
-
-    /// This member's proof of membership for requests to another member, once auth has ever
-    /// been on (before that there is no key, and nothing checks).
-    pub fn member_stamp(&self) -> Option<AsciiMetadataValue> {
-        let state = self.store.auth();
-        if state.token_key.is_empty() {
-            return None;
-        }
-        MetadataValue::try_from(member_proof(&state.token_key)).ok()
-    }
-
-    /// Adds [`Self::member_stamp`] to `request`.
-    pub fn stamp<T>(&self, request: &mut tonic::Request<T>) {
-        if let Some(v) = self.member_stamp() {
-            request.metadata_mut().insert(MEMBER_METADATA, v);
-        }
-    }
-
-    /// `message` as a request to another member.
-    pub fn member_request<T>(&self, message: T) -> tonic::Request<T> {
-        let mut request = tonic::Request::new(message);
-        self.stamp(&mut request);
-        request
     }
 
     /// Checks a user's password and hands out a token.
@@ -289,7 +258,9 @@ impl Authenticator {
         let mac = hex_decode(mac).ok_or_else(invalid)?;
         let mut check = HmacSha256::new_from_slice(&state.token_key).map_err(|_| invalid())?;
         check.update(signed.as_bytes());
-        check.verify_truncated_left(&mac).map_err(|_| invalid())?;
+        // The whole tag, compared in constant time: a shorter one would be guessable a byte
+        // at a time.
+        check.verify_slice(&mac).map_err(|_| invalid())?;
         let user = state.users.get(&name).ok_or_else(invalid)?;
         if expires < crate::clock::now_ms() || fp != password_fingerprint(&user.password) {
             return Err(invalid());
@@ -323,7 +294,7 @@ fn sign_token(key: &[u8], name: &str, expires_ms: i64, password_hash: &[u8]) -> 
     let mac = match HmacSha256::new_from_slice(key) {
         Ok(mut m) => {
             m.update(signed.as_bytes());
-            hex(&m.finalize().into_bytes()[..16])
+            hex(&m.finalize().into_bytes())
         }
         // HMAC takes keys of any length.
         Err(_) => String::new(),
@@ -333,17 +304,6 @@ fn sign_token(key: &[u8], name: &str, expires_ms: i64, password_hash: &[u8]) -> 
 
 fn password_fingerprint(hash: &[u8]) -> String {
     hex(&Sha256::digest(hash)[..8])
-}
-
-/// What members show each other: derived from the token key, which only members hold.
-fn member_proof(key: &[u8]) -> String {
-    match HmacSha256::new_from_slice(key) {
-        Ok(mut m) => {
-            m.update(b"conclave member");
-            hex(&m.finalize().into_bytes())
-        }
-        Err(_) => String::new(),
-    }
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -395,6 +355,12 @@ mod tests {
         let last = other.pop().unwrap();
         other.push(if last == '0' { '1' } else { '0' });
         assert!(auth.verify_token(&state, &other).is_err());
+        // A tag cut short is no tag, even if it is the real one's first byte.
+        let (signed, mac) = token.rsplit_once('.').unwrap();
+        assert!(
+            auth.verify_token(&state, &format!("{signed}.{}", &mac[..2]))
+                .is_err()
+        );
         // A new password voids it.
         state.users.get_mut("alice").unwrap().password = b"$2b$other".to_vec();
         assert!(auth.verify_token(&state, &token).is_err());

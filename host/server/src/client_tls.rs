@@ -1,8 +1,8 @@
 //! TLS on the client port, with etcd's flags: `--cert-file` and `--key-file` (the server's
 //! certificate), `--trusted-ca-file` (the CA client certificates must come from) and
 //! `--client-cert-auth` (require one; its CN is then the user, as in etcd). Handshakes run in
-//! their own tasks, so a slow or hostile client never holds up the accept loop. Members reach
-//! each other's https client URLs with the same certificate and CA.
+//! their own tasks, so a slow or hostile client never holds up the accept loop. Members never
+//! call each other here (they use the peer transport), so this is the server side only.
 
 use std::io;
 use std::net::SocketAddr;
@@ -20,7 +20,6 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
-use tonic::transport::{Certificate, ClientTlsConfig, Identity};
 use tracing::debug;
 
 use crate::authority::{AuthorityFix, AuthorityListener};
@@ -31,12 +30,10 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Handshaken connections waiting for the server to take them.
 const ACCEPTED_QUEUE: usize = 128;
 
-/// The client port's TLS settings: the server side, and the client side members use to call
-/// each other's https client URLs.
+/// The client port's TLS settings.
 #[derive(Clone)]
 pub struct ClientTls {
     pub server: Arc<rustls::ServerConfig>,
-    pub channel: ClientTlsConfig,
 }
 
 impl ClientTls {
@@ -76,17 +73,8 @@ impl ClientTls {
             .with_context(|| format!("{} with the key {}", cert.display(), key.display()))?;
         // gRPC speaks HTTP/2; the JSON gateway also HTTP/1.1.
         server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-
-        let pem =
-            |p: &Path| std::fs::read(p).with_context(|| format!("cannot read {}", p.display()));
-        let mut channel =
-            ClientTlsConfig::new().identity(Identity::from_pem(pem(cert)?, pem(key)?));
-        if let Some(ca) = &config.trusted_ca_file {
-            channel = channel.ca_certificate(Certificate::from_pem(pem(ca)?));
-        }
         Ok(Some(ClientTls {
             server: Arc::new(server),
-            channel,
         }))
     }
 }

@@ -168,6 +168,15 @@ pub struct Config {
     #[arg(long, default_value_t = 24, env = "CONCLAVE_BACKUP_RETAIN")]
     pub backup_retain: usize,
 
+    /// The largest client request, in bytes (etcd's flag): writes over it are refused with
+    /// "etcdserver: request is too large".
+    #[arg(long, default_value_t = 1536 * 1024, env = "ETCD_MAX_REQUEST_BYTES")]
+    pub max_request_bytes: usize,
+
+    /// The most operations one txn may run, nested txns counted (etcd's flag).
+    #[arg(long, default_value_t = 128, env = "ETCD_MAX_TXN_OPS")]
+    pub max_txn_ops: usize,
+
     /// How long an auth token is valid, in seconds (etcd's simple-token TTL).
     #[arg(long, default_value_t = 300, env = "ETCD_AUTH_TOKEN_TTL")]
     pub auth_token_ttl: u64,

@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use conclave_proto::conclavepb::command::Request;
+use conclave_proto::conclavepb::member_request::Call;
 use conclave_proto::etcdserverpb::{
-    AlarmRequest, AlarmType, HashKvRequest, alarm_request::AlarmAction,
-    maintenance_client::MaintenanceClient,
+    AlarmRequest, AlarmType, HashKvRequest, HashKvResponse, alarm_request::AlarmAction,
 };
 use conclave_raft::Member;
 use openraft::async_runtime::WatchReceiver;
@@ -19,6 +19,9 @@ use tracing::{debug, error, info};
 
 use crate::leader_ticks::LeaderTicks;
 use crate::node::Node;
+
+/// How long a member gets to hash its store.
+const HASH_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Runs for the member's life, checking every `every` while it leads.
 pub async fn run(node: Arc<Node>, every: Duration) {
@@ -41,20 +44,21 @@ pub async fn check(node: &Arc<Node>) -> Result<(), Status> {
         m.membership_config
             .membership()
             .nodes()
-            .filter(|(id, n)| **id != node.identity.member_id && !n.client_urls.is_empty())
+            .filter(|(id, n)| **id != node.identity.member_id && !n.peer_urls.is_empty())
             .map(|(id, n)| (*id, n.clone()))
             .collect()
     };
     for (id, member) in others {
-        let mut client = MaintenanceClient::new(node.channel_to(&member)?);
-        let theirs = match client
-            .hash_kv(node.auth.member_request(HashKvRequest {
-                revision: mine.hash_revision,
-            }))
-            .await
-        {
-            Ok(r) => r.into_inner(),
+        let call = Call::HashKv(HashKvRequest {
+            revision: mine.hash_revision,
+        });
+        let theirs: HashKvResponse = match node.ask(&member, call, HASH_TIMEOUT).await {
+            Ok(Ok(r)) => r,
             // Behind (a future revision to it), compacted further, or down: next round.
+            Ok(Err(e)) => {
+                debug!(member = %member.name, error = %e, "no hash from a member this round");
+                continue;
+            }
             Err(e) => {
                 debug!(member = %member.name, error = %e, "no hash from a member this round");
                 continue;

@@ -1,21 +1,24 @@
 //! A follower's writes on their way to the leader, batched: the writes that arrive while
-//! earlier batches are in flight go to the leader together, in one Internal.ProposeBatch call,
-//! so that forwarding costs one HTTP/2 request per batch instead of one per write (etcd sends
-//! its followers' proposals over its peer streams in batches for the same reason).
+//! earlier batches are in flight go to the leader together, in one ProposeBatch member call
+//! over the peer transport, so that forwarding costs one stream per batch instead of one per
+//! write (etcd sends its followers' proposals over its peer streams in batches for the same
+//! reason).
 
 use std::sync::Arc;
 
 use conclave_proto::conclavepb::{
-    Command, Failure, ProposeBatchRequest, ProposeOutcome, ProposeResponse,
-    internal_client::InternalClient, propose_outcome,
+    Command, ProposeBatchRequest, ProposeBatchResponse, ProposeOutcome, ProposeResponse,
+    member_request::Call, propose_outcome,
 };
+use conclave_raft::Member;
+use conclave_raft::network::{MemberCallError, MemberClient};
 use prost::Message;
 use tokio::sync::{Semaphore, mpsc, oneshot};
-use tonic::metadata::AsciiMetadataValue;
-use tonic::transport::Channel;
-use tonic::{Code, Status};
+use tonic::Status;
 
-use crate::error::LEADER_CHANGED;
+use crate::error::{LEADER_CHANGED, REQUEST_TIMED_OUT};
+use crate::member_calls::{Asked, ask_with, failure, status_of};
+use crate::node::REQUEST_TIMEOUT;
 
 /// Batches on the way at once; more writes wait and go in the next batch. Two keep the leader
 /// busy while the next batch fills.
@@ -34,10 +37,9 @@ pub enum Forward {
 }
 
 struct Pending {
-    leader: u64,
-    channel: Channel,
-    /// The forwarding member's proof of membership (see `auth`).
-    stamp: Option<AsciiMetadataValue>,
+    leader_id: u64,
+    leader: Member,
+    members: MemberClient,
     command: Command,
     reply: oneshot::Sender<Result<ProposeResponse, Forward>>,
 }
@@ -55,20 +57,20 @@ impl Forwarder {
         Self { queue }
     }
 
-    /// Sends `command` to `leader` (reached over `channel`) with whatever else is waiting, and
-    /// returns the leader's answer to it.
+    /// Sends `command` to `leader` (reached with `members`) with whatever else is waiting,
+    /// and returns the leader's answer to it.
     pub async fn forward(
         &self,
-        leader: u64,
-        channel: Channel,
-        stamp: Option<AsciiMetadataValue>,
+        leader_id: u64,
+        leader: Member,
+        members: MemberClient,
         command: Command,
     ) -> Result<ProposeResponse, Forward> {
         let (reply, answer) = oneshot::channel();
         let pending = Pending {
+            leader_id,
             leader,
-            channel,
-            stamp,
+            members,
             command,
             reply,
         };
@@ -102,7 +104,7 @@ async fn run(mut queue: mpsc::UnboundedReceiver<Pending>) {
         while batch.len() < MAX_BATCH_WRITES && bytes < MAX_BATCH_BYTES {
             match queue.try_recv() {
                 // A batch goes to one leader; a write for another starts the next batch.
-                Ok(p) if p.leader != batch[0].leader => {
+                Ok(p) if p.leader_id != batch[0].leader_id => {
                     carried = Some(p);
                     break;
                 }
@@ -121,85 +123,70 @@ async fn run(mut queue: mpsc::UnboundedReceiver<Pending>) {
 }
 
 async fn send(batch: Vec<Pending>) {
-    let channel = batch[0].channel.clone();
-    let stamp = batch[0].stamp.clone();
+    let leader = batch[0].leader.clone();
+    let members = batch[0].members.clone();
     let (commands, replies): (Vec<_>, Vec<_>) =
         batch.into_iter().map(|p| (p.command, p.reply)).unzip();
     let sent = commands.len();
-    let mut request = tonic::Request::new(ProposeBatchRequest { commands });
-    if let Some(stamp) = stamp {
-        request
-            .metadata_mut()
-            .insert(crate::auth::MEMBER_METADATA, stamp);
-    }
-    let answer = InternalClient::new(channel)
-        .max_decoding_message_size(usize::MAX)
-        .max_encoding_message_size(usize::MAX)
-        .propose_batch(request)
-        .await;
-    match answer {
-        Ok(response) => {
-            let outcomes = response.into_inner().outcomes;
-            if outcomes.len() != sent {
-                let status = Status::internal(format!(
-                    "the leader answered {} of {sent} forwarded writes",
-                    outcomes.len()
-                ));
-                for reply in replies {
-                    let _ = reply.send(Err(Forward::Failed(status.clone())));
-                }
-                return;
-            }
-            for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                let _ = reply.send(from_outcome(outcome));
-            }
-        }
-        Err(status) => {
+    let call = Call::ProposeBatch(ProposeBatchRequest { commands });
+    let answer: Asked<ProposeBatchResponse> =
+        ask_with(&members, &leader, call, REQUEST_TIMEOUT).await;
+    let outcomes = match answer {
+        Ok(Ok(response)) if response.outcomes.len() == sent => response.outcomes,
+        Ok(Ok(response)) => {
+            let status = Status::internal(format!(
+                "the leader answered {} of {sent} forwarded writes",
+                response.outcomes.len()
+            ));
             for reply in replies {
-                let _ = reply.send(Err(from_transport_error(&status)));
+                let _ = reply.send(Err(Forward::Failed(status.clone())));
             }
+            return;
         }
+        Ok(Err(status)) => {
+            for reply in replies {
+                let _ = reply.send(Err(Forward::Failed(status.clone())));
+            }
+            return;
+        }
+        Err(e) => {
+            for reply in replies {
+                let _ = reply.send(Err(from_call_error(&e)));
+            }
+            return;
+        }
+    };
+    for (reply, outcome) in replies.into_iter().zip(outcomes) {
+        let _ = reply.send(from_outcome(outcome));
     }
 }
 
 fn from_outcome(outcome: ProposeOutcome) -> Result<ProposeResponse, Forward> {
     match outcome.outcome {
         Some(propose_outcome::Outcome::Applied(response)) => Ok(response),
-        Some(propose_outcome::Outcome::Failed(f)) => Err(Forward::Failed(Status::new(
-            Code::from_i32(f.code),
-            f.message,
-        ))),
+        Some(propose_outcome::Outcome::Failed(f)) => Err(Forward::Failed(status_of(f))),
         None => Err(Forward::Failed(Status::internal(
             "the leader answered a forwarded write with nothing",
         ))),
     }
 }
 
-/// A call that failed as a whole: unreached if the connection could not even be made (the
-/// writes were never sent), otherwise the leader may have them and lost its leadership.
-fn from_transport_error(status: &Status) -> Forward {
-    match status.code() {
-        Code::Unavailable if is_connect_failure(status) => Forward::Unreached,
-        Code::Unavailable | Code::Unknown => Forward::Failed(LEADER_CHANGED.into()),
-        _ => Forward::Failed(status.clone()),
+/// A call that failed as a whole: unreached if the leader certainly did not act on it (there
+/// was no connection, or it refused before reading), otherwise the leader may have the writes
+/// and lost its leadership, or is too slow.
+fn from_call_error(e: &MemberCallError) -> Forward {
+    match e {
+        _ if e.never_sent() => Forward::Unreached,
+        MemberCallError::Timeout { .. } => Forward::Failed(REQUEST_TIMED_OUT.into()),
+        _ => Forward::Failed(LEADER_CHANGED.into()),
     }
-}
-
-/// Whether a transport status means the connection could not be made at all, so the request
-/// was never sent.
-pub fn is_connect_failure(status: &Status) -> bool {
-    let text = format!("{status:?}").to_ascii_lowercase();
-    text.contains("connect") || text.contains("dns error")
 }
 
 /// The leader's side: one outcome per proposed write.
 pub fn to_outcome(result: Result<ProposeResponse, Status>) -> ProposeOutcome {
     let outcome = match result {
         Ok(response) => propose_outcome::Outcome::Applied(response),
-        Err(status) => propose_outcome::Outcome::Failed(Failure {
-            code: status.code() as i32,
-            message: status.message().to_string(),
-        }),
+        Err(status) => propose_outcome::Outcome::Failed(failure(&status)),
     };
     ProposeOutcome {
         outcome: Some(outcome),

@@ -55,7 +55,11 @@ pub struct Gateway {
 /// A unary route: the JSON body becomes the request, the service's answer the JSON reply.
 macro_rules! unary_handler {
     ($name:ident, $service:ident . $method:ident, $request:ty) => {
-        async fn $name(State(g): State<Gateway>, headers: HeaderMap, body: Bytes) -> Response {
+        async fn $name(
+            State(g): State<Gateway>,
+            headers: HeaderMap,
+            JsonBody(body): JsonBody,
+        ) -> Response {
             unary(&headers, body, |r: tonic::Request<$request>| async move {
                 g.$service.$method(r).await
             })
@@ -112,6 +116,88 @@ pub fn router(gateway: Gateway) -> Router {
         .route("/v3/election/resign", post(resign))
         .route("/health", get(health))
         .with_state(gateway)
+}
+
+/// A request body, read up to what the gRPC port would take of the same request in JSON
+/// (base64 makes bytes a third larger). A larger one is refused as etcd's gateway refuses it:
+/// 429 with gRPC's RESOURCE_EXHAUSTED in etcd's JSON error, before more of it is read.
+pub struct JsonBody(Bytes);
+
+impl JsonBody {
+    fn limit(node: &Node) -> usize {
+        node.limits.grpc_message_bytes().saturating_mul(4) / 3 + 64 * 1024
+    }
+}
+
+impl axum::extract::FromRequest<Gateway> for JsonBody {
+    type Rejection = Response;
+
+    async fn from_request(
+        request: axum::extract::Request,
+        gateway: &Gateway,
+    ) -> Result<Self, Response> {
+        let limit = Self::limit(&gateway.node);
+        let too_large = |len: String| {
+            error(&Status::resource_exhausted(format!(
+                "grpc: received message larger than max ({len} vs. {limit})"
+            )))
+        };
+        let declared = request
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if let Some(len) = declared.filter(|len| *len > limit as u64) {
+            return Err(too_large(len.to_string()));
+        }
+        let limited = http_body_util::Limited::new(request.into_body(), limit);
+        match http_body_util::BodyExt::collect(limited).await {
+            Ok(collected) => Ok(JsonBody(collected.to_bytes())),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+                Err(too_large(format!("more than {limit}")))
+            }
+            Err(e) => Err(error(&Status::invalid_argument(format!(
+                "reading the request body: {e}"
+            )))),
+        }
+    }
+}
+
+fn is_grpc(headers: &HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+}
+
+/// In front of the gRPC services: a request that is not gRPC gets [`not_found`].
+pub async fn grpc_only(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    if is_grpc(request.headers()) {
+        next.run(request).await
+    } else {
+        not_found(request.headers().clone(), request.uri().clone()).await
+    }
+}
+
+/// What the client port answers for a path it does not serve: gRPC's UNIMPLEMENTED to a gRPC
+/// client, and to anyone else a 404 as etcd's (never a 200 that a probe would take for health).
+pub async fn not_found(headers: HeaderMap, uri: axum::http::Uri) -> Response {
+    if is_grpc(&headers) {
+        return Status::unimplemented(format!("unknown method {}", uri.path()))
+            .into_http::<axum::body::Body>()
+            .into_response();
+    }
+    // etcd's mux answers its gateway's prefix with the gateway's words, the rest with Go's.
+    let text = if uri.path().starts_with("/v3/") {
+        "Not Found\n"
+    } else {
+        "404 page not found\n"
+    };
+    (
+        StatusCode::NOT_FOUND,
+        [("content-type", "text/plain; charset=utf-8")],
+        text,
+    )
+        .into_response()
 }
 
 /// Decodes the body, runs the gRPC handler, encodes its answer.
@@ -260,7 +346,7 @@ unary_handler!(resign, election.resign, ResignRequest);
 
 /// etcd's gateway watch: one WatchRequest in the body, then one `{"result": WatchResponse}`
 /// line per response for as long as the client keeps the connection open.
-async fn watch(State(g): State<Gateway>, headers: HeaderMap, body: Bytes) -> Response {
+async fn watch(State(g): State<Gateway>, headers: HeaderMap, JsonBody(body): JsonBody) -> Response {
     use futures::StreamExt;
     let caller = match g.node.auth.caller(&with_token(&headers, ())) {
         Ok(c) => c,
@@ -295,7 +381,11 @@ async fn watch(State(g): State<Gateway>, headers: HeaderMap, body: Bytes) -> Res
 }
 
 /// A stream in etcd's gateway: one request body in, `{"result": ...}` out (one keep-alive).
-async fn lease_keep_alive(State(g): State<Gateway>, headers: HeaderMap, body: Bytes) -> Response {
+async fn lease_keep_alive(
+    State(g): State<Gateway>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody,
+) -> Response {
     #[derive(Serialize)]
     struct Streamed<T> {
         result: T,

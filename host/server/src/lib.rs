@@ -16,6 +16,7 @@ mod gateway;
 mod ids;
 mod leader_ticks;
 mod lease;
+mod member_calls;
 pub mod node;
 mod plugin;
 mod propose;

@@ -1,29 +1,28 @@
 //! A member: the store, the Raft instance in front of it, and the peer transport. Writes are
-//! proposed through Raft on the leader; a follower forwards them to the leader (over the
-//! leader's client port, as etcd forwards proposals) and answers once it has applied them too.
-//! Linearizable reads wait for a read index confirmed by a quorum.
+//! proposed through Raft on the leader; a follower forwards them to the leader (over the peer
+//! transport, as etcd forwards proposals over its peer links) and answers once it has applied
+//! them too. Linearizable reads wait for a read index confirmed by a quorum.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use conclave_proto::conclavepb::{
-    Command, ProposeResponse, PublishMemberRequest, RaftMember, ReadIndexRequest, command::Request,
-    internal_client::InternalClient, propose_response,
+    Command, ProposeResponse, PublishMemberRequest, PublishMemberResponse, RaftMember,
+    ReadIndexRequest, ReadIndexResponse, command::Request, member_request::Call, propose_response,
 };
 use conclave_proto::etcdserverpb::{
-    AlarmRequest, AlarmType, ResponseHeader, alarm_request::AlarmAction,
+    AlarmRequest, AlarmType, HashKvResponse, ResponseHeader, alarm_request::AlarmAction,
 };
+use conclave_raft::network::MemberClient;
 use conclave_raft::{Member, Raft};
 use conclave_store::{Applied, RequestError, Response, Store};
 use openraft::ChangeMembers;
 use openraft::async_runtime::WatchReceiver;
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::raft::ReadPolicy;
-use parking_lot::Mutex;
 use prost::Message;
 use tonic::Status;
-use tonic::transport::{Channel, ClientTlsConfig};
 use tracing::{debug, info, warn};
 
 use crate::auth::Authenticator;
@@ -37,6 +36,33 @@ use crate::read_batch::ReadBatch;
 
 /// etcd's --max-request-bytes default: the largest write proposal.
 pub const MAX_REQUEST_BYTES: usize = 1536 * 1024;
+
+/// What one client request may carry (etcd's flags of the same names).
+#[derive(Debug, Clone, Copy)]
+pub struct RequestLimits {
+    /// --max-request-bytes: the largest write proposal, and the watch fragment size.
+    pub max_request_bytes: usize,
+    /// --max-txn-ops: the operations one txn may run (see `validate::txn`).
+    pub max_txn_ops: usize,
+}
+
+impl Default for RequestLimits {
+    fn default() -> Self {
+        Self {
+            max_request_bytes: MAX_REQUEST_BYTES,
+            max_txn_ops: crate::validate::MAX_TXN_OPS,
+        }
+    }
+}
+
+impl RequestLimits {
+    /// gRPC's receive limit, as etcd sets it: the request limit plus room for framing, so that
+    /// a request a little over the limit gets etcd's "request is too large" rather than a
+    /// transport error.
+    pub fn grpc_message_bytes(&self) -> usize {
+        self.max_request_bytes.saturating_add(512 * 1024)
+    }
+}
 /// How long a request may wait for a leader, a forward or an apply: etcd's request timeout.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -65,8 +91,8 @@ pub struct Node {
     pub me: Member,
     /// The cluster token: member IDs derive from it.
     pub token: String,
-    /// Channels to other members' client ports (the leader, mostly), by client URL.
-    channels: Mutex<HashMap<String, Channel>>,
+    /// Calls to other members over the peer transport (see `member_calls`).
+    pub(crate) members: MemberClient,
     /// Serializes membership changes (see [`Node::change_membership`]).
     membership_changes: tokio::sync::Mutex<()>,
     /// Batches this member's writes to the leader while it is a follower.
@@ -79,8 +105,8 @@ pub struct Node {
     quota: Option<u64>,
     /// Who calls, and what they may do.
     pub auth: Authenticator,
-    /// How to reach other members' https client URLs.
-    client_tls: Option<ClientTlsConfig>,
+    /// What one client request may carry.
+    pub limits: RequestLimits,
 }
 
 /// A member's settings from its flags.
@@ -91,8 +117,10 @@ pub struct Settings {
     pub quota: Option<u64>,
     /// --auth-token-ttl.
     pub token_ttl: Duration,
-    /// The client side of the client port's TLS, for https client URLs.
-    pub client_tls: Option<ClientTlsConfig>,
+    /// Calls to other members, over the peer transport.
+    pub members: MemberClient,
+    /// --max-request-bytes and --max-txn-ops.
+    pub limits: RequestLimits,
 }
 
 impl Node {
@@ -107,22 +135,23 @@ impl Node {
             token,
             quota,
             token_ttl,
-            client_tls,
+            members,
+            limits,
         } = settings;
         Arc::new(Self {
             auth: Authenticator::new(store.clone(), token_ttl),
-            client_tls,
+            members,
             store,
             identity,
             me,
             token,
-            channels: Mutex::new(HashMap::new()),
             membership_changes: tokio::sync::Mutex::new(()),
             forwarder: Forwarder::spawn(),
             proposer: Proposer::spawn(raft.clone()),
             raft,
             reads: ReadBatch::default(),
             quota,
+            limits,
         })
     }
 
@@ -184,18 +213,39 @@ impl Node {
         (!member.client_urls.is_empty()).then_some((id, member))
     }
 
+    /// The current leader and its membership entry, as far as reaching it over the peer
+    /// transport needs: its peer URLs (it may not have published its client URLs yet).
+    pub fn leader_peer(&self) -> Option<(u64, Member)> {
+        let m = self.raft.metrics();
+        let m = m.borrow_watched();
+        let id = m.current_leader?;
+        let member = m.membership_config.get_node(&id)?.clone();
+        (!member.peer_urls.is_empty()).then_some((id, member))
+    }
+
     pub fn is_leader(&self) -> bool {
         self.raft.metrics().borrow_watched().current_leader == Some(self.identity.member_id)
     }
 
-    /// Proposes a write and waits until it is applied on this member.
+    /// Proposes a write and waits until it is applied on this member. It is held to
+    /// [`Node::proposal_limit`].
     pub async fn propose(&self, request: Request) -> Result<Applied, Status> {
-        self.propose_sized(request, MAX_REQUEST_BYTES).await
+        let limit = self.proposal_limit(&request);
+        self.propose_sized(request, limit).await
     }
 
-    /// [`Node::propose`] with another size limit than etcd's request limit (a plugin deploy
-    /// carries a whole component).
-    pub async fn propose_sized(&self, request: Request, limit: usize) -> Result<Applied, Status> {
+    /// The size limit a proposal is held to: --max-request-bytes, or for a plugin deploy,
+    /// which carries a whole component, the deploy limit.
+    pub fn proposal_limit(&self, request: &Request) -> usize {
+        match request {
+            Request::PluginDeploy(_) => {
+                crate::service::MAX_PLUGIN_BYTES.saturating_add(self.limits.max_request_bytes)
+            }
+            _ => self.limits.max_request_bytes,
+        }
+    }
+
+    async fn propose_sized(&self, request: Request, limit: usize) -> Result<Applied, Status> {
         // Unstamped until it reaches the leader's Raft: only the leader's clock dates writes.
         let command = Command {
             request: Some(request),
@@ -216,15 +266,15 @@ impl Node {
     async fn propose_routed(&self, command: Command) -> Result<Applied, Status> {
         loop {
             // A follower that knows the leader forwards at once, without asking its Raft core.
-            let (leader_id, leader) = match self.leader() {
+            let (leader_id, leader) = match self.leader_peer() {
                 Some((id, member)) if id != self.identity.member_id => (id, member),
                 _ => match self.proposer.write(stamped(&command)).await {
                     Ok(applied) => return Ok(applied),
                     Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
                         match (f.leader_id, f.leader_node) {
-                            (Some(id), Some(m)) if !m.client_urls.is_empty() => (id, m),
-                            // No leader yet, or one that has not published its client URLs:
-                            // wait for the next change, within the request's deadline.
+                            (Some(id), Some(m)) if !m.peer_urls.is_empty() => (id, m),
+                            // No leader yet: wait for the next change, within the request's
+                            // deadline.
                             _ => {
                                 self.await_leader_change(f.leader_id).await;
                                 continue;
@@ -262,54 +312,12 @@ impl Node {
                     return;
                 }
                 let m = metrics.borrow_and_update();
-                let leader = m.current_leader;
-                let published = leader
-                    .and_then(|l| m.membership_config.get_node(&l).cloned())
-                    .is_some_and(|n| !n.client_urls.is_empty());
-                if leader != current || published {
+                if m.current_leader != current {
                     return;
                 }
             }
         })
         .await;
-    }
-
-    /// A channel to another member's client port.
-    pub fn channel_to(&self, member: &Member) -> Result<Channel, Status> {
-        let url = member
-            .client_urls
-            .first()
-            .ok_or_else(|| Status::from(NO_LEADER))?;
-        let mut channels = self.channels.lock();
-        if let Some(c) = channels.get(url) {
-            return Ok(c.clone());
-        }
-        let mut endpoint = Channel::from_shared(url.clone())
-            .map_err(|e| Status::internal(format!("member URL {url}: {e}")))?;
-        if url.starts_with("https://") {
-            let tls = self.client_tls.clone().ok_or_else(|| {
-                Status::unavailable(format!(
-                    "etcdserver: member URL {url} needs TLS, and this member has no --cert-file"
-                ))
-            })?;
-            endpoint = endpoint
-                .tls_config(tls)
-                .map_err(|e| Status::internal(format!("member URL {url}: {e}")))?;
-        }
-        let channel = endpoint
-            .connect_timeout(Duration::from_secs(1))
-            .connect_lazy();
-        channels.insert(url.clone(), channel.clone());
-        Ok(channel)
-    }
-
-    pub(crate) fn internal_client(
-        &self,
-        leader: &Member,
-    ) -> Result<InternalClient<Channel>, Status> {
-        Ok(InternalClient::new(self.channel_to(leader)?)
-            .max_decoding_message_size(usize::MAX)
-            .max_encoding_message_size(usize::MAX))
     }
 
     async fn forward_propose(
@@ -319,11 +327,9 @@ impl Node {
         command: Command,
     ) -> Result<Applied, Forward> {
         debug!(leader = %leader.name, "forwarding a write to the leader");
-        let channel = self.channel_to(leader).map_err(Forward::Failed)?;
-        let stamp = self.auth.member_stamp();
         let resp = self
             .forwarder
-            .forward(leader_id, channel, stamp, command)
+            .forward(leader_id, leader.clone(), self.members.clone(), command)
             .await?;
         let applied = applied_from_wire(resp).map_err(Forward::Failed)?;
         // Answer only once this member has applied the write as well, so that a read here
@@ -376,18 +382,14 @@ impl Node {
                     }
                     continue;
                 }
-                match self.leader() {
-                    Some((_, leader_member)) => {
-                        return Ok(self
-                            .internal_client(&leader_member)?
-                            .read_index(self.auth.member_request(ReadIndexRequest {}))
-                            .await
-                            .map_err(|_| Status::from(LEADER_CHANGED))?
-                            .into_inner()
-                            .index);
-                    }
-                    None => self.await_leader_change(leader).await,
+                if self.leader_peer().is_none() {
+                    self.await_leader_change(leader).await;
+                    continue;
                 }
+                let answer: ReadIndexResponse = self
+                    .ask_leader(Call::ReadIndex(ReadIndexRequest {}))
+                    .await?;
+                return Ok(answer.index);
             }
         })
         .await
@@ -453,28 +455,15 @@ impl Node {
                 // so this only waits for the first replication.
                 _ if current.is_none() => Err(Status::unavailable("not in the membership yet")),
                 Some(l) if l == me_id => self.set_member(me_id, self.me.clone()).await,
-                Some(l) => {
-                    let leader = self
-                        .raft
-                        .metrics()
-                        .borrow_watched()
-                        .membership_config
-                        .get_node(&l)
-                        .cloned();
-                    match leader.filter(|m| !m.client_urls.is_empty()) {
-                        Some(leader) => match self.internal_client(&leader) {
-                            Ok(mut client) => client
-                                .publish_member(self.auth.member_request(PublishMemberRequest {
-                                    id: me_id,
-                                    member: Some(member_to_wire(&self.me)),
-                                }))
-                                .await
-                                .map(|_| ()),
-                            Err(e) => Err(e),
+                Some(_) => self
+                    .ask_leader::<PublishMemberResponse>(Call::PublishMember(
+                        PublishMemberRequest {
+                            id: me_id,
+                            member: Some(member_to_wire(&self.me)),
                         },
-                        None => Err(Status::unavailable("the leader has not published itself")),
-                    }
-                }
+                    ))
+                    .await
+                    .map(|_| ()),
                 None => Err(Status::from(NO_LEADER)),
             };
             if let Err(e) = outcome {
@@ -512,6 +501,18 @@ impl Node {
             member_id: self.identity.member_id,
             revision,
             raft_term: self.term(),
+        })
+    }
+
+    /// This member's HashKV at `revision` (0: the current one), as the Maintenance service and
+    /// the leader's corruption check ask for it.
+    pub async fn hash_kv(&self, revision: i64) -> Result<HashKvResponse, Status> {
+        let h = self.blocking(move |s| s.hash_kv(revision)).await?;
+        Ok(HashKvResponse {
+            header: self.header(self.store.current_revision()),
+            hash: h.hash,
+            compact_revision: h.compact_revision,
+            hash_revision: h.hash_revision,
         })
     }
 

@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use conclave_proto::conclavepb::ingest_server::IngestServer;
-use conclave_proto::conclavepb::internal_server::InternalServer;
 use conclave_proto::conclavepb::plugin_server::PluginServer;
 use conclave_proto::etcdserverpb::{
     auth_server::AuthServer, cluster_server::ClusterServer, kv_server::KvServer,
@@ -33,21 +32,18 @@ use crate::backup;
 use crate::client_tls::{ClientIdentity, ClientTls, TlsListener};
 use crate::config::{ClusterState, Config, peer_addr, socket_addr};
 use crate::corrupt_check;
-use crate::forward::MAX_BATCH_BYTES;
 use crate::gateway::{self, Gateway};
 use crate::ids;
 use crate::lease::{Lessor, min_lease_ttl};
-use crate::node::{Identity, MAX_REQUEST_BYTES, Node, Settings};
+use crate::member_calls::MemberCalls;
+use crate::node::{Identity, Node, RequestLimits, Settings};
 use crate::plugin::{Plugins, PluginsListener, Supervisor};
 use crate::service::{
-    AuthService, ClusterService, ElectionService, IngestService, InternalService, KvService,
-    LeaseService, LockService, MAX_PLUGIN_BYTES, MaintenanceService, PluginService, WatchService,
+    AuthService, ClusterService, ElectionService, IngestService, KvService, LeaseService,
+    LockService, MAX_PLUGIN_BYTES, MaintenanceService, PluginService, WatchService,
 };
 use crate::watch::{StreamConfig, WatchHub};
 
-/// gRPC's receive limit, as etcd sets it: the request limit plus room for framing, so that a
-/// request a little over the limit gets etcd's "request is too large" rather than a transport error.
-const MAX_GRPC_MESSAGE: usize = MAX_REQUEST_BYTES + 512 * 1024;
 /// How long one snapshot chunk, or a follower's whole install, may take.
 const SNAPSHOT_INSTALL_TIMEOUT_MS: u64 = 60_000;
 /// How long a stopping leader waits for its successor.
@@ -181,7 +177,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             token: token.clone(),
             quota: config.quota_bytes(),
             token_ttl: Duration::from_secs(config.auth_token_ttl),
-            client_tls: client_tls.as_ref().map(|t| t.channel.clone()),
+            members: transport.members(),
+            limits: RequestLimits {
+                max_request_bytes: config.max_request_bytes,
+                max_txn_ops: config.max_txn_ops,
+            },
         },
     );
     // Stops the client listeners, and the watch streams that would hold them open.
@@ -232,42 +232,51 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let kv = KvService::new(node.clone());
     let auth = AuthService::new(node.clone());
     let maintenance = MaintenanceService::new(node.clone(), snapshots.clone());
+    let cluster = ClusterService::new(node.clone());
+    let plugin_service = PluginService::new(node.clone(), plugins.clone());
+    let ingest = Arc::new(IngestService::new(node.clone(), plugins.clone()));
+    // What other members ask of this one, over the peer transport only.
+    transport.serve_members(Arc::new(MemberCalls {
+        node: node.clone(),
+        lessor: lessor.clone(),
+        cluster: cluster.clone(),
+        plugins: plugin_service.clone(),
+        ingest: ingest.clone(),
+    }));
+    let max_grpc_message = node.limits.grpc_message_bytes();
     let grpc = tonic::service::Routes::new(
-        KvServer::new(kv.clone()).max_decoding_message_size(MAX_GRPC_MESSAGE),
+        KvServer::new(kv.clone()).max_decoding_message_size(max_grpc_message),
     )
     .add_service(
-        MaintenanceServer::new(maintenance.clone()).max_decoding_message_size(MAX_GRPC_MESSAGE),
+        MaintenanceServer::new(maintenance.clone()).max_decoding_message_size(max_grpc_message),
     )
-    .add_service(ClusterServer::new(ClusterService::new(node.clone())))
+    .add_service(ClusterServer::new(cluster.clone()))
     .add_service(AuthServer::new(auth.clone()))
     .add_service(WatchServer::new(watches.clone()))
     .add_service(LeaseServer::new(leases.clone()))
     .add_service(LockServer::new(locks.clone()))
     .add_service(ElectionServer::new(elections.clone()))
     .add_service(
-        PluginServer::new(PluginService::new(node.clone(), plugins.clone()))
-            .max_decoding_message_size(MAX_PLUGIN_BYTES + MAX_GRPC_MESSAGE),
+        PluginServer::new(plugin_service.clone())
+            .max_decoding_message_size(MAX_PLUGIN_BYTES + max_grpc_message),
     )
-    .add_service(
-        IngestServer::new(IngestService::new(node.clone(), plugins.clone()))
-            .max_decoding_message_size(MAX_GRPC_MESSAGE),
-    )
-    .add_service(
-        // A forwarded batch may carry a plugin deploy as well as ordinary writes.
-        InternalServer::new(InternalService::new(node.clone(), lessor))
-            .max_decoding_message_size(MAX_GRPC_MESSAGE + MAX_BATCH_BYTES + MAX_PLUGIN_BYTES),
-    )
-    .into_axum_router();
-    let app = grpc.merge(gateway::router(Gateway {
-        node: node.clone(),
-        auth,
-        kv,
-        maintenance,
-        lease: leases.clone(),
-        lock: locks,
-        election: elections,
-        watch: watches,
-    }));
+    .add_service(IngestServer::from_arc(ingest.clone()).max_decoding_message_size(max_grpc_message))
+    .into_axum_router()
+    // A gRPC service's path asked without gRPC (a probe, a browser) is not found, as in etcd.
+    .layer(axum::middleware::from_fn(gateway::grpc_only));
+    let app = grpc
+        .merge(gateway::router(Gateway {
+            node: node.clone(),
+            auth,
+            kv,
+            maintenance,
+            lease: leases.clone(),
+            lock: locks,
+            election: elections,
+            watch: watches,
+        }))
+        // Last, so that it takes whatever neither the gRPC services nor the gateway serve.
+        .fallback(gateway::not_found);
 
     let mut servers = Vec::new();
     for url in &config.listen_client_urls {

@@ -15,8 +15,12 @@ use crate::error::{
     VALUE_PROVIDED,
 };
 
-/// etcd's default limit on the operations of one txn branch.
+/// etcd's default --max-txn-ops.
 pub const MAX_TXN_OPS: usize = 128;
+/// The whole tree of a txn (compares and operations of every level, both branches) holds at
+/// most this many times --max-txn-ops: the shapes etcd accepts (a flat txn with the limit in
+/// each of compare, success and failure) pass, and nesting cannot multiply the work.
+const TREE_FACTOR: usize = 4;
 
 pub fn range(r: &RangeRequest) -> Result<(), EtcdError> {
     if r.key.is_empty() {
@@ -48,32 +52,53 @@ pub fn delete_range(r: &DeleteRangeRequest) -> Result<(), EtcdError> {
     Ok(())
 }
 
-pub fn txn(r: &TxnRequest) -> Result<(), EtcdError> {
-    txn_shape(r)?;
+/// etcd's checks on a txn, with `max_ops` (--max-txn-ops) bounding the whole request: the
+/// operations any one execution can run, nested txns included (a nested txn counts as one
+/// operation plus those of its larger branch), and the size of the tree.
+pub fn txn(r: &TxnRequest, max_ops: usize) -> Result<(), EtcdError> {
+    let mut budget = max_ops.saturating_mul(TREE_FACTOR);
+    let executed = txn_shape(r, max_ops, &mut budget)?;
+    if executed > max_ops {
+        return Err(TOO_MANY_OPS);
+    }
     // After the shape checks, so that a huge request cannot make this quadratic.
     writes(&r.success)?;
     writes(&r.failure)?;
     Ok(())
 }
 
-fn txn_shape(r: &TxnRequest) -> Result<(), EtcdError> {
-    let ops = r.compare.len().max(r.success.len()).max(r.failure.len());
-    if ops > MAX_TXN_OPS {
+/// Checks every level of `r`, taking each compare and operation from `budget` (the tree's
+/// size limit), and returns the most operations one execution of `r` can run.
+fn txn_shape(r: &TxnRequest, max_ops: usize, budget: &mut usize) -> Result<usize, EtcdError> {
+    let level = r.compare.len().max(r.success.len()).max(r.failure.len());
+    let nodes = r.compare.len() + r.success.len() + r.failure.len();
+    if level > max_ops || nodes > *budget {
         return Err(TOO_MANY_OPS);
     }
+    *budget -= nodes;
     if r.compare.iter().any(|c| c.key.is_empty()) {
         return Err(EMPTY_KEY);
     }
-    for op in r.success.iter().chain(&r.failure) {
-        match &op.request {
-            Some(Request::RequestRange(q)) => range(q)?,
-            Some(Request::RequestPut(q)) => put(q)?,
-            Some(Request::RequestDeleteRange(q)) => delete_range(q)?,
-            Some(Request::RequestTxn(q)) => txn_shape(q)?,
-            None => {}
+    let mut branch = |ops: &[RequestOp]| -> Result<usize, EtcdError> {
+        let mut executed = 0usize;
+        for op in ops {
+            executed += 1;
+            match &op.request {
+                Some(Request::RequestRange(q)) => range(q)?,
+                Some(Request::RequestPut(q)) => put(q)?,
+                Some(Request::RequestDeleteRange(q)) => delete_range(q)?,
+                Some(Request::RequestTxn(q)) => executed += txn_shape(q, max_ops, budget)?,
+                None => {}
+            }
+            if executed > max_ops {
+                return Err(TOO_MANY_OPS);
+            }
         }
-    }
-    Ok(())
+        Ok(executed)
+    };
+    let success = branch(&r.success)?;
+    let failure = branch(&r.failure)?;
+    Ok(success.max(failure))
 }
 
 /// Keys a branch puts and ranges it deletes, nested txns included.
@@ -170,6 +195,7 @@ mod tests {
 
     #[test]
     fn duplicate_puts_and_overlaps_are_refused() {
+        let txn = |r: &TxnRequest| txn(r, MAX_TXN_OPS);
         assert_eq!(txn(&t(vec![put_op("a"), put_op("a")])), Err(DUPLICATE_KEY));
         assert_eq!(
             txn(&t(vec![put_op("b"), del_op("a", "c")])),
@@ -191,9 +217,53 @@ mod tests {
     #[test]
     fn too_many_ops() {
         let ops: Vec<_> = (0..129).map(|i| put_op(&format!("k{i}"))).collect();
-        assert_eq!(txn(&t(ops)), Err(TOO_MANY_OPS));
+        assert_eq!(txn(&t(ops), MAX_TXN_OPS), Err(TOO_MANY_OPS));
         let ops: Vec<_> = (0..128).map(|i| put_op(&format!("k{i}"))).collect();
-        assert_eq!(txn(&t(ops)), Ok(()));
+        assert_eq!(txn(&t(ops), MAX_TXN_OPS), Ok(()));
+        // The limit in each of compare, success and failure, as etcd allows.
+        let full = TxnRequest {
+            compare: (0..128)
+                .map(|i| conclave_proto::etcdserverpb::Compare {
+                    key: format!("c{i}").into(),
+                    ..Default::default()
+                })
+                .collect(),
+            success: (0..128).map(|i| put_op(&format!("s{i}"))).collect(),
+            failure: (0..128).map(|i| put_op(&format!("f{i}"))).collect(),
+        };
+        assert_eq!(txn(&full, MAX_TXN_OPS), Ok(()));
+        assert_eq!(txn(&full, 127), Err(TOO_MANY_OPS));
+    }
+
+    #[test]
+    fn nesting_counts_against_the_whole_request() {
+        // 64 nested txns of 64 puts each: every level is within 128, the whole is 4160.
+        let nested: Vec<_> = (0..64)
+            .map(|i| {
+                txn_op(
+                    (0..64).map(|j| put_op(&format!("k{i}/{j}"))).collect(),
+                    vec![],
+                )
+            })
+            .collect();
+        assert_eq!(txn(&t(nested), MAX_TXN_OPS), Err(TOO_MANY_OPS));
+        // Two nested txns of 60 puts each: 122 operations in all.
+        let nested: Vec<_> = (0..2)
+            .map(|i| {
+                txn_op(
+                    (0..60).map(|j| put_op(&format!("k{i}/{j}"))).collect(),
+                    vec![],
+                )
+            })
+            .collect();
+        assert_eq!(txn(&t(nested), MAX_TXN_OPS), Ok(()));
+        // A deep binary tree of empty branches: each level adds one to what runs, but the
+        // tree doubles.
+        let mut deep = txn_op(vec![], vec![]);
+        for _ in 0..12 {
+            deep = txn_op(vec![deep.clone()], vec![deep]);
+        }
+        assert_eq!(txn(&t(vec![deep]), MAX_TXN_OPS), Err(TOO_MANY_OPS));
     }
 
     #[test]

@@ -139,10 +139,13 @@ impl BatchWriter<'_> {
                 if !root.roles.iter().any(|r| r == ROOT) {
                     return Err(RequestError::RootRoleNotExist.into());
                 }
-                next.enabled = true;
-                if next.token_key.is_empty() {
+                // A new key each time auth goes from off to on: tokens signed before are void
+                // (the way to rotate the key is `auth disable` then `auth enable`). A command
+                // without a key (written before keys travelled with it) keeps the old one.
+                if !next.enabled && !c.token_key.is_empty() {
                     next.token_key = c.token_key.clone();
                 }
+                next.enabled = true;
             }
             Cmd::Disable(_) => next.enabled = false,
             Cmd::UserAdd(r) => {

@@ -63,22 +63,25 @@ impl PeerNetworkFactory {
     }
 
     fn client(&self, target: u64, node: &Member, priority: i32) -> PeerNetwork {
-        let url = node.peer_urls.first().cloned();
-        // A member added by `member add` has no name until it starts and publishes one (etcd's
-        // MemberAdd carries only peer URLs): until then it is dialled, and its certificate
-        // checked, by the host of its peer URL, which its certificate names too.
-        let name = match (&node.name, &url) {
-            (name, _) if !name.is_empty() => name.clone(),
-            (_, Some(url)) => url_host(url).to_string(),
-            (name, None) => name.clone(),
-        };
         PeerNetwork {
             shared: self.shared.clone(),
             target,
-            name,
-            url,
+            name: dial_name(node),
+            url: node.peer_urls.first().cloned(),
             priority,
         }
+    }
+}
+
+/// The name a member is dialled by, which its certificate must carry. A member added by
+/// `member add` has no name until it starts and publishes one (etcd's MemberAdd carries only
+/// peer URLs): until then it is dialled, and its certificate checked, by the host of its peer
+/// URL, which its certificate names too.
+pub(super) fn dial_name(node: &Member) -> String {
+    match (&node.name, node.peer_urls.first()) {
+        (name, _) if !name.is_empty() => name.clone(),
+        (_, Some(url)) => url_host(url).to_string(),
+        (name, None) => name.clone(),
     }
 }
 

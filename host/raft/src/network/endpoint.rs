@@ -27,6 +27,7 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use super::frame::code;
+use super::member::MemberService;
 use super::{NetworkError, server};
 use crate::types::Raft;
 
@@ -120,6 +121,8 @@ pub(crate) struct Shared {
     client_config: quinn::ClientConfig,
     peers: Mutex<HashMap<String, Slot>>,
     service: watch::Sender<Option<Service>>,
+    /// What answers member calls, once the server has set it.
+    members: watch::Sender<Option<Arc<dyn MemberService>>>,
     shut_down: watch::Sender<bool>,
     /// Accept loops running (at most one unless `serve` is called twice).
     accepting: watch::Sender<usize>,
@@ -172,6 +175,7 @@ impl Shared {
             client_config,
             peers: Mutex::new(HashMap::new()),
             service: watch::channel(None).0,
+            members: watch::channel(None).0,
             shut_down: watch::channel(false).0,
             accepting: watch::channel(0).0,
             node_id: OnceLock::new(),
@@ -204,6 +208,20 @@ impl Shared {
             s = service.wait_for(|s| s.is_some()) => s.ok().and_then(|s| s.clone()),
             _ = shut_down.wait_for(|down| *down) => None,
         }
+    }
+
+    /// What answers member calls, once set; `None` once shut down.
+    pub(crate) async fn member_service(&self) -> Option<Arc<dyn MemberService>> {
+        let mut members = self.members.subscribe();
+        let mut shut_down = self.shut_down.subscribe();
+        tokio::select! {
+            s = members.wait_for(|s| s.is_some()) => s.ok().and_then(|s| s.clone()),
+            _ = shut_down.wait_for(|down| *down) => None,
+        }
+    }
+
+    pub(crate) fn set_member_service(&self, service: Arc<dyn MemberService>) {
+        self.members.send_replace(Some(service));
     }
 
     pub(crate) fn serve(

@@ -35,6 +35,8 @@ pub(crate) enum Kind {
     StreamAppend = 5,
     /// A `SnapshotHeader`, a u64 byte count, the snapshot file; one `SnapshotResponse`.
     Snapshot = 6,
+    /// One `MemberRequest`, one `MemberResponse` (see `member`).
+    Member = 7,
 }
 
 impl Kind {
@@ -46,6 +48,7 @@ impl Kind {
             4 => Kind::TransferLeader,
             5 => Kind::StreamAppend,
             6 => Kind::Snapshot,
+            7 => Kind::Member,
             _ => return None,
         })
     }
@@ -302,11 +305,12 @@ mod tests {
             Kind::TransferLeader,
             Kind::StreamAppend,
             Kind::Snapshot,
+            Kind::Member,
         ] {
             assert_eq!(Kind::from_byte(kind as u8), Some(kind));
         }
         assert_eq!(Kind::from_byte(0), None);
-        assert_eq!(Kind::from_byte(7), None);
+        assert_eq!(Kind::from_byte(8), None);
     }
 
     #[test]

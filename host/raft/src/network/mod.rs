@@ -10,10 +10,13 @@
 //!   connection per pair).
 //! - `frame`: the wire format (stream kinds, length-prefixed frames, replies).
 //! - `client` / `server`: the two ends of every RPC.
+//! - `member`: calls between members besides Raft's (forwarded writes, read indexes, ...),
+//!   answered by the server crate's [`MemberService`].
 
 mod client;
 mod endpoint;
 mod frame;
+mod member;
 mod server;
 
 use std::net::SocketAddr;
@@ -23,6 +26,7 @@ use std::sync::Arc;
 pub use self::client::{PeerNetwork, PeerNetworkFactory};
 pub use self::endpoint::{HANDSHAKE_TIMEOUT, IDLE_TIMEOUT, KEEP_ALIVE};
 pub use self::frame::{MAX_FRAME, SNAPSHOT_CHUNK};
+pub use self::member::{MemberCallError, MemberClient, MemberService};
 use crate::types::Raft;
 
 /// Why the peer transport could not start.
@@ -83,6 +87,17 @@ impl PeerTransport {
     /// the endpoint is closed.
     pub fn serve(&self, raft: Raft, snapshots_dir: PathBuf) -> tokio::task::JoinHandle<()> {
         self.shared.serve(raft, snapshots_dir)
+    }
+
+    /// Makes calls to other members besides Raft's own, over the same connections.
+    pub fn members(&self) -> MemberClient {
+        MemberClient::new(self.shared.clone())
+    }
+
+    /// Answers other members' calls with `service` from now on; calls that arrive before
+    /// wait for it (within their callers' deadlines).
+    pub fn serve_members(&self, service: Arc<dyn MemberService>) {
+        self.shared.set_member_service(service);
     }
 
     /// Closes every connection and the endpoint, and waits (briefly) for the peers to be told.

@@ -147,6 +147,7 @@ async fn serve_stream(shared: Arc<Shared>, peer: String, send: SendStream, mut r
         }
         Kind::StreamAppend => stream_append(raft, recv, &mut out).await,
         Kind::Snapshot => receive_snapshot(&shared, &service, &peer, &mut recv, &mut out).await,
+        Kind::Member => super::member::serve(&shared, &peer, &mut recv, &mut out).await,
     };
     match result {
         Ok(()) => out.finish(),

@@ -9,6 +9,7 @@
 //! so h2's decoder state cannot drift from ours whatever the client's encoder indexed. All other
 //! frames, HTTP/1.1 connections and everything the server writes go through unchanged.
 
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -39,12 +40,18 @@ const MAX_FRAME_SIZE: usize = 16_384;
 /// the server leaves at the default. A larger size update is an error, as it is in h2.
 const HEADER_TABLE_SIZE: usize = 4096;
 /// The most we buffer of one header block, encoded (all its frames) and decoded (in HPACK
-/// size: name + value + 32 per field). h2 refuses lists over 16 KiB anyway; past this bound the
-/// client is hostile (an HPACK bomb, endless CONTINUATION) and the connection fails.
-/// Other frames are streamed through and never buffered, so their length needs no bound.
-const MAX_HEADER_BLOCK: usize = 1 << 20;
-/// The least we read into our own buffer while a header frame is incomplete.
+/// size: name + value + 32 per field). h2 refuses lists over 16 KiB anyway (hyper's default
+/// SETTINGS_MAX_HEADER_LIST_SIZE); past this bound the client is hostile (an HPACK bomb,
+/// endless CONTINUATION) and the connection fails. A single header frame is bounded by
+/// [`MAX_FRAME_SIZE`], as h2 bounds every frame. Other frames are streamed through and never
+/// buffered, so their length needs no bound.
+const MAX_HEADER_BLOCK: usize = 64 * 1024;
+/// What we read into our own buffer at a time while a header frame is incomplete: the buffer
+/// grows with the bytes that arrive, never with the length a frame header claims.
 const READ_CHUNK: usize = 8 * 1024;
+/// How long a client may leave a header frame or block unfinished before its connection is
+/// closed: a client that claims a frame and sends it a byte a minute holds memory otherwise.
+const HEADER_STALL: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A TCP listener whose connections repair etcdctl's `:authority` (see the module docs) and
 /// have Nagle's algorithm off, since small RPCs must not wait for it.
@@ -88,6 +95,8 @@ pub struct AuthorityFix<S> {
     /// Bytes of a frame that passes through unchanged (its header and payload) still to hand
     /// on. In HTTP/2 mode, whenever it is zero, `input` starts at a frame boundary.
     skip: usize,
+    /// Runs while a header frame or block is unfinished; the connection fails when it ends.
+    stall: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 enum Mode {
@@ -167,7 +176,7 @@ struct Buffer {
 }
 
 /// A buffer that grew this much for one big header block gives its memory back once empty.
-const KEEP_CAPACITY: usize = 64 * 1024;
+const KEEP_CAPACITY: usize = 2 * READ_CHUNK;
 
 impl Buffer {
     fn data(&self) -> &[u8] {
@@ -230,6 +239,23 @@ fn protocol_error(msg: impl Into<String>) -> (io::ErrorKind, String) {
     (io::ErrorKind::InvalidData, msg.into())
 }
 
+/// Whether an unfinished header frame or block has waited [`HEADER_STALL`]; starts the clock
+/// the first time it is asked, and registers the waker for its end.
+fn stalled(stall: &mut Option<Pin<Box<tokio::time::Sleep>>>, cx: &mut Context<'_>) -> bool {
+    stall
+        .get_or_insert_with(|| Box::pin(tokio::time::sleep(HEADER_STALL)))
+        .as_mut()
+        .poll(cx)
+        .is_ready()
+}
+
+fn stall_error() -> (io::ErrorKind, String) {
+    (
+        io::ErrorKind::TimedOut,
+        format!("a header frame left unfinished for {HEADER_STALL:?}"),
+    )
+}
+
 impl<S> AuthorityFix<S> {
     /// The connection underneath, before any byte was read through the fix.
     pub fn into_inner(self) -> S {
@@ -246,14 +272,17 @@ impl<S> AuthorityFix<S> {
             mode: Mode::Detect,
             input: Buffer::default(),
             skip: 0,
+            stall: None,
         }
     }
 }
 
 impl<S: AsyncRead + Unpin> AuthorityFix<S> {
-    /// Reads at least `want` bytes' room into `input`; the number read, 0 at end of stream.
+    /// Reads what has arrived, up to a chunk, into `input`; the number read, 0 at end of
+    /// stream. `want` (what the frame at the front still lacks, as its header claims) only
+    /// caps the read: the buffer never grows by more than arrived.
     fn fill_input(&mut self, cx: &mut Context<'_>, want: usize) -> Poll<io::Result<usize>> {
-        let mut read = ReadBuf::new(self.input.space(want.max(READ_CHUNK)));
+        let mut read = ReadBuf::new(self.input.space(want.clamp(1, READ_CHUNK)));
         let polled = Pin::new(&mut self.inner).poll_read(cx, &mut read);
         let n = read.filled().len();
         self.input.filled(n);
@@ -325,11 +354,23 @@ impl<S: AsyncRead + Unpin> AsyncRead for AuthorityFix<S> {
                             return Poll::Ready(Ok(()));
                         }
                         let want = match h2.step(&mut this.input, &mut this.skip) {
-                            Ok(Step::Progress) => continue,
+                            Ok(Step::Progress) => {
+                                // A header frame was taken whole: the clock starts again
+                                // for the next one, if the block goes on.
+                                this.stall = None;
+                                continue;
+                            }
                             Ok(Step::Need(want)) => want,
                             Err(e) => return this.fail(e),
                         };
-                        if ready!(this.fill_input(cx, want))? == 0 {
+                        let filled = match this.fill_input(cx, want) {
+                            Poll::Ready(filled) => filled?,
+                            Poll::Pending if stalled(&mut this.stall, cx) => {
+                                return this.fail(stall_error());
+                            }
+                            Poll::Pending => return Poll::Pending,
+                        };
+                        if filled == 0 {
                             return this.fail((
                                 io::ErrorKind::UnexpectedEof,
                                 "the client closed the connection within an HTTP/2 frame".into(),
@@ -340,7 +381,13 @@ impl<S: AsyncRead + Unpin> AsyncRead for AuthorityFix<S> {
                     // Nothing buffered: read straight into the caller's buffer, then hold back
                     // whatever must not pass as it is.
                     let start = buf.filled().len();
-                    ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
+                    if Pin::new(&mut this.inner).poll_read(cx, buf)?.is_pending() {
+                        // Between the frames of a header block the clock runs too.
+                        if h2.block.is_some() && stalled(&mut this.stall, cx) {
+                            return this.fail(stall_error());
+                        }
+                        return Poll::Pending;
+                    }
                     let end = buf.filled().len();
                     if end == start {
                         if h2.block.is_some() {
@@ -463,9 +510,9 @@ impl Http2 {
             *skip = FRAME_HEADER_LEN + header.len;
             return Ok(Step::Progress);
         }
-        if header.len > MAX_HEADER_BLOCK {
+        if header.len > MAX_FRAME_SIZE {
             return Err(protocol_error(format!(
-                "a header frame of {} bytes, over the {MAX_HEADER_BLOCK}-byte bound",
+                "a header frame of {} bytes, over the {MAX_FRAME_SIZE}-byte frame size",
                 header.len
             )));
         }

@@ -9,9 +9,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use conclave_proto::conclavepb::command::Request;
+use conclave_proto::conclavepb::member_request::Call;
 use conclave_proto::etcdserverpb::{
-    LeaseCheckpoint, LeaseCheckpointRequest, LeaseKeepAliveRequest, LeaseRevokeRequest,
-    LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
+    LeaseCheckpoint, LeaseCheckpointRequest, LeaseKeepAliveRequest, LeaseKeepAliveResponse,
+    LeaseRevokeRequest, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
 };
 use conclave_store::RequestError;
 use parking_lot::Mutex;
@@ -19,7 +20,7 @@ use tokio::time::Instant;
 use tonic::Status;
 use tracing::{debug, info, warn};
 
-use crate::error::{LEADER_CHANGED, NO_LEADER};
+use crate::error::LEADER_CHANGED;
 use crate::node::Node;
 
 /// How often the leader looks for expired leases and drifted checkpoints.
@@ -111,14 +112,11 @@ impl Lessor {
     }
 
     async fn forward_keep_alive(&self, id: i64) -> Result<i64, Status> {
-        let (_, leader) = self.node.leader().ok_or_else(|| Status::from(NO_LEADER))?;
-        let resp = self
+        let resp: LeaseKeepAliveResponse = self
             .node
-            .internal_client(&leader)?
-            .lease_keep_alive(self.node.auth.member_request(LeaseKeepAliveRequest { id }))
-            .await
-            .map_err(|e| forwarded_error(&e))?;
-        Ok(resp.into_inner().ttl)
+            .ask_leader(Call::LeaseKeepAlive(LeaseKeepAliveRequest { id }))
+            .await?;
+        Ok(resp.ttl)
     }
 
     /// The remaining TTL (by the leader's clock), granted TTL and, if asked, keys of a lease;
@@ -128,14 +126,7 @@ impl Lessor {
         req: LeaseTimeToLiveRequest,
     ) -> Result<LeaseTimeToLiveResponse, Status> {
         if !self.node.is_leader() {
-            let (_, leader) = self.node.leader().ok_or_else(|| Status::from(NO_LEADER))?;
-            return Ok(self
-                .node
-                .internal_client(&leader)?
-                .lease_time_to_live(self.node.auth.member_request(req))
-                .await
-                .map_err(|e| forwarded_error(&e))?
-                .into_inner());
+            return self.node.ask_leader(Call::LeaseTimeToLive(req)).await;
         }
         let header = self.node.header(self.node.store.current_revision());
         // The keys are copied only when asked for.
@@ -272,16 +263,5 @@ impl Lessor {
             }
         });
         futures::future::join_all(proposals).await;
-    }
-}
-
-/// A forwarded call's failure, as the client should see it: etcd's errors pass through, a
-/// broken connection means the leader changed.
-fn forwarded_error(status: &Status) -> Status {
-    match status.code() {
-        tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled => {
-            LEADER_CHANGED.into()
-        }
-        _ => status.clone(),
     }
 }

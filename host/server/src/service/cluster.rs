@@ -1,14 +1,15 @@
 //! The Cluster service: the membership as etcd reports it, and changes to it with etcd's rules
-//! and errors. Changes run on the leader; a follower passes them on to it, as etcd does.
+//! and errors. Changes run on the leader; a follower checks the caller, then passes them on to
+//! it over the peer transport (`member_calls`), as etcd does over its peer links.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use conclave_proto::conclavepb::member_request::Call;
 use conclave_proto::etcdserverpb::{
     Member, MemberAddRequest, MemberAddResponse, MemberListRequest, MemberListResponse,
     MemberPromoteRequest, MemberPromoteResponse, MemberRemoveRequest, MemberRemoveResponse,
-    MemberUpdateRequest, MemberUpdateResponse, cluster_client::ClusterClient,
-    cluster_server::Cluster,
+    MemberUpdateRequest, MemberUpdateResponse, cluster_server::Cluster,
 };
 use conclave_raft::Member as RaftMember;
 use openraft::ChangeMembers;
@@ -16,7 +17,6 @@ use openraft::async_runtime::WatchReceiver;
 use tonic::{Code, Request, Response, Status};
 
 use crate::config::peer_addr;
-use crate::error::NO_LEADER;
 use crate::ids;
 use crate::node::Node;
 
@@ -57,15 +57,6 @@ impl ClusterService {
             .iter()
             .map(|(id, node)| to_etcd(*id, node, !voters.contains(id)))
             .collect()
-    }
-
-    /// A client of the leader's Cluster service, when this member is not the leader.
-    fn leader_client(&self) -> Result<Option<ClusterClient<tonic::transport::Channel>>, Status> {
-        if self.node.is_leader() {
-            return Ok(None);
-        }
-        let (_, leader) = self.node.leader().ok_or_else(|| Status::from(NO_LEADER))?;
-        Ok(Some(ClusterClient::new(self.node.channel_to(&leader)?)))
     }
 
     async fn change(&self, change: ChangeMembers<u64, RaftMember>) -> Result<(), Status> {
@@ -110,9 +101,82 @@ impl Cluster for ClusterService {
     ) -> Result<Response<MemberAddResponse>, Status> {
         self.node.auth.caller(&request)?.require_root()?;
         let req = request.into_inner();
-        if let Some(mut leader) = self.leader_client()? {
-            return leader.member_add(req).await;
+        if !self.node.is_leader() {
+            return self
+                .node
+                .ask_leader(Call::MemberAdd(req))
+                .await
+                .map(Response::new);
         }
+        self.add(req).await.map(Response::new)
+    }
+
+    async fn member_remove(
+        &self,
+        request: Request<MemberRemoveRequest>,
+    ) -> Result<Response<MemberRemoveResponse>, Status> {
+        self.node.auth.caller(&request)?.require_root()?;
+        let req = request.into_inner();
+        if !self.node.is_leader() {
+            return self
+                .node
+                .ask_leader(Call::MemberRemove(req))
+                .await
+                .map(Response::new);
+        }
+        self.remove(req).await.map(Response::new)
+    }
+
+    async fn member_update(
+        &self,
+        request: Request<MemberUpdateRequest>,
+    ) -> Result<Response<MemberUpdateResponse>, Status> {
+        self.node.auth.caller(&request)?.require_root()?;
+        let req = request.into_inner();
+        if !self.node.is_leader() {
+            return self
+                .node
+                .ask_leader(Call::MemberUpdate(req))
+                .await
+                .map(Response::new);
+        }
+        self.update(req).await.map(Response::new)
+    }
+
+    async fn member_list(
+        &self,
+        request: Request<MemberListRequest>,
+    ) -> Result<Response<MemberListResponse>, Status> {
+        if request.into_inner().linearizable {
+            self.node.linearize().await?;
+        }
+        Ok(Response::new(MemberListResponse {
+            header: self.header(),
+            members: self.members(),
+        }))
+    }
+
+    async fn member_promote(
+        &self,
+        request: Request<MemberPromoteRequest>,
+    ) -> Result<Response<MemberPromoteResponse>, Status> {
+        self.node.auth.caller(&request)?.require_root()?;
+        let req = request.into_inner();
+        if !self.node.is_leader() {
+            return self
+                .node
+                .ask_leader(Call::MemberPromote(req))
+                .await
+                .map(Response::new);
+        }
+        self.promote(req).await.map(Response::new)
+    }
+}
+
+/// The changes themselves, on the leader: for its own clients, and for a follower's (checked
+/// there) through `member_calls`.
+impl ClusterService {
+    pub async fn add(&self, req: MemberAddRequest) -> Result<MemberAddResponse, Status> {
         check_peer_urls(&req.peer_ur_ls).await?;
         let (voters, nodes) = self.membership();
         let taken = nodes
@@ -148,22 +212,14 @@ impl Cluster for ClusterService {
             )])))
             .await?;
         }
-        Ok(Response::new(MemberAddResponse {
+        Ok(MemberAddResponse {
             header: self.header(),
             member: Some(to_etcd(id, &member, req.is_learner)),
             members: self.members(),
-        }))
+        })
     }
 
-    async fn member_remove(
-        &self,
-        request: Request<MemberRemoveRequest>,
-    ) -> Result<Response<MemberRemoveResponse>, Status> {
-        self.node.auth.caller(&request)?.require_root()?;
-        let req = request.into_inner();
-        if let Some(mut leader) = self.leader_client()? {
-            return leader.member_remove(req).await;
-        }
+    pub async fn remove(&self, req: MemberRemoveRequest) -> Result<MemberRemoveResponse, Status> {
         let (voters, nodes) = self.membership();
         if !nodes.contains_key(&req.id) {
             return Err(member_not_found());
@@ -180,21 +236,13 @@ impl Cluster for ClusterService {
         } else {
             self.change(ChangeMembers::RemoveNodes(ids)).await?;
         }
-        Ok(Response::new(MemberRemoveResponse {
+        Ok(MemberRemoveResponse {
             header: self.header(),
             members: self.members(),
-        }))
+        })
     }
 
-    async fn member_update(
-        &self,
-        request: Request<MemberUpdateRequest>,
-    ) -> Result<Response<MemberUpdateResponse>, Status> {
-        self.node.auth.caller(&request)?.require_root()?;
-        let req = request.into_inner();
-        if let Some(mut leader) = self.leader_client()? {
-            return leader.member_update(req).await;
-        }
+    pub async fn update(&self, req: MemberUpdateRequest) -> Result<MemberUpdateResponse, Status> {
         check_peer_urls(&req.peer_ur_ls).await?;
         let (_, nodes) = self.membership();
         let mut member = nodes.get(&req.id).cloned().ok_or_else(member_not_found)?;
@@ -209,34 +257,16 @@ impl Cluster for ClusterService {
         member.peer_urls = req.peer_ur_ls;
         self.change(ChangeMembers::SetNodes(BTreeMap::from([(req.id, member)])))
             .await?;
-        Ok(Response::new(MemberUpdateResponse {
+        Ok(MemberUpdateResponse {
             header: self.header(),
             members: self.members(),
-        }))
+        })
     }
 
-    async fn member_list(
+    pub async fn promote(
         &self,
-        request: Request<MemberListRequest>,
-    ) -> Result<Response<MemberListResponse>, Status> {
-        if request.into_inner().linearizable {
-            self.node.linearize().await?;
-        }
-        Ok(Response::new(MemberListResponse {
-            header: self.header(),
-            members: self.members(),
-        }))
-    }
-
-    async fn member_promote(
-        &self,
-        request: Request<MemberPromoteRequest>,
-    ) -> Result<Response<MemberPromoteResponse>, Status> {
-        self.node.auth.caller(&request)?.require_root()?;
-        let req = request.into_inner();
-        if let Some(mut leader) = self.leader_client()? {
-            return leader.member_promote(req).await;
-        }
+        req: MemberPromoteRequest,
+    ) -> Result<MemberPromoteResponse, Status> {
         let (voters, nodes) = self.membership();
         if !nodes.contains_key(&req.id) {
             return Err(member_not_found());
@@ -266,9 +296,9 @@ impl Cluster for ClusterService {
         }
         self.change(ChangeMembers::AddVoterIds(BTreeSet::from([req.id])))
             .await?;
-        Ok(Response::new(MemberPromoteResponse {
+        Ok(MemberPromoteResponse {
             header: self.header(),
             members: self.members(),
-        }))
+        })
     }
 }

@@ -3,17 +3,17 @@
 //! other member at once, answering when each has answered (or given up on), so that every
 //! member holds the samples of the windows the leader has not flushed yet (docs/PLUGINS.md).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use conclave_proto::conclavepb::{
-    IngestRequest, IngestResponse, ingest_client::IngestClient, ingest_server::Ingest,
+    IngestRequest, IngestResponse, ingest_server::Ingest, member_request::Call,
 };
+use conclave_store::Access;
 use openraft::async_runtime::WatchReceiver;
 use tonic::{Request, Response, Status};
 
-use super::{FORWARDED, forwarded};
 use crate::clock::now_ms;
 use crate::node::Node;
 use crate::plugin::{Plugins, Sample};
@@ -33,7 +33,7 @@ impl IngestService {
         Self { node, plugins }
     }
 
-    /// Passes the request on to every other member; how many took it.
+    /// Passes the request on to every other member, over the peer transport; how many took it.
     async fn pass_on(&self, request: &IngestRequest) -> u32 {
         let me = self.node.identity.member_id;
         let others: Vec<_> = {
@@ -46,48 +46,24 @@ impl IngestService {
                 .map(|(_, member)| member.clone())
                 .collect()
         };
-        let sends = others.iter().map(|member| {
-            let channel = self.node.channel_to(member);
-            let request = forwarded(&self.node, request.clone());
-            async move {
-                let mut client = IngestClient::new(channel.ok()?)
-                    .max_decoding_message_size(usize::MAX)
-                    .max_encoding_message_size(usize::MAX);
-                tokio::time::timeout(PASS_ON_TIMEOUT, client.push(request))
-                    .await
-                    .ok()?
-                    .ok()
-            }
+        let sends = others.iter().map(|member| async move {
+            let call = Call::Ingest(request.clone());
+            let answer = self
+                .node
+                .ask::<IngestResponse>(member, call, PASS_ON_TIMEOUT)
+                .await;
+            matches!(answer, Ok(Ok(_)))
         });
         futures::future::join_all(sends)
             .await
             .into_iter()
-            .filter(Option::is_some)
+            .filter(|took| *took)
             .count() as u32
     }
-}
 
-#[tonic::async_trait]
-impl Ingest for IngestService {
-    async fn push(
-        &self,
-        request: Request<IngestRequest>,
-    ) -> Result<Response<IngestResponse>, Status> {
-        self.node.auth.caller(&request)?;
-        let passed_on = request.metadata().contains_key(FORWARDED);
-        let mut request = request.into_inner();
-        let now = now_ms();
-        for sample in &mut request.samples {
-            if sample.series.is_empty() || sample.series.len() > MAX_SERIES_BYTES {
-                return Err(Status::invalid_argument(format!(
-                    "conclave: ingest: a series name is 1 to {MAX_SERIES_BYTES} bytes"
-                )));
-            }
-            // Dated once, here, so that every member places the sample in the same window.
-            if sample.time_ms == 0 {
-                sample.time_ms = now;
-            }
-        }
+    /// Keeps checked and dated samples on this member (what another member passes on, too);
+    /// the answer counts this member alone.
+    pub fn keep(&self, request: IngestRequest) -> IngestResponse {
         let accepted = request.samples.len() as u64;
         // One shared name per series per request: a batch is mostly a few series.
         let mut names: HashMap<&str, Arc<str>> = HashMap::new();
@@ -110,15 +86,47 @@ impl Ingest for IngestService {
                 "the ingest buffer is full: the oldest samples were dropped"
             );
         }
-        let others = if passed_on {
-            0
-        } else {
-            self.pass_on(&request).await
-        };
-        Ok(Response::new(IngestResponse {
+        IngestResponse {
             header: self.node.header(self.node.store.current_revision()),
             accepted,
-            members: others + 1,
-        }))
+            members: 1,
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl Ingest for IngestService {
+    async fn push(
+        &self,
+        request: Request<IngestRequest>,
+    ) -> Result<Response<IngestResponse>, Status> {
+        let caller = self.node.auth.caller(&request)?;
+        let mut request = request.into_inner();
+        // A sample feeds the rules whose prefixes match its series, as a put of that key
+        // would: the caller must be allowed to write the series as a key. Checked once per
+        // series, before anything is kept.
+        let mut checked: HashSet<&str> = HashSet::new();
+        for sample in &request.samples {
+            if sample.series.is_empty() || sample.series.len() > MAX_SERIES_BYTES {
+                return Err(Status::invalid_argument(format!(
+                    "conclave: ingest: a series name is 1 to {MAX_SERIES_BYTES} bytes"
+                )));
+            }
+            if checked.insert(&sample.series) {
+                caller.check(sample.series.as_bytes(), &[], Access::Write)?;
+            }
+        }
+        drop(checked);
+        // Dated once, here, so that every member places the sample in the same window.
+        let now = now_ms();
+        for sample in &mut request.samples {
+            if sample.time_ms == 0 {
+                sample.time_ms = now;
+            }
+        }
+        let others = self.pass_on(&request).await;
+        let mut response = self.keep(request);
+        response.members += others;
+        Ok(Response::new(response))
     }
 }

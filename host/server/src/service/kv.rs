@@ -91,7 +91,7 @@ impl Kv for KvService {
     async fn txn(&self, request: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
         let caller = self.node.auth.caller(&request)?;
         let req = request.into_inner();
-        validate::txn(&req)?;
+        validate::txn(&req, self.node.limits.max_txn_ops)?;
         caller.check_txn(&req)?;
         match self.write(Command::Txn(req)).await? {
             (Applied::Txn(mut resp), revision) => {

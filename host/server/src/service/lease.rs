@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::auth::Caller;
 use crate::lease::{Lessor, MAX_LEASE_TTL};
 use crate::node::Node;
 use conclave_store::Access;
@@ -105,6 +106,21 @@ fn rand_u64() -> u64 {
     h.finish()
 }
 
+impl LeaseService {
+    /// Whether `caller` may have `access` to every key attached to lease `id`.
+    fn check_lease_keys(&self, caller: &Caller, id: i64, access: Access) -> Result<(), Status> {
+        if caller.is_root() {
+            return Ok(());
+        }
+        if let Some(lease) = self.node.store.lease(id) {
+            for key in &lease.keys {
+                caller.check(key, &[], access)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 #[tonic::async_trait]
 impl Lease for LeaseService {
     async fn lease_grant(
@@ -122,13 +138,7 @@ impl Lease for LeaseService {
         let caller = self.node.auth.caller(&request)?;
         let id = request.into_inner().id;
         // Revoking deletes the lease's keys: the caller must be allowed to write every one.
-        if caller.user().is_some()
-            && let Some(lease) = self.node.store.lease(id)
-        {
-            for key in &lease.keys {
-                caller.check(key, &[], Access::Write)?;
-            }
-        }
+        self.check_lease_keys(&caller, id, Access::Write)?;
         let applied = self
             .node
             .propose(Command::LeaseRevoke(LeaseRevokeRequest { id }))
@@ -175,10 +185,14 @@ impl Lease for LeaseService {
         &self,
         request: Request<LeaseTimeToLiveRequest>,
     ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
-        self.node.auth.caller(&request)?;
-        Ok(Response::new(
-            self.lessor.time_to_live(request.into_inner()).await?,
-        ))
+        let caller = self.node.auth.caller(&request)?;
+        let req = request.into_inner();
+        // The names of the lease's keys only for a caller who may read every one (etcd's fix
+        // for CVE-2023-32082): otherwise the whole answer is refused, as etcd refuses it.
+        if req.keys {
+            self.check_lease_keys(&caller, req.id, Access::Read)?;
+        }
+        Ok(Response::new(self.lessor.time_to_live(req).await?))
     }
 
     async fn lease_leases(

@@ -139,13 +139,7 @@ impl Maintenance for MaintenanceService {
     ) -> Result<Response<HashKvResponse>, Status> {
         self.node.auth.caller(&request)?.require_root()?;
         let revision = request.into_inner().revision;
-        let h = self.node.blocking(move |s| s.hash_kv(revision)).await?;
-        Ok(Response::new(HashKvResponse {
-            header: self.node.header(self.node.store.current_revision()),
-            hash: h.hash,
-            compact_revision: h.compact_revision,
-            hash_revision: h.hash_revision,
-        }))
+        Ok(Response::new(self.node.hash_kv(revision).await?))
     }
 
     type SnapshotStream =

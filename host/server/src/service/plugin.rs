@@ -10,13 +10,12 @@ use conclave_proto::conclavepb::{
     PluginListResponse, PluginLogsRequest, PluginLogsResponse, PluginRecord, PluginRemove,
     PluginRemoveRequest, PluginRemoveResponse, PluginRollback, PluginRollbackRequest,
     PluginRollbackResponse, PluginSpec, PluginStatus, PluginStatusRequest, PluginStatusResponse,
-    command::Request as Command, plugin_client::PluginClient, plugin_server::Plugin,
+    command::Request as Command, member_request::Call, plugin_server::Plugin,
 };
 use conclave_store::{RequestError, Response as StoreResponse};
 use sha2::{Digest, Sha256};
 use tonic::{Request, Response, Status};
 
-use super::{FORWARDED, forwarded};
 use crate::error::request_status;
 use crate::node::Node;
 use crate::plugin::{Plugins, StoreReads};
@@ -37,19 +36,39 @@ impl PluginService {
         Self { node, plugins }
     }
 
-    /// The leader's Plugin service, if another member leads and this request was not
-    /// forwarded already.
-    fn leader_client<T>(
-        &self,
-        request: &Request<T>,
-    ) -> Result<Option<PluginClient<tonic::transport::Channel>>, Status> {
-        if self.node.is_leader() || request.metadata().contains_key(FORWARDED) {
-            return Ok(None);
-        }
-        let Some((_, leader)) = self.node.leader() else {
-            return Ok(None);
-        };
-        Ok(Some(PluginClient::new(self.node.channel_to(&leader)?)))
+    /// Whether what only the leader knows is to be asked of another member: one leads and it
+    /// is not this one. With no leader known, this member answers with what it has.
+    fn ask_leader(&self) -> bool {
+        !self.node.is_leader() && self.node.leader_peer().is_some()
+    }
+
+    /// The registry with this member's runtime figures (the leader's, when it leads).
+    pub async fn list_here(&self) -> Result<PluginListResponse, Status> {
+        let registry = self.node.blocking(|store| store.plugins()).await?;
+        let plugins = registry
+            .iter()
+            .map(|(name, record)| self.status_of(name, record))
+            .collect();
+        Ok(PluginListResponse {
+            header: self.node.header(self.node.store.current_revision()),
+            plugins,
+        })
+    }
+
+    pub async fn status_here(&self, name: String) -> Result<PluginStatusResponse, Status> {
+        let record = self.record(&name).await?;
+        Ok(PluginStatusResponse {
+            header: self.node.header(self.node.store.current_revision()),
+            status: Some(self.status_of(&name, &record)),
+        })
+    }
+
+    pub async fn logs_here(&self, name: String) -> Result<PluginLogsResponse, Status> {
+        self.record(&name).await?;
+        Ok(PluginLogsResponse {
+            header: self.node.header(self.node.store.current_revision()),
+            lines: self.plugins.logs.lines(&name),
+        })
     }
 
     /// The registry's current record of `name`.
@@ -182,15 +201,13 @@ impl Plugin for PluginService {
             fuel: limits.fuel.unwrap_or(0),
             ..Default::default()
         };
+        // Held to the deploy limit (see `Node::proposal_limit`), here and on the leader.
         let applied = self
             .node
-            .propose_sized(
-                Command::PluginDeploy(PluginDeploy {
-                    spec: Some(spec),
-                    wasm,
-                }),
-                MAX_PLUGIN_BYTES + 64 * 1024,
-            )
+            .propose(Command::PluginDeploy(PluginDeploy {
+                spec: Some(spec),
+                wasm,
+            }))
             .await?;
         let version = match applied.result {
             Ok(StoreResponse::Plugin(changed)) => changed.version,
@@ -216,20 +233,15 @@ impl Plugin for PluginService {
         request: Request<PluginListRequest>,
     ) -> Result<Response<PluginListResponse>, Status> {
         self.node.auth.caller(&request)?.require_root()?;
-        if let Some(mut leader) = self.leader_client(&request)? {
-            return leader
-                .list(forwarded(&self.node, request.into_inner()))
-                .await;
+        let req = request.into_inner();
+        if self.ask_leader() {
+            return self
+                .node
+                .ask_leader(Call::PluginList(req))
+                .await
+                .map(Response::new);
         }
-        let registry = self.node.blocking(|store| store.plugins()).await?;
-        let plugins = registry
-            .iter()
-            .map(|(name, record)| self.status_of(name, record))
-            .collect();
-        Ok(Response::new(PluginListResponse {
-            header: self.node.header(self.node.store.current_revision()),
-            plugins,
-        }))
+        self.list_here().await.map(Response::new)
     }
 
     async fn status(
@@ -237,17 +249,15 @@ impl Plugin for PluginService {
         request: Request<PluginStatusRequest>,
     ) -> Result<Response<PluginStatusResponse>, Status> {
         self.node.auth.caller(&request)?.require_root()?;
-        if let Some(mut leader) = self.leader_client(&request)? {
-            return leader
-                .status(forwarded(&self.node, request.into_inner()))
-                .await;
+        let req = request.into_inner();
+        if self.ask_leader() {
+            return self
+                .node
+                .ask_leader(Call::PluginStatus(req))
+                .await
+                .map(Response::new);
         }
-        let name = request.into_inner().name;
-        let record = self.record(&name).await?;
-        Ok(Response::new(PluginStatusResponse {
-            header: self.node.header(self.node.store.current_revision()),
-            status: Some(self.status_of(&name, &record)),
-        }))
+        self.status_here(req.name).await.map(Response::new)
     }
 
     async fn logs(
@@ -255,17 +265,15 @@ impl Plugin for PluginService {
         request: Request<PluginLogsRequest>,
     ) -> Result<Response<PluginLogsResponse>, Status> {
         self.node.auth.caller(&request)?.require_root()?;
-        if let Some(mut leader) = self.leader_client(&request)? {
-            return leader
-                .logs(forwarded(&self.node, request.into_inner()))
-                .await;
+        let req = request.into_inner();
+        if self.ask_leader() {
+            return self
+                .node
+                .ask_leader(Call::PluginLogs(req))
+                .await
+                .map(Response::new);
         }
-        let name = request.into_inner().name;
-        self.record(&name).await?;
-        Ok(Response::new(PluginLogsResponse {
-            header: self.node.header(self.node.store.current_revision()),
-            lines: self.plugins.logs.lines(&name),
-        }))
+        self.logs_here(req.name).await.map(Response::new)
     }
 
     async fn rollback(

@@ -24,7 +24,7 @@ use tracing::debug;
 use super::hub::{Batch, WatchHub};
 use super::watcher::{Watcher, is_create, revision_of};
 use crate::auth::Caller;
-use crate::node::{MAX_REQUEST_BYTES, Node};
+use crate::node::Node;
 use conclave_store::Access;
 
 /// Events read from history per step of a catch-up: the stream answers requests between steps.
@@ -339,7 +339,7 @@ impl WatchStream {
             ..Default::default()
         };
         if fragment {
-            for piece in fragments(response, MAX_REQUEST_BYTES) {
+            for piece in fragments(response, self.node.limits.max_request_bytes) {
                 self.send(piece).await?;
             }
             Ok(())
@@ -382,33 +382,41 @@ impl WatchStream {
     }
 }
 
-/// Splits a response whose encoding exceeds `limit` into pieces, each flagged `fragment`
-/// except the last, none with fewer than one event (etcd's sendFragments).
-fn fragments(response: WatchResponse, limit: usize) -> Vec<WatchResponse> {
-    if response.encoded_len() < limit || response.events.len() < 2 {
+/// `response` cut into pieces of whole events, each under `limit` bytes encoded where one
+/// event allows, all but the last marked `fragment`. Linear in the events: each event's size
+/// is taken once, never the growing piece's (a DeleteRange of 60k keys once took seconds of a
+/// worker thread here).
+fn fragments(mut response: WatchResponse, limit: usize) -> Vec<WatchResponse> {
+    if response.events.len() < 2 || response.encoded_len() < limit {
         return vec![response];
     }
+    let events = std::mem::take(&mut response.events);
+    response.fragment = true;
+    // A repeated field's element costs its tag (one byte: `events` is field 11), its length
+    // and itself.
+    let head = response.encoded_len();
+    let size = |e: &Event| {
+        let len = e.encoded_len();
+        1 + prost::length_delimiter_len(len) + len
+    };
     let mut pieces = Vec::new();
-    let mut events = response.events.clone().into_iter().peekable();
-    while events.peek().is_some() {
-        let mut piece = WatchResponse {
-            events: Vec::new(),
-            fragment: true,
-            ..response.clone()
-        };
-        while let Some(e) = events.peek() {
-            piece.events.push(e.clone());
-            if piece.events.len() > 1 && piece.encoded_len() >= limit {
-                piece.events.pop();
-                break;
-            }
-            events.next();
+    let mut piece = Vec::new();
+    let mut piece_bytes = head;
+    for event in events {
+        let bytes = size(&event);
+        if !piece.is_empty() && piece_bytes + bytes >= limit {
+            pieces.push(WatchResponse {
+                events: std::mem::take(&mut piece),
+                ..response.clone()
+            });
+            piece_bytes = head;
         }
-        pieces.push(piece);
+        piece_bytes += bytes;
+        piece.push(event);
     }
-    if let Some(last) = pieces.last_mut() {
-        last.fragment = false;
-    }
+    response.events = piece;
+    response.fragment = false;
+    pieces.push(response);
     pieces
 }
 
@@ -453,6 +461,39 @@ mod tests {
         let (last, rest) = pieces.split_last().expect("pieces");
         assert!(rest.iter().all(|p| p.fragment && p.watch_id == 7));
         assert!(!last.fragment);
+        let joined: Vec<Event> = pieces.into_iter().flat_map(|p| p.events).collect();
+        assert_eq!(joined, events);
+    }
+
+    #[test]
+    fn every_fragment_is_under_the_limit_and_sized_as_sent() {
+        let events: Vec<Event> = (0..5000)
+            .map(|i| event(&format!("key/{i}"), i % 97))
+            .collect();
+        let r = WatchResponse {
+            watch_id: 3,
+            events: events.clone(),
+            ..Default::default()
+        };
+        let limit = 16 * 1024;
+        let pieces = fragments(r, limit);
+        assert!(pieces.len() > 10, "{} pieces", pieces.len());
+        for (i, p) in pieces.iter().enumerate() {
+            assert!(
+                p.encoded_len() < limit,
+                "piece {i} is {} bytes",
+                p.encoded_len()
+            );
+            // Full: the next event would not have fitted.
+            if let Some(next) = pieces.get(i + 1).and_then(|n| n.events.first()) {
+                let mut grown = p.clone();
+                grown.events.push(next.clone());
+                assert!(
+                    grown.encoded_len() >= limit,
+                    "piece {i} could have taken more"
+                );
+            }
+        }
         let joined: Vec<Event> = pieces.into_iter().flat_map(|p| p.events).collect();
         assert_eq!(joined, events);
     }
