@@ -330,6 +330,7 @@ async fn nothing_member_only_answers_on_the_client_port() {
             ..Default::default()
         })),
         stamp_ms: 0,
+        checked_for: None,
     };
     let propose = raw_call::<_, ProposeBatchResponse>(
         server.url(),

@@ -141,6 +141,7 @@ fn command_wraps_kv_requests() {
             },
         )),
         stamp_ms: 0,
+        checked_for: None,
     };
     let bytes = cmd.encode_to_vec();
     assert_eq!(bytes, [tag(4, 2), vec![2], tag(1, 0), vec![3]].concat());

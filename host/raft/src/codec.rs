@@ -583,6 +583,7 @@ mod tests {
                 ignore_lease: false,
             })),
             stamp_ms: 1_700_000_000_123,
+            checked_for: None,
         }
     }
 

@@ -315,6 +315,7 @@ fn put(key: &str, value: &str) -> Command {
             ..Default::default()
         })),
         stamp_ms: 0,
+        checked_for: None,
     }
 }
 

@@ -158,6 +158,7 @@ fn put(term: u64, index: u64) -> Entry {
                 ..Default::default()
             })),
             stamp_ms: 0,
+            checked_for: None,
         }),
     }
 }
@@ -300,6 +301,7 @@ async fn replication_reads_are_bounded() {
                 ..Default::default()
             })),
             stamp_ms: 0,
+            checked_for: None,
         }),
     };
     let written: Vec<Entry> = (0..20).map(big).collect();

@@ -18,10 +18,9 @@ use std::time::Duration;
 
 use axum::extract::ConnectInfo;
 use base64::Engine;
-use conclave_proto::etcdserverpb::{
-    DeleteRangeRequest, PutRequest, RangeRequest, TxnRequest, request_op,
-};
-use conclave_store::{Access, AuthState, KeyRange, Store};
+use conclave_proto::conclavepb::CheckedFor;
+use conclave_proto::etcdserverpb::{DeleteRangeRequest, PutRequest, RangeRequest, TxnRequest};
+use conclave_store::{Access, AuthState, KeyRange, RequestError, Store};
 use hmac::{Hmac, Mac};
 use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
@@ -83,7 +82,7 @@ impl Caller {
 
     /// Whether the caller may read or write the keys `key`..`range_end` (etcd's forms).
     pub fn check(&self, key: &[u8], range_end: &[u8], access: Access) -> Result<(), Status> {
-        self.check_range(&KeyRange::new(key, range_end), access)
+        self.checked(|state, user| state.check(user, key, range_end, access))
     }
 
     pub fn check_range(&self, range: &KeyRange, access: Access) -> Result<(), Status> {
@@ -96,46 +95,43 @@ impl Caller {
 
     /// A range request's keys.
     pub fn check_read(&self, r: &RangeRequest) -> Result<(), Status> {
-        self.check(&r.key, &r.range_end, Access::Read)
+        self.checked(|state, user| state.check_read(user, r))
     }
 
     /// A put's key (and its old value, when asked for).
     pub fn check_put(&self, r: &PutRequest) -> Result<(), Status> {
-        self.check(&r.key, &[], Access::Write)?;
-        if r.prev_kv {
-            self.check(&r.key, &[], Access::Read)?;
-        }
-        Ok(())
+        self.checked(|state, user| state.check_put(user, r))
     }
 
     /// A delete's keys (and their old values, when asked for).
     pub fn check_delete(&self, r: &DeleteRangeRequest) -> Result<(), Status> {
-        self.check(&r.key, &r.range_end, Access::Write)?;
-        if r.prev_kv {
-            self.check(&r.key, &r.range_end, Access::Read)?;
-        }
-        Ok(())
+        self.checked(|state, user| state.check_delete(user, r))
     }
 
     /// Every compare and every operation of both branches, nested txns included, as etcd
-    /// checks a txn whichever branch it takes.
+    /// checks a txn whichever branch it takes. Apply checks writes again with the same rules
+    /// (the store's `AuthState`).
     pub fn check_txn(&self, t: &TxnRequest) -> Result<(), Status> {
-        if matches!(self, Caller::Anyone) {
-            return Ok(());
-        }
-        for c in &t.compare {
-            self.check(&c.key, &c.range_end, Access::Read)?;
-        }
-        for op in t.success.iter().chain(&t.failure) {
-            match &op.request {
-                Some(request_op::Request::RequestRange(r)) => self.check_read(r)?,
-                Some(request_op::Request::RequestPut(p)) => self.check_put(p)?,
-                Some(request_op::Request::RequestDeleteRange(d)) => self.check_delete(d)?,
-                Some(request_op::Request::RequestTxn(inner)) => self.check_txn(inner)?,
-                None => {}
+        self.checked(|state, user| state.check_txn(user, t))
+    }
+
+    fn checked(
+        &self,
+        check: impl FnOnce(&AuthState, &str) -> Result<(), RequestError>,
+    ) -> Result<(), Status> {
+        match self {
+            Caller::Anyone => Ok(()),
+            Caller::User { name, state } => {
+                check(state, name).map_err(|e| crate::error::request_status(&e))
             }
         }
-        Ok(())
+    }
+
+    /// Whom a write is proposed for, for apply's own check.
+    pub fn checked_for(&self) -> CheckedFor {
+        CheckedFor {
+            user: self.user().unwrap_or_default().to_string(),
+        }
     }
 
     /// The user's name, if a user is calling.

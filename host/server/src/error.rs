@@ -75,6 +75,7 @@ pub fn request_status(e: &RequestError) -> Status {
         | RequestError::RoleEmpty
         | RequestError::PermissionNotGiven
         | RequestError::InvalidAuthManagement => Code::InvalidArgument,
+        RequestError::PermissionDenied => Code::PermissionDenied,
         RequestError::RootUserNotExist
         | RequestError::RootRoleNotExist
         | RequestError::UserAlreadyExist

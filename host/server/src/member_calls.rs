@@ -171,13 +171,10 @@ impl MemberCalls {
         Ok(match call {
             Call::ProposeBatch(batch) => {
                 // All at once: Raft puts them in as few log appends as it can.
+                // Each as it came, with whom it was checked for; `propose_command` dates it
+                // with this (the leader's) clock, whatever a follower may have put there.
                 let proposals = batch.commands.into_iter().map(|command| async move {
-                    // Only the request is taken: `propose` stamps it with this (the leader's)
-                    // clock when it hands it to Raft, whatever a follower may have put there.
-                    let request = command
-                        .request
-                        .ok_or_else(|| Status::invalid_argument("etcdserver: empty proposal"))?;
-                    node.propose(request).await.map(applied_to_wire)
+                    node.propose_command(command).await.map(applied_to_wire)
                 });
                 let outcomes = futures::future::join_all(proposals)
                     .await

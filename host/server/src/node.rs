@@ -25,7 +25,7 @@ use prost::Message;
 use tonic::Status;
 use tracing::{debug, info, warn};
 
-use crate::auth::Authenticator;
+use crate::auth::{Authenticator, Caller};
 use crate::error::{
     LEADER_CHANGED, NO_LEADER, REQUEST_TIMED_OUT, REQUEST_TOO_LARGE, STOPPED, request_status,
     store_status,
@@ -197,6 +197,7 @@ impl Node {
                 alarm: AlarmType::Nospace as i32,
             })),
             stamp_ms: 0,
+            checked_for: None,
         };
         if let Err(e) = tokio::time::timeout(REQUEST_TIMEOUT, self.propose_routed(alarm)).await {
             warn!(error = %e, "could not raise the NOSPACE alarm");
@@ -227,11 +228,47 @@ impl Node {
         self.raft.metrics().borrow_watched().current_leader == Some(self.identity.member_id)
     }
 
-    /// Proposes a write and waits until it is applied on this member. It is held to
+    /// Proposes one of this member's own writes (an expired lease, a plugin's output, an
+    /// alarm) and waits until it is applied on this member. It is held to
     /// [`Node::proposal_limit`].
     pub async fn propose(&self, request: Request) -> Result<Applied, Status> {
-        let limit = self.proposal_limit(&request);
-        self.propose_sized(request, limit).await
+        self.propose_command(Command {
+            request: Some(request),
+            ..Default::default()
+        })
+        .await
+    }
+
+    /// Proposes a client's write, checked for `caller` already: apply checks it again
+    /// against the auth state it meets (see `CheckedFor`).
+    pub async fn propose_for(&self, caller: &Caller, request: Request) -> Result<Applied, Status> {
+        self.propose_command(Command {
+            request: Some(request),
+            checked_for: Some(caller.checked_for()),
+            ..Default::default()
+        })
+        .await
+    }
+
+    /// Proposes `command` as it came (a follower's forwarded write keeps whom it was checked
+    /// for); only the leader's clock dates it.
+    pub async fn propose_command(&self, command: Command) -> Result<Applied, Status> {
+        let Some(request) = &command.request else {
+            return Err(Status::invalid_argument("etcdserver: empty proposal"));
+        };
+        let limit = self.proposal_limit(request);
+        let cost = command.encoded_len();
+        if cost > limit {
+            return Err(REQUEST_TOO_LARGE.into());
+        }
+        self.admit(request, cost).await?;
+        let command = Command {
+            stamp_ms: 0,
+            ..command
+        };
+        tokio::time::timeout(REQUEST_TIMEOUT, self.propose_routed(command))
+            .await
+            .map_err(|_| Status::from(REQUEST_TIMED_OUT))?
     }
 
     /// The size limit a proposal is held to: --max-request-bytes, or for a plugin deploy,
@@ -243,24 +280,6 @@ impl Node {
             }
             _ => self.limits.max_request_bytes,
         }
-    }
-
-    async fn propose_sized(&self, request: Request, limit: usize) -> Result<Applied, Status> {
-        // Unstamped until it reaches the leader's Raft: only the leader's clock dates writes.
-        let command = Command {
-            request: Some(request),
-            stamp_ms: 0,
-        };
-        let cost = command.encoded_len();
-        if cost > limit {
-            return Err(REQUEST_TOO_LARGE.into());
-        }
-        if let Some(request) = &command.request {
-            self.admit(request, cost).await?;
-        }
-        tokio::time::timeout(REQUEST_TIMEOUT, self.propose_routed(command))
-            .await
-            .map_err(|_| Status::from(REQUEST_TIMED_OUT))?
     }
 
     async fn propose_routed(&self, command: Command) -> Result<Applied, Status> {

@@ -35,6 +35,7 @@ impl Entry {
             command: Some(Command {
                 request: Some(request),
                 stamp_ms,
+                checked_for: None,
             }),
         }
     }

@@ -13,6 +13,9 @@ use std::sync::Arc;
 
 use conclave_proto::authpb::{Permission, Role, User, permission::Type as PermType};
 use conclave_proto::conclavepb::{AuthChanged, AuthCommand, auth_command::Request as Cmd};
+use conclave_proto::etcdserverpb::{
+    DeleteRangeRequest, PutRequest, RangeRequest, TxnRequest, request_op,
+};
 use prost::Message;
 
 use crate::error::{RequestError, Result, StoreError};
@@ -70,6 +73,62 @@ impl AuthState {
             .map(|p| KeyRange::new(&p.key, &p.range_end))
             .collect();
         range.covered_by(&granted)
+    }
+
+    /// Whether `user` may read or write the keys `key`..`range_end` (etcd's forms).
+    pub fn check(
+        &self,
+        user: &str,
+        key: &[u8],
+        range_end: &[u8],
+        access: Access,
+    ) -> Result<(), RequestError> {
+        if self.permits(user, &KeyRange::new(key, range_end), access) {
+            Ok(())
+        } else {
+            Err(RequestError::PermissionDenied)
+        }
+    }
+
+    /// A range request's keys.
+    pub fn check_read(&self, user: &str, r: &RangeRequest) -> Result<(), RequestError> {
+        self.check(user, &r.key, &r.range_end, Access::Read)
+    }
+
+    /// A put's key (and its old value, when asked for).
+    pub fn check_put(&self, user: &str, r: &PutRequest) -> Result<(), RequestError> {
+        self.check(user, &r.key, &[], Access::Write)?;
+        if r.prev_kv {
+            self.check(user, &r.key, &[], Access::Read)?;
+        }
+        Ok(())
+    }
+
+    /// A delete's keys (and their old values, when asked for).
+    pub fn check_delete(&self, user: &str, r: &DeleteRangeRequest) -> Result<(), RequestError> {
+        self.check(user, &r.key, &r.range_end, Access::Write)?;
+        if r.prev_kv {
+            self.check(user, &r.key, &r.range_end, Access::Read)?;
+        }
+        Ok(())
+    }
+
+    /// Every compare and every operation of both branches, nested txns included, as etcd
+    /// checks a txn whichever branch it takes.
+    pub fn check_txn(&self, user: &str, t: &TxnRequest) -> Result<(), RequestError> {
+        for c in &t.compare {
+            self.check(user, &c.key, &c.range_end, Access::Read)?;
+        }
+        for op in t.success.iter().chain(&t.failure) {
+            match &op.request {
+                Some(request_op::Request::RequestRange(r)) => self.check_read(user, r)?,
+                Some(request_op::Request::RequestPut(p)) => self.check_put(user, p)?,
+                Some(request_op::Request::RequestDeleteRange(d)) => self.check_delete(user, d)?,
+                Some(request_op::Request::RequestTxn(inner)) => self.check_txn(user, inner)?,
+                None => {}
+            }
+        }
+        Ok(())
     }
 
     fn restore(&mut self, key: &[u8], value: &[u8]) -> Result<()> {

@@ -62,11 +62,13 @@ pub enum RequestError {
     PermissionNotGranted,
     #[error("etcdserver: invalid auth management")]
     InvalidAuthManagement,
+    #[error("etcdserver: permission denied")]
+    PermissionDenied,
 }
 
 impl RequestError {
     /// Every variant, for mapping messages back.
-    const ALL: [RequestError; 25] = [
+    const ALL: [RequestError; 26] = [
         RequestError::Compacted,
         RequestError::FutureRevision,
         RequestError::LeaseNotFound,
@@ -92,6 +94,7 @@ impl RequestError {
         RequestError::RoleNotGranted,
         RequestError::PermissionNotGranted,
         RequestError::InvalidAuthManagement,
+        RequestError::PermissionDenied,
     ];
 
     /// The error whose message this is: a member that forwarded a write reads the leader's
@@ -159,7 +162,8 @@ mod tests {
             | RequestError::PermissionNotGiven
             | RequestError::RoleNotGranted
             | RequestError::PermissionNotGranted
-            | RequestError::InvalidAuthManagement => {}
+            | RequestError::InvalidAuthManagement
+            | RequestError::PermissionDenied => {}
         }
         for e in RequestError::ALL {
             assert_eq!(RequestError::from_message(&e.to_string()), Some(e.clone()));

@@ -5,6 +5,7 @@
 
 use std::collections::HashSet;
 
+use conclave_proto::conclavepb::CheckedFor;
 use conclave_proto::conclavepb::command::Request;
 use conclave_proto::etcdserverpb::{
     CompactionRequest, CompactionResponse, Compare, DeleteRangeRequest, DeleteRangeResponse,
@@ -18,7 +19,7 @@ use conclave_proto::mvccpb::{Event, KeyValue, event::EventType};
 
 use crate::alarm::Alarms;
 use crate::apply::Response;
-use crate::auth::Auth;
+use crate::auth::{Access, Auth};
 use crate::backend::{Backend, Record};
 use crate::error::{RequestError, Result};
 use crate::index::{Change, KeyIndex};
@@ -111,9 +112,18 @@ impl<'a> BatchWriter<'a> {
         }
     }
 
-    /// Executes one command, `stamp_ms` being the proposing leader's clock. Request errors
+    /// Executes one command, `stamp_ms` being the proposing leader's clock and `checked_for`
+    /// the caller a client's write was checked for (see [`Self::recheck`]). Request errors
     /// leave no trace; a storage error is fatal.
-    pub fn execute(&mut self, request: &Request, stamp_ms: i64) -> Result<(Response, Vec<Event>)> {
+    pub fn execute(
+        &mut self,
+        request: &Request,
+        stamp_ms: i64,
+        checked_for: Option<&CheckedFor>,
+    ) -> Result<(Response, Vec<Event>)> {
+        if let Some(caller) = checked_for {
+            self.recheck(caller, request)?;
+        }
         let mut txn = WriteTxn {
             main: self.state.current + 1,
             next_sub: 0,
@@ -146,6 +156,42 @@ impl<'a> BatchWriter<'a> {
             self.state.time = txn.time;
         }
         Ok((response, txn.events))
+    }
+
+    /// A client's write, checked again against the auth state in force now, with the rules
+    /// the member that took it used: a permission revoked (or auth turned on, or the user
+    /// removed) after that check and before this apply refuses the write on every member
+    /// alike, as etcd's apply-time check does.
+    fn recheck(&self, caller: &CheckedFor, request: &Request) -> Result<()> {
+        let auth = &self.state.auth.current;
+        if !auth.enabled {
+            return Ok(());
+        }
+        let user = caller.user.as_str();
+        if user.is_empty() {
+            return Err(RequestError::UserEmpty.into());
+        }
+        if !auth.users.contains_key(user) {
+            return Err(RequestError::PermissionDenied.into());
+        }
+        match request {
+            Request::Put(p) => auth.check_put(user, p)?,
+            Request::DeleteRange(d) => auth.check_delete(user, d)?,
+            Request::Txn(t) => auth.check_txn(user, t)?,
+            // Revoking deletes the lease's keys: each must be writable.
+            Request::LeaseRevoke(r) if !auth.is_root(user) => {
+                if let Some(lease) = self.state.leases.get(r.id) {
+                    for key in &lease.keys {
+                        auth.check(user, key, &[], Access::Write)?;
+                    }
+                }
+            }
+            // Any user may grant and revoke leases (their keys aside).
+            Request::LeaseRevoke(_) | Request::LeaseGrant(_) => {}
+            _ if auth.is_root(user) => {}
+            _ => return Err(RequestError::PermissionDenied.into()),
+        }
+        Ok(())
     }
 
     fn load(&self, rev: Revision) -> Result<KeyValue> {

@@ -746,6 +746,7 @@ mod tests {
                             ..Default::default()
                         })),
                         stamp_ms: 0,
+                        checked_for: None,
                     }),
                 })
                 .collect(),

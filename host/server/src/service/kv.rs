@@ -11,6 +11,7 @@ use conclave_proto::etcdserverpb::{
 use conclave_store::Response as Applied;
 use tonic::{Request, Response, Status};
 
+use crate::auth::Caller;
 use crate::error::request_status;
 use crate::node::Node;
 use crate::validate;
@@ -25,9 +26,10 @@ impl KvService {
         Self { node }
     }
 
-    /// Proposes and unwraps the store's answer for one write.
-    async fn write(&self, command: Command) -> Result<(Applied, i64), Status> {
-        let applied = self.node.propose(command).await?;
+    /// Proposes a write checked for `caller` (and checked again at apply) and unwraps the
+    /// store's answer.
+    async fn write(&self, caller: &Caller, command: Command) -> Result<(Applied, i64), Status> {
+        let applied = self.node.propose_for(caller, command).await?;
         let revision = applied.revision;
         let response = applied.result.map_err(|e| request_status(&e))?;
         Ok((response, revision))
@@ -62,7 +64,7 @@ impl Kv for KvService {
         let req = request.into_inner();
         validate::put(&req)?;
         caller.check_put(&req)?;
-        match self.write(Command::Put(req)).await? {
+        match self.write(&caller, Command::Put(req)).await? {
             (Applied::Put(mut resp), revision) => {
                 resp.header = self.node.header(revision);
                 Ok(Response::new(resp))
@@ -79,7 +81,7 @@ impl Kv for KvService {
         let req = request.into_inner();
         validate::delete_range(&req)?;
         caller.check_delete(&req)?;
-        match self.write(Command::DeleteRange(req)).await? {
+        match self.write(&caller, Command::DeleteRange(req)).await? {
             (Applied::DeleteRange(mut resp), revision) => {
                 resp.header = self.node.header(revision);
                 Ok(Response::new(resp))
@@ -93,7 +95,7 @@ impl Kv for KvService {
         let req = request.into_inner();
         validate::txn(&req, self.node.limits.max_txn_ops)?;
         caller.check_txn(&req)?;
-        match self.write(Command::Txn(req)).await? {
+        match self.write(&caller, Command::Txn(req)).await? {
             (Applied::Txn(mut resp), revision) => {
                 resp.header = self.node.header(revision);
                 Ok(Response::new(resp))
@@ -106,11 +108,12 @@ impl Kv for KvService {
         &self,
         request: Request<CompactionRequest>,
     ) -> Result<Response<CompactionResponse>, Status> {
-        self.node.auth.caller(&request)?.require_root()?;
+        let caller = self.node.auth.caller(&request)?;
+        caller.require_root()?;
         let req = request.into_inner();
         let physical = req.physical;
         let at = req.revision;
-        match self.write(Command::Compaction(req)).await? {
+        match self.write(&caller, Command::Compaction(req)).await? {
             (Applied::Compaction(mut resp), revision) => {
                 if physical {
                     self.node

@@ -141,7 +141,7 @@ impl Lease for LeaseService {
         self.check_lease_keys(&caller, id, Access::Write)?;
         let applied = self
             .node
-            .propose(Command::LeaseRevoke(LeaseRevokeRequest { id }))
+            .propose_for(&caller, Command::LeaseRevoke(LeaseRevokeRequest { id }))
             .await?;
         match applied.result {
             Ok(_) => Ok(Response::new(LeaseRevokeResponse {

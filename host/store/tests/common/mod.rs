@@ -44,6 +44,22 @@ impl StampedStore {
         self.apply_all(vec![(req, stamp_ms)]).pop().unwrap()
     }
 
+    /// Applies a client's write as a member checked it for `user` ("" with auth off then).
+    pub fn apply_for(&mut self, user: &str, req: Request) -> Applied {
+        self.index += 1;
+        let mut entry = Entry::stamped(self.index, 1, req, 0);
+        if let Some(command) = &mut entry.command {
+            command.checked_for = Some(conclave_proto::conclavepb::CheckedFor {
+                user: user.to_string(),
+            });
+        }
+        self.store()
+            .apply(&[entry], Durability::Sync)
+            .unwrap()
+            .pop()
+            .unwrap()
+    }
+
     /// Closes the store and opens it again from disk.
     pub fn reopen(&mut self) {
         drop(self.store.take());
