@@ -558,3 +558,47 @@ fn half_sent_header_frames_cost_what_was_sent_and_time_out() {
     );
     assert_eq!(server.http("GET", "/health", None).status, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_requests_get_etcds_errors_on_both_ports() {
+    let server = Server::start();
+    let mut kv = KvClient::connect(server.url())
+        .await
+        .expect("connect")
+        .max_encoding_message_size(64 << 20);
+    let put = |len: usize| PutRequest {
+        key: b"big".to_vec(),
+        value: vec![b'x'; len],
+        ..Default::default()
+    };
+    // Over gRPC's receive limit (--max-request-bytes + 512 KiB): grpc-go's words and code.
+    let refused = kv.put(put(3 << 20)).await.expect_err("a 3 MiB put");
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert_eq!(
+        refused.message(),
+        "grpc: received message larger than max (3145738 vs. 2097152)"
+    );
+    // Between the request limit and the receive limit: etcd's own refusal.
+    let refused = kv.put(put(1600 << 10)).await.expect_err("a 1.6 MiB put");
+    assert_eq!(refused.message(), "etcdserver: request is too large");
+    // The connection is still good.
+    kv.put(put(10)).await.expect("a small put after");
+
+    // The gateway: etcd's JSON error with RESOURCE_EXHAUSTED, as a 429.
+    let body = json!({"key": b64("big"), "value": b64(vec![b'x'; 3 << 20])}).to_string();
+    let resp = tokio::task::block_in_place(|| server.http("POST", "/v3/kv/put", Some(&body)));
+    assert_eq!(
+        resp.status,
+        429,
+        "{}",
+        &resp.body[..resp.body.len().min(200)]
+    );
+    let error: serde_json::Value = serde_json::from_str(&resp.body).expect("a JSON error");
+    assert_eq!(error["code"], 8, "{error}");
+    assert!(
+        error["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("grpc: received message larger than max")),
+        "{error}"
+    );
+}

@@ -34,7 +34,7 @@ use serde::de::DeserializeOwned;
 use tonic::{Code, Status};
 
 use crate::auth;
-use crate::node::Node;
+use crate::node::{Node, RequestLimits};
 use crate::service::{
     AuthService, ElectionService, KvService, LeaseService, LockService, MaintenanceService,
     WatchService,
@@ -123,6 +123,9 @@ pub fn router(gateway: Gateway) -> Router {
 /// 429 with gRPC's RESOURCE_EXHAUSTED in etcd's JSON error, before more of it is read.
 pub struct JsonBody(Bytes);
 
+/// How much of a refused body is read (and dropped) before the connection is given up on.
+const DRAIN_LIMIT: usize = 64 << 20;
+
 impl JsonBody {
     fn limit(node: &Node) -> usize {
         node.limits.grpc_message_bytes().saturating_mul(4) / 3 + 64 * 1024
@@ -136,30 +139,41 @@ impl axum::extract::FromRequest<Gateway> for JsonBody {
         request: axum::extract::Request,
         gateway: &Gateway,
     ) -> Result<Self, Response> {
+        use http_body_util::BodyExt;
         let limit = Self::limit(&gateway.node);
-        let too_large = |len: String| {
-            error(&Status::resource_exhausted(format!(
-                "grpc: received message larger than max ({len} vs. {limit})"
-            )))
-        };
         let declared = request
             .headers()
             .get(http::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if let Some(len) = declared.filter(|len| *len > limit as u64) {
-            return Err(too_large(len.to_string()));
-        }
-        let limited = http_body_util::Limited::new(request.into_body(), limit);
-        match http_body_util::BodyExt::collect(limited).await {
-            Ok(collected) => Ok(JsonBody(collected.to_bytes())),
-            Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-                Err(too_large(format!("more than {limit}")))
+            .and_then(|v| v.parse::<usize>().ok());
+        let mut body = request.into_body();
+        let mut kept = Vec::new();
+        // Past the limit the rest is read and dropped (up to a bound), so that a client that
+        // sends its whole body before reading hears the refusal rather than a reset.
+        let mut seen = 0usize;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| {
+                error(&Status::invalid_argument(format!(
+                    "reading the request body: {e}"
+                )))
+            })?;
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            seen = seen.saturating_add(data.len());
+            if seen <= limit {
+                kept.extend_from_slice(&data);
+            } else if seen > DRAIN_LIMIT {
+                break;
             }
-            Err(e) => Err(error(&Status::invalid_argument(format!(
-                "reading the request body: {e}"
-            )))),
         }
+        if seen > limit {
+            let len = declared.unwrap_or(seen);
+            return Err(error(&Status::resource_exhausted(format!(
+                "grpc: received message larger than max ({len} vs. {limit})"
+            ))));
+        }
+        Ok(JsonBody(Bytes::from(kept)))
     }
 }
 
@@ -169,13 +183,23 @@ fn is_grpc(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
 }
 
-/// In front of the gRPC services: a request that is not gRPC gets [`not_found`].
-pub async fn grpc_only(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    if is_grpc(request.headers()) {
-        next.run(request).await
-    } else {
-        not_found(request.headers().clone(), request.uri().clone()).await
+/// In front of the gRPC services: a request that is not gRPC gets [`not_found`]; a gRPC
+/// request's messages are held to the receive limit (`grpc_limit`): --max-request-bytes plus
+/// framing room, and a plugin deploy's component on top for the Plugin service.
+pub async fn grpc_only(
+    State(limits): State<RequestLimits>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if !is_grpc(request.headers()) {
+        return not_found(request.headers().clone(), request.uri().clone()).await;
     }
+    let mut limit = limits.grpc_message_bytes();
+    if request.uri().path().starts_with("/conclavepb.Plugin/") {
+        limit = limit.saturating_add(crate::service::MAX_PLUGIN_BYTES);
+    }
+    let request = request.map(|body| crate::grpc_limit::limit(body, limit));
+    next.run(request).await
 }
 
 /// What the client port answers for a path it does not serve: gRPC's UNIMPLEMENTED to a gRPC

@@ -13,6 +13,7 @@ mod dev;
 mod error;
 mod forward;
 mod gateway;
+mod grpc_limit;
 mod ids;
 mod leader_ticks;
 mod lease;

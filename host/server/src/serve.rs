@@ -262,8 +262,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     )
     .add_service(IngestServer::from_arc(ingest.clone()).max_decoding_message_size(max_grpc_message))
     .into_axum_router()
-    // A gRPC service's path asked without gRPC (a probe, a browser) is not found, as in etcd.
-    .layer(axum::middleware::from_fn(gateway::grpc_only));
+    // A gRPC service's path asked without gRPC (a probe, a browser) is not found, as in etcd;
+    // gRPC requests are held to the receive limit with etcd's error.
+    .layer(axum::middleware::from_fn_with_state(
+        node.limits,
+        gateway::grpc_only,
+    ));
     let app = grpc
         .merge(gateway::router(Gateway {
             node: node.clone(),
