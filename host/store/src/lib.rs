@@ -29,5 +29,5 @@ pub use history::History;
 pub use key_range::{KeyRange, prefix_end};
 pub use lease::LeaseInfo;
 pub use revision::Revision;
-pub use snapshot::{SnapshotInfo, inspect_backup};
+pub use snapshot::{SnapshotInfo, inspect_backup, inspect_snapshot};
 pub use store::{Store, StoreStatus};

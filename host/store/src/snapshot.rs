@@ -249,6 +249,12 @@ pub fn inspect_backup(file: &Path) -> Result<SnapshotInfo> {
     Ok(info)
 }
 
+/// Reads a snapshot stream (the format above, without a backup file's envelope) to its end
+/// and checks it, installing nothing: what a fuzzer feeds hostile bytes to.
+pub fn inspect_snapshot(input: &mut dyn Read) -> Result<SnapshotInfo> {
+    read_frames(input, |_| Ok(()))
+}
+
 /// Checks a backup file's length and closing SHA-256; answers its size.
 fn check_envelope(file: &Path) -> Result<u64> {
     let mut input = std::fs::File::open(file).map_err(io)?;
@@ -312,6 +318,19 @@ impl HashingReader<'_> {
         }
         self.bytes += buf.len() as u64;
         Ok(())
+    }
+
+    /// `len` hashed bytes, read in pieces so that the buffer grows with what arrives rather
+    /// than with what a frame header claims.
+    fn exact_vec(&mut self, len: usize) -> Result<Vec<u8>> {
+        const PIECE: usize = 1 << 20;
+        let mut out = Vec::with_capacity(len.min(PIECE));
+        while out.len() < len {
+            let start = out.len();
+            out.resize(start + (len - start).min(PIECE), 0);
+            self.exact(&mut out[start..], true)?;
+        }
+        Ok(out)
     }
 }
 
@@ -385,12 +404,13 @@ fn read_frames(
             let expected = r.hash.clone().finalize();
             let mut len = [0u8; 4];
             r.exact(&mut len, false)?;
-            let mut digest = vec![0u8; u32::from_be_bytes(len) as usize];
-            if digest.len() != expected.len() {
+            // Checked before anything is allocated: the length is the file's word.
+            if u32::from_be_bytes(len) as usize != expected.len() {
                 return Err(StoreError::Corrupt(
                     "snapshot trailer has the wrong length".into(),
                 ));
             }
+            let mut digest = vec![0u8; expected.len()];
             r.exact(&mut digest, false)?;
             if digest.as_slice() != expected.as_slice() {
                 return Err(StoreError::Corrupt("snapshot checksum mismatch".into()));
@@ -407,8 +427,7 @@ fn read_frames(
                 "snapshot frame of {len} bytes"
             )));
         }
-        let mut payload = vec![0u8; len];
-        r.exact(&mut payload, true)?;
+        let payload = r.exact_vec(len)?;
         match head[0] {
             TAG_META => {
                 let (klen, rest) = payload

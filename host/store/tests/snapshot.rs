@@ -138,3 +138,27 @@ fn a_damaged_snapshot_is_refused_and_leaves_an_empty_store() {
         assert_eq!(b.raft_state().unwrap(), None);
     }
 }
+
+/// A hostile stream's lengths are its word, not ours: a frame claiming 60 MiB or a trailer
+/// claiming 4 GiB, followed by a few bytes, is refused without allocating what it claims.
+#[test]
+fn lengths_a_stream_claims_are_refused_before_allocating() {
+    let mut head = b"CNCLSNAP".to_vec();
+    head.extend_from_slice(&1u32.to_be_bytes());
+
+    let mut big_frame = head.clone();
+    big_frame.push(2); // a record frame
+    big_frame.extend_from_slice(&(60u32 << 20).to_be_bytes());
+    big_frame.extend_from_slice(b"only a few bytes");
+    let err = conclave_store::inspect_snapshot(&mut big_frame.as_slice()).unwrap_err();
+    assert!(matches!(err, conclave_store::StoreError::Corrupt(_)), "{err:?}");
+
+    let mut big_trailer = head;
+    big_trailer.push(0); // the end frame
+    big_trailer.extend_from_slice(&u32::MAX.to_be_bytes());
+    let err = conclave_store::inspect_snapshot(&mut big_trailer.as_slice()).unwrap_err();
+    assert!(
+        matches!(err, conclave_store::StoreError::Corrupt(ref m) if m.contains("trailer")),
+        "{err:?}"
+    );
+}

@@ -1,4 +1,4 @@
-//! A client-port listener that repairs the HTTP/2 `:authority` etcdctl 3.4 sends. grpc-go 1.26
+//! A connection wrapper that repairs the HTTP/2 `:authority` etcdctl 3.4 sends. grpc-go 1.26
 //! dials one endpoint as `passthrough:///http://host:port` and puts `http://host:port` in
 //! `:authority`; etcd (Go) accepts it, but the h2 crate resets the stream as malformed, so
 //! `etcdctl --endpoints=http://... endpoint status` failed against us.
@@ -11,15 +11,12 @@
 
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use axum::serve::Listener;
 use http::uri::Authority;
 use loona_hpack::Decoder;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
 use tracing::debug;
 
 /// What an HTTP/2 client sends first (RFC 9113 section 3.4).
@@ -52,37 +49,6 @@ const READ_CHUNK: usize = 8 * 1024;
 /// How long a client may leave a header frame or block unfinished before its connection is
 /// closed: a client that claims a frame and sends it a byte a minute holds memory otherwise.
 const HEADER_STALL: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// A TCP listener whose connections repair etcdctl's `:authority` (see the module docs) and
-/// have Nagle's algorithm off, since small RPCs must not wait for it.
-#[derive(Debug)]
-pub struct AuthorityListener {
-    inner: TcpListener,
-}
-
-impl AuthorityListener {
-    pub fn new(inner: TcpListener) -> Self {
-        AuthorityListener { inner }
-    }
-}
-
-impl Listener for AuthorityListener {
-    type Io = AuthorityFix<TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        // axum's accept loop logs and retries accept errors.
-        let (tcp, addr) = Listener::accept(&mut self.inner).await;
-        if let Err(e) = tcp.set_nodelay(true) {
-            debug!(error = %e, %addr, "cannot set TCP_NODELAY");
-        }
-        (AuthorityFix::new(tcp), addr)
-    }
-
-    fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.inner.local_addr()
-    }
-}
 
 /// One connection: reads are rewritten as the module docs say, writes pass straight through.
 pub struct AuthorityFix<S> {
