@@ -602,3 +602,139 @@ async fn oversized_requests_get_etcds_errors_on_both_ports() {
         "{error}"
     );
 }
+
+/// An ES256 key pair as PEM files (PKCS#8 private key, SPKI public key) in `dir`.
+fn jwt_keys(dir: &std::path::Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let pair = rcgen::KeyPair::generate().expect("an ECDSA P-256 key");
+    let (private, public) = (
+        dir.join(format!("{name}.key")),
+        dir.join(format!("{name}.pub")),
+    );
+    std::fs::write(&private, pair.serialize_pem()).unwrap();
+    std::fs::write(&public, pair.public_key_pem()).unwrap();
+    (private, public)
+}
+
+fn jwt_flag(private: &std::path::Path, public: &std::path::Path) -> String {
+    format!(
+        "jwt,pub-key={},priv-key={},sign-method=ES256,ttl=10m",
+        public.display(),
+        private.display()
+    )
+}
+
+/// `--auth-token jwt`, as etcd has it: a token from one member works on every member and
+/// after the leader is gone; a token signed with another key does not; an auth change makes
+/// earlier tokens stale with etcd's words, and etcdctl logs in again by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwt_tokens_hold_on_every_member_and_across_a_leader_change() {
+    let keys = tempfile::tempdir().unwrap();
+    let (private, public) = jwt_keys(keys.path(), "cluster");
+    let flag = jwt_flag(&private, &public);
+    let mut cluster = tokio::task::block_in_place(|| {
+        common::cluster::Cluster::builder(3)
+            .flags(&["--auth-token", &flag])
+            .start()
+    });
+    let leader = tokio::task::block_in_place(|| cluster.leader());
+    tokio::task::block_in_place(|| {
+        for args in [
+            &["user", "add", "root:rootpw"][..],
+            &["user", "add", "alice:alicepw"],
+            &["role", "add", "writer"],
+            &[
+                "role",
+                "grant-permission",
+                "writer",
+                "readwrite",
+                "/alice/",
+                "--prefix",
+            ],
+            &["user", "grant-role", "alice", "writer"],
+            &["auth", "enable"],
+        ] {
+            stdout_ok(&cluster.etcdctl(leader, args));
+        }
+    });
+    let login = |i: usize| {
+        let (code, body) = common::post_json_at(
+            cluster.endpoint(i).as_str(),
+            "/v3/auth/authenticate",
+            &json!({"name": "alice", "password": "alicepw"}),
+        );
+        assert_eq!(code, 200, "{body}");
+        body["token"].as_str().expect("a token").to_string()
+    };
+    let token = tokio::task::block_in_place(|| login(leader));
+    assert_eq!(token.split('.').count(), 3, "a JWT: {token}");
+    let urls: Vec<String> = (0..3).map(|i| cluster.url(i)).collect();
+    let put = |i: usize, token: String| {
+        let url = urls[i].clone();
+        async move {
+            let mut kv = KvClient::connect(url).await.expect("connect");
+            kv.put(authorized(
+                PutRequest {
+                    key: b"/alice/k".to_vec(),
+                    value: b"v".to_vec(),
+                    ..Default::default()
+                },
+                &token,
+            ))
+            .await
+        }
+    };
+    for i in 0..3 {
+        put(i, token.clone())
+            .await
+            .unwrap_or_else(|e| panic!("the token on member {i}: {e:?}"));
+    }
+
+    // Signed with another key, the same claims are nobody's.
+    let (other_private, other_public) = jwt_keys(keys.path(), "other");
+    let forger =
+        tokio::task::block_in_place(|| token_signed_with(&other_private, &other_public, "root"));
+    let refused = put(leader, forger).await.expect_err("a foreign-key token");
+    assert_eq!(refused.message(), INVALID_TOKEN, "{refused:?}");
+
+    // The leader goes; the token still works on the members left.
+    tokio::task::block_in_place(|| {
+        cluster.kill9(leader);
+        cluster.wait_for_leader(&[leader]);
+    });
+    let survivor = (0..3).find(|&i| i != leader).unwrap();
+    put(survivor, token.clone())
+        .await
+        .expect("the token after the leader changed");
+
+    // An auth change makes it stale, in etcd's words; etcdctl logs in again and goes on.
+    tokio::task::block_in_place(|| {
+        stdout_ok(&cluster.etcdctl(survivor, &[ROOT, "user", "add", "bob:bobpw"]))
+    });
+    let stale = put(survivor, token).await.expect_err("a token from before");
+    assert_eq!(
+        stale.message(),
+        "etcdserver: revision of auth store is old",
+        "{stale:?}"
+    );
+    let out = tokio::task::block_in_place(|| {
+        cluster.etcdctl(
+            survivor,
+            &["--user=alice:alicepw", "put", "/alice/k", "again"],
+        )
+    });
+    stdout_ok(&out);
+}
+
+/// A JWT with etcd's claims for `user`, signed with the key pair given: what someone holding
+/// a key that is not the cluster's could make.
+fn token_signed_with(private: &std::path::Path, public: &std::path::Path, user: &str) -> String {
+    // A one-member server with the other key signs it honestly: the closest thing to an
+    // attacker's own signer, with the real claims.
+    let server = Server::start_with(&["--auth-token", &jwt_flag(private, public)]);
+    stdout_ok(&server.etcdctl(&["user", "add", &format!("{user}:pw")]));
+    if user != "root" {
+        stdout_ok(&server.etcdctl(&["user", "add", "root:rootpw"]));
+    }
+    stdout_ok(&server.etcdctl(&["auth", "enable"]));
+    token(&server, user, "pw")
+}

@@ -28,6 +28,7 @@ use tonic::metadata::MetadataMap;
 use tonic::{Code, Status};
 
 use crate::client_tls::ClientIdentity;
+use crate::tokens::TokenKind;
 
 /// Where clients put their token, as etcd's clients do.
 pub const TOKEN_METADATA: &str = "token";
@@ -49,6 +50,10 @@ pub const AUTH_FAILED: crate::error::EtcdError = crate::error::EtcdError::new(
 pub const AUTH_NOT_ENABLED: crate::error::EtcdError = crate::error::EtcdError::new(
     Code::FailedPrecondition,
     "etcdserver: authentication is not enabled",
+);
+pub const AUTH_OLD_REVISION: crate::error::EtcdError = crate::error::EtcdError::new(
+    Code::InvalidArgument,
+    "etcdserver: revision of auth store is old",
 );
 pub const USER_EMPTY: crate::error::EtcdError =
     crate::error::EtcdError::new(Code::InvalidArgument, "etcdserver: user name is empty");
@@ -146,6 +151,8 @@ impl Caller {
 pub struct Authenticator {
     store: Arc<Store>,
     token_ttl: Duration,
+    /// --auth-token: how tokens are made and read.
+    kind: TokenKind,
     /// Fingerprints of (user, password, stored hash) that bcrypt accepted.
     verified: Mutex<HashSet<[u8; 32]>>,
 }
@@ -153,10 +160,11 @@ pub struct Authenticator {
 type HmacSha256 = Hmac<Sha256>;
 
 impl Authenticator {
-    pub fn new(store: Arc<Store>, token_ttl: Duration) -> Self {
+    pub fn new(store: Arc<Store>, token_ttl: Duration, kind: TokenKind) -> Self {
         Self {
             store,
             token_ttl,
+            kind,
             verified: Mutex::new(HashSet::new()),
         }
     }
@@ -227,12 +235,41 @@ impl Authenticator {
             }
             verified.insert(fingerprint);
         }
-        let expires = crate::clock::now_ms() + self.token_ttl.as_millis() as i64;
-        Ok(sign_token(&state.token_key, name, expires, &user.password))
+        let now = crate::clock::now_ms();
+        match &self.kind {
+            TokenKind::Simple => {
+                let expires = now + self.token_ttl.as_millis() as i64;
+                Ok(sign_token(&state.token_key, name, expires, &user.password))
+            }
+            TokenKind::Jwt(jwt) => jwt.issue(name, state.revision, now).ok_or_else(|| {
+                Status::failed_precondition(
+                    "etcdserver: this member has no key to sign tokens (--auth-token jwt without priv-key)",
+                )
+            }),
+        }
     }
 
     /// The user a token names, if it is valid now.
     fn verify_token(&self, state: &AuthState, token: &str) -> Result<String, Status> {
+        match &self.kind {
+            TokenKind::Simple => self.verify_signed(state, token),
+            TokenKind::Jwt(jwt) => {
+                let user = jwt.read(token).ok_or(INVALID_AUTH_TOKEN)?;
+                if !state.users.contains_key(&user.name) {
+                    return Err(INVALID_AUTH_TOKEN.into());
+                }
+                // As etcd: any auth change since the login makes the token stale, and the
+                // client logs in again.
+                if user.revision < state.revision {
+                    return Err(AUTH_OLD_REVISION.into());
+                }
+                Ok(user.name)
+            }
+        }
+    }
+
+    /// A token of our own signed kind (`name.expiry.fp.mac`).
+    fn verify_signed(&self, state: &AuthState, token: &str) -> Result<String, Status> {
         let invalid = || Status::from(INVALID_AUTH_TOKEN);
         let mut parts = token.rsplitn(2, '.');
         let (mac, signed) = (
@@ -341,6 +378,7 @@ mod tests {
         let auth = Authenticator::new(
             Arc::new(Store::open(dir.path()).unwrap()),
             Duration::from_secs(300),
+            TokenKind::Simple,
         );
         assert_eq!(auth.verify_token(&state, &token).unwrap(), "alice");
         let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);

@@ -39,4 +39,3 @@ impl Listener for AuthorityListener {
         self.inner.local_addr()
     }
 }
-

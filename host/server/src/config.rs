@@ -177,6 +177,12 @@ pub struct Config {
     #[arg(long, default_value_t = 128, env = "ETCD_MAX_TXN_OPS")]
     pub max_txn_ops: usize,
 
+    /// What tokens are (etcd's flag): `simple` (opaque tokens signed with the cluster's key),
+    /// or `jwt,pub-key=PATH,priv-key=PATH,sign-method=RS256|PS256|ES256|EdDSA|HS256|...
+    /// [,ttl=5m]` (JSON Web Tokens with etcd's claims).
+    #[arg(long, default_value = "simple", env = "ETCD_AUTH_TOKEN")]
+    pub auth_token: String,
+
     /// How long an auth token is valid, in seconds (etcd's simple-token TTL).
     #[arg(long, default_value_t = 300, env = "ETCD_AUTH_TOKEN_TTL")]
     pub auth_token_ttl: u64,

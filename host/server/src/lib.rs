@@ -25,6 +25,7 @@ mod read_batch;
 mod recipe;
 mod serve;
 pub mod service;
+mod tokens;
 mod validate;
 mod watch;
 

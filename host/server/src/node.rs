@@ -117,6 +117,8 @@ pub struct Settings {
     pub quota: Option<u64>,
     /// --auth-token-ttl.
     pub token_ttl: Duration,
+    /// --auth-token.
+    pub token_kind: crate::tokens::TokenKind,
     /// Calls to other members, over the peer transport.
     pub members: MemberClient,
     /// --max-request-bytes and --max-txn-ops.
@@ -135,11 +137,12 @@ impl Node {
             token,
             quota,
             token_ttl,
+            token_kind,
             members,
             limits,
         } = settings;
         Arc::new(Self {
-            auth: Authenticator::new(store.clone(), token_ttl),
+            auth: Authenticator::new(store.clone(), token_ttl, token_kind),
             members,
             store,
             identity,

@@ -42,6 +42,7 @@ use crate::service::{
     AuthService, ClusterService, ElectionService, IngestService, KvService, LeaseService,
     LockService, MAX_PLUGIN_BYTES, MaintenanceService, PluginService, WatchService,
 };
+use crate::tokens::TokenKind;
 use crate::watch::{StreamConfig, WatchHub};
 
 /// How long one snapshot chunk, or a follower's whole install, may take.
@@ -177,6 +178,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             token: token.clone(),
             quota: config.quota_bytes(),
             token_ttl: Duration::from_secs(config.auth_token_ttl),
+            token_kind: TokenKind::parse(&config.auth_token)?,
             members: transport.members(),
             limits: RequestLimits {
                 max_request_bytes: config.max_request_bytes,
