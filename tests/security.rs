@@ -738,3 +738,113 @@ fn token_signed_with(private: &std::path::Path, public: &std::path::Path, user: 
     stdout_ok(&server.etcdctl(&["auth", "enable"]));
     token(&server, user, "pw")
 }
+
+/// Members advertise only https client URLs, each with a certificate from a CA no other
+/// member trusts: a follower still passes on writes, linearizable reads and lease keep-alives,
+/// because it reaches the leader over the peer transport, never over the client port (etcd
+/// needs no `--trusted-ca-file` for this either).
+#[test]
+fn a_follower_reaches_the_leader_whatever_its_client_urls() {
+    let mut cluster = common::cluster::Cluster::builder(3).https_clients().start();
+    let follower = cluster.followers()[0];
+    let list = cluster.member_list(follower).expect("member list");
+    let urls = list["members"].to_string();
+    assert!(
+        urls.contains("https://") && !urls.contains("http://"),
+        "only https client URLs advertised: {urls}"
+    );
+    stdout_ok(&cluster.etcdctl(follower, &["put", "/through/follower", "v"]));
+    let got = stdout_ok(&cluster.etcdctl(
+        follower,
+        &[
+            "get",
+            "/through/follower",
+            "--consistency=l",
+            "--print-value-only",
+        ],
+    ));
+    assert_eq!(got.trim(), "v");
+    let granted = stdout_ok(&cluster.etcdctl(follower, &["lease", "grant", "30"]));
+    let id = granted.split_whitespace().nth(1).expect("a lease ID");
+    let kept = stdout_ok(&cluster.etcdctl(follower, &["lease", "keep-alive", "--once", id]));
+    assert!(kept.contains("keepalived with TTL"), "{kept}");
+}
+
+/// The Lock and Election services write as their caller: they need what etcd's recipes need
+/// (read and write on the name's prefix), and their txns go through the same check at apply
+/// as a client's own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn locks_and_elections_need_what_etcds_recipes_need() {
+    use conclave::proto::v3electionpb::{CampaignRequest, election_client::ElectionClient};
+    use conclave::proto::v3lockpb::{LockRequest, UnlockRequest, lock_client::LockClient};
+    let server = Server::start();
+    tokio::task::block_in_place(|| {
+        set_up(&server);
+        for args in [
+            &[ROOT, "role", "add", "lock-writer"][..],
+            &[
+                ROOT,
+                "role",
+                "grant-permission",
+                "lock-writer",
+                "write",
+                "/wlock/",
+                "--prefix",
+            ],
+            &[ROOT, "user", "add", "bob:bobpw"],
+            &[ROOT, "user", "grant-role", "bob", "lock-writer"],
+        ] {
+            stdout_ok(&server.etcdctl(args));
+        }
+    });
+    let (alice, bob) = tokio::task::block_in_place(|| {
+        (
+            token(&server, "alice", "alicepw"),
+            token(&server, "bob", "bobpw"),
+        )
+    });
+    let mut locks = LockClient::connect(server.url()).await.expect("connect");
+    let mut elections = ElectionClient::connect(server.url())
+        .await
+        .expect("connect");
+
+    // Write alone on the prefix is not enough, as with etcd's recipe.
+    let lock = |name: &str| LockRequest {
+        name: name.as_bytes().to_vec(),
+        lease: 0,
+    };
+    let refused = locks
+        .lock(authorized(lock("/wlock/l"), &bob))
+        .await
+        .expect_err("a lock with write permission only");
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    let refused = elections
+        .campaign(authorized(
+            CampaignRequest {
+                name: b"/wlock/e".to_vec(),
+                lease: 0,
+                value: b"bob".to_vec(),
+            },
+            &bob,
+        ))
+        .await
+        .expect_err("a campaign with write permission only");
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+
+    // Read and write: held, and released; nobody else may release it.
+    let held = locks
+        .lock(authorized(lock("/alice/l"), &alice))
+        .await
+        .expect("alice's lock")
+        .into_inner();
+    let unlock = |key: Vec<u8>| UnlockRequest { key };
+    let refused = locks
+        .unlock(authorized(unlock(held.key.clone()), &bob))
+        .await
+        .expect_err("bob releasing alice's lock");
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    locks
+        .unlock(authorized(unlock(held.key), &alice))
+        .await
+        .expect("alice releases her lock");
+}

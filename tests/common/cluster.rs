@@ -48,9 +48,18 @@ pub struct ClusterBuilder {
     catchup_entries: Option<u64>,
     foreign: Vec<usize>,
     extra: Vec<String>,
+    https_clients: bool,
 }
 
 impl ClusterBuilder {
+    /// Each member also serves clients over TLS, with a certificate from a CA of its own (so
+    /// no member trusts another's client certificate), and advertises only that https URL;
+    /// the harness keeps talking to the plain http one.
+    pub fn https_clients(mut self) -> Self {
+        self.https_clients = true;
+        self
+    }
+
     /// More flags for every member, e.g. `["--experimental-corrupt-check-time", "1s"]`.
     pub fn flags(mut self, flags: &[&str]) -> Self {
         self.extra.extend(flags.iter().map(|f| f.to_string()));
@@ -113,7 +122,15 @@ struct Member {
     key: PathBuf,
     ca: PathBuf,
     foreign: bool,
+    https: Option<HttpsClient>,
     child: Option<Child>,
+}
+
+/// A member's TLS client port ([`ClusterBuilder::https_clients`]).
+struct HttpsClient {
+    port: u16,
+    cert: PathBuf,
+    key: PathBuf,
 }
 
 pub struct Cluster {
@@ -140,6 +157,7 @@ impl Cluster {
             catchup_entries: None,
             foreign: Vec::new(),
             extra: Vec::new(),
+            https_clients: false,
         }
     }
 
@@ -152,7 +170,9 @@ impl Cluster {
         let names: Vec<String> = (1..=b.size).map(|i| format!("m{i}")).collect();
         let certs = conclave_tls::init_certs(&dir.path().join("certs"), &names, &[], false)
             .expect("make the cluster CA and member certificates");
-        let client_ports = free_tcp_ports(b.size);
+        // One probe for both sets, so that no port lands in both.
+        let tcp_ports = free_tcp_ports(2 * b.size);
+        let (client_ports, https_ports) = tcp_ports.split_at(b.size);
         let peer_ports = free_udp_ports(b.size);
         let mut members = Vec::with_capacity(b.size);
         for (i, name) in names.iter().enumerate() {
@@ -172,6 +192,21 @@ impl Cluster {
                 let m = &certs.members[i];
                 (m.cert.clone(), m.key.clone(), certs.ca_cert.clone())
             };
+            let https = b.https_clients.then(|| {
+                let own = conclave_tls::init_certs(
+                    &dir.path().join(format!("client-ca-{name}")),
+                    std::slice::from_ref(name),
+                    &[],
+                    false,
+                )
+                .expect("make a member's own client CA and certificate");
+                let m = &own.members[0];
+                HttpsClient {
+                    port: https_ports[i],
+                    cert: m.cert.clone(),
+                    key: m.key.clone(),
+                }
+            });
             members.push(Member {
                 name: name.clone(),
                 client_port: client_ports[i],
@@ -180,6 +215,7 @@ impl Cluster {
                 key,
                 ca,
                 foreign,
+                https,
                 child: None,
             });
         }
@@ -268,6 +304,10 @@ impl Cluster {
         let stderr = log.try_clone().expect("clone the log file handle");
         let m = &self.members[i];
         let client_url = self.url(i);
+        let advertised = match &m.https {
+            Some(h) => format!("https://127.0.0.1:{}", h.port),
+            None => client_url.clone(),
+        };
         let peer_url = self.peer_url(i);
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_conclave"));
         // The server reads etcd's ETCD_* variables: only the flags below may count.
@@ -283,7 +323,7 @@ impl Cluster {
             .arg("--listen-client-urls")
             .arg(&client_url)
             .arg("--advertise-client-urls")
-            .arg(&client_url)
+            .arg(&advertised)
             .arg("--listen-peer-urls")
             .arg(&peer_url)
             .arg("--initial-advertise-peer-urls")
@@ -307,6 +347,14 @@ impl Cluster {
         if let Some(n) = self.catchup_entries {
             cmd.arg("--experimental-snapshot-catchup-entries")
                 .arg(n.to_string());
+        }
+        if let Some(h) = &m.https {
+            cmd.arg("--listen-client-urls")
+                .arg(&advertised)
+                .arg("--cert-file")
+                .arg(&h.cert)
+                .arg("--key-file")
+                .arg(&h.key);
         }
         cmd.args(&self.extra);
         let child = cmd

@@ -20,6 +20,7 @@ use conclave_store::Response;
 use tokio::sync::broadcast::error::RecvError;
 use tonic::Status;
 
+use crate::auth::Caller;
 use crate::node::Node;
 use crate::watch::WatchHub;
 
@@ -69,6 +70,7 @@ fn range_op(req: RangeRequest) -> RequestOp {
 pub async fn acquire(
     node: &Arc<Node>,
     hub: &WatchHub,
+    caller: &Caller,
     name: &[u8],
     lease: i64,
     value: Vec<u8>,
@@ -104,7 +106,10 @@ pub async fn acquire(
             range_op(first_by_create(&pfx)),
         ],
     };
-    let applied_txn = node.propose(Request::Txn(txn)).await?;
+    // The caller needs what etcd's recipe asks of its user, the txn's own reads and writes
+    // (read and write on the name's prefix), checked here and again at apply.
+    caller.check_txn(&txn)?;
+    let applied_txn = node.propose_for(caller, Request::Txn(txn)).await?;
     let resp = match applied_txn.result {
         Ok(Response::Txn(t)) => t,
         Ok(other) => return Err(Status::internal(format!("a txn answered {other:?}"))),

@@ -22,6 +22,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
+use crate::auth::Caller;
 use crate::node::Node;
 use crate::recipe;
 use crate::watch::WatchHub;
@@ -46,6 +47,7 @@ impl ElectionService {
     /// Runs `then` if `leader` still holds its key; whether it did.
     async fn while_leader(
         &self,
+        caller: &Caller,
         leader: &LeaderKey,
         then: request_op::Request,
     ) -> Result<(bool, i64), Status> {
@@ -62,7 +64,10 @@ impl ElectionService {
             }],
             failure: Vec::new(),
         };
-        let applied = self.node.propose(Command::Txn(txn)).await?;
+        // What etcd's recipe asks of its user: read the leader key, write what `then` writes;
+        // checked here and again at apply.
+        caller.check_txn(&txn)?;
+        let applied = self.node.propose_for(caller, Command::Txn(txn)).await?;
         match applied.result {
             Ok(StoreResponse::Txn(t)) => Ok((t.succeeded, applied.revision)),
             Ok(other) => Err(Status::internal(format!("a txn answered {other:?}"))),
@@ -70,14 +75,19 @@ impl ElectionService {
         }
     }
 
-    async fn proclaim_value(&self, leader: &LeaderKey, value: Vec<u8>) -> Result<i64, Status> {
+    async fn proclaim_value(
+        &self,
+        caller: &Caller,
+        leader: &LeaderKey,
+        value: Vec<u8>,
+    ) -> Result<i64, Status> {
         let put = request_op::Request::RequestPut(PutRequest {
             key: leader.key.clone(),
             value,
             lease: leader.lease,
             ..Default::default()
         });
-        match self.while_leader(leader, put).await? {
+        match self.while_leader(caller, leader, put).await? {
             (true, revision) => Ok(revision),
             (false, _) => Err(Status::unknown(NOT_LEADER)),
         }
@@ -99,10 +109,10 @@ impl Election for ElectionService {
     ) -> Result<Response<CampaignResponse>, Status> {
         let caller = self.node.auth.caller(&request)?;
         let req = request.into_inner();
-        caller.check_range(&KeyRange::prefix(&req.name), Access::Write)?;
         let held = recipe::acquire(
             &self.node,
             &self.hub,
+            &caller,
             &req.name,
             req.lease,
             req.value.clone(),
@@ -118,7 +128,7 @@ impl Election for ElectionService {
         let header = if held.created {
             held.header
         } else {
-            let revision = self.proclaim_value(&leader, req.value).await?;
+            let revision = self.proclaim_value(&caller, &leader, req.value).await?;
             self.node.header(revision)
         };
         Ok(Response::new(CampaignResponse {
@@ -136,8 +146,7 @@ impl Election for ElectionService {
         let leader = req
             .leader
             .ok_or_else(|| Status::invalid_argument(MISSING_LEADER_KEY))?;
-        caller.check_range(&KeyRange::prefix(&leader.name), Access::Write)?;
-        let revision = self.proclaim_value(&leader, req.value).await?;
+        let revision = self.proclaim_value(&caller, &leader, req.value).await?;
         Ok(Response::new(ProclaimResponse {
             header: self.node.header(revision),
         }))
@@ -214,13 +223,12 @@ impl Election for ElectionService {
             .into_inner()
             .leader
             .ok_or_else(|| Status::invalid_argument(MISSING_LEADER_KEY))?;
-        caller.check_range(&KeyRange::prefix(&leader.name), Access::Write)?;
         let delete = request_op::Request::RequestDeleteRange(DeleteRangeRequest {
             key: leader.key.clone(),
             ..Default::default()
         });
         // As etcd: resigning when no longer leader is not an error.
-        let (_, revision) = self.while_leader(&leader, delete).await?;
+        let (_, revision) = self.while_leader(&caller, &leader, delete).await?;
         Ok(Response::new(ResignResponse {
             header: self.node.header(revision),
         }))

@@ -14,7 +14,6 @@ use tonic::{Request, Response, Status};
 use crate::node::Node;
 use crate::recipe;
 use crate::watch::WatchHub;
-use conclave_store::{Access, KeyRange};
 
 #[derive(Clone)]
 pub struct LockService {
@@ -33,9 +32,16 @@ impl Lock for LockService {
     async fn lock(&self, request: Request<LockRequest>) -> Result<Response<LockResponse>, Status> {
         let caller = self.node.auth.caller(&request)?;
         let req = request.into_inner();
-        caller.check_range(&KeyRange::prefix(&req.name), Access::Write)?;
         // A lease that does not exist fails the recipe's put, in etcd's words.
-        let held = recipe::acquire(&self.node, &self.hub, &req.name, req.lease, Vec::new()).await?;
+        let held = recipe::acquire(
+            &self.node,
+            &self.hub,
+            &caller,
+            &req.name,
+            req.lease,
+            Vec::new(),
+        )
+        .await?;
         Ok(Response::new(LockResponse {
             header: held.header,
             key: held.key,
@@ -47,14 +53,14 @@ impl Lock for LockService {
         request: Request<UnlockRequest>,
     ) -> Result<Response<UnlockResponse>, Status> {
         let caller = self.node.auth.caller(&request)?;
-        let key = request.into_inner().key;
-        caller.check(&key, &[], Access::Write)?;
+        let delete = DeleteRangeRequest {
+            key: request.into_inner().key,
+            ..Default::default()
+        };
+        caller.check_delete(&delete)?;
         let applied = self
             .node
-            .propose(Command::DeleteRange(DeleteRangeRequest {
-                key,
-                ..Default::default()
-            }))
+            .propose_for(&caller, Command::DeleteRange(delete))
             .await?;
         Ok(Response::new(UnlockResponse {
             header: self.node.header(applied.revision),
