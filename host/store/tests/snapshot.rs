@@ -151,7 +151,10 @@ fn lengths_a_stream_claims_are_refused_before_allocating() {
     big_frame.extend_from_slice(&(60u32 << 20).to_be_bytes());
     big_frame.extend_from_slice(b"only a few bytes");
     let err = conclave_store::inspect_snapshot(&mut big_frame.as_slice()).unwrap_err();
-    assert!(matches!(err, conclave_store::StoreError::Corrupt(_)), "{err:?}");
+    assert!(
+        matches!(err, conclave_store::StoreError::Corrupt(_)),
+        "{err:?}"
+    );
 
     let mut big_trailer = head;
     big_trailer.push(0); // the end frame
