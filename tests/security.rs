@@ -19,6 +19,11 @@ const ROOT: &str = "--user=root:rootpw";
 
 /// root, and alice who may read and write /alice/ only; then auth on.
 fn set_up(server: &Server) {
+    set_up_with(|args| server.etcdctl(args));
+}
+
+/// [`set_up`] through any etcdctl (a cluster member's, say).
+fn set_up_with(etcdctl: impl Fn(&[&str]) -> std::process::Output) {
     for args in [
         &["user", "add", "root:rootpw"][..],
         &["role", "add", "writer"],
@@ -34,7 +39,7 @@ fn set_up(server: &Server) {
         &["user", "grant-role", "alice", "writer"],
         &["auth", "enable"],
     ] {
-        stdout_ok(&server.etcdctl(args));
+        stdout_ok(&etcdctl(args));
     }
 }
 
@@ -637,25 +642,7 @@ async fn jwt_tokens_hold_on_every_member_and_across_a_leader_change() {
             .start()
     });
     let leader = tokio::task::block_in_place(|| cluster.leader());
-    tokio::task::block_in_place(|| {
-        for args in [
-            &["user", "add", "root:rootpw"][..],
-            &["user", "add", "alice:alicepw"],
-            &["role", "add", "writer"],
-            &[
-                "role",
-                "grant-permission",
-                "writer",
-                "readwrite",
-                "/alice/",
-                "--prefix",
-            ],
-            &["user", "grant-role", "alice", "writer"],
-            &["auth", "enable"],
-        ] {
-            stdout_ok(&cluster.etcdctl(leader, args));
-        }
-    });
+    tokio::task::block_in_place(|| set_up_with(|args| cluster.etcdctl(leader, args)));
     let login = |i: usize| {
         let (code, body) = common::post_json_at(
             cluster.endpoint(i).as_str(),
