@@ -1,7 +1,7 @@
 //! The JSON gateway on the client port, as etcd's grpc-gateway serves it: `POST /v3/<service>/
 //! <method>` with the request message as proto3 JSON (bytes base64, int64 as strings, proto
 //! field names), answered by the same handlers as gRPC; errors as `{"error","code","message"}`.
-//! Plus `GET /health`.
+//! Plus `GET /health` and `GET /version`, in etcd's shapes.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -115,6 +115,7 @@ pub fn router(gateway: Gateway) -> Router {
         .route("/v3/election/leader", post(leader))
         .route("/v3/election/resign", post(resign))
         .route("/health", get(health))
+        .route("/version", get(version))
         .with_state(gateway)
 }
 
@@ -428,6 +429,23 @@ async fn lease_keep_alive(
 }
 
 /// etcd's `/health`: healthy when a linearizable read succeeds.
+/// `GET /version`, etcd's shape: tools such as Patroni read it first to learn what they talk to.
+async fn version() -> Response {
+    #[derive(Serialize)]
+    struct Version {
+        etcdserver: &'static str,
+        etcdcluster: &'static str,
+    }
+    json(
+        StatusCode::OK,
+        &Version {
+            etcdserver: crate::service::ETCD_API_VERSION,
+            // etcd reports the cluster's version as major.minor.0; ours is already that.
+            etcdcluster: crate::service::ETCD_API_VERSION,
+        },
+    )
+}
+
 async fn health(State(g): State<Gateway>) -> Response {
     #[derive(Serialize)]
     struct Health {
