@@ -1,6 +1,6 @@
 //! The JSON gateway with plain HTTP/1.1 requests, as curl or a browser would send them:
 //! proto3 JSON in and out (bytes as base64, 64-bit integers as strings, etcd's field names),
-//! grpc-gateway's error bodies, `GET /health` and `GET /version`.
+//! grpc-gateway's error bodies, and `GET /health` (the rest of the probes: tests/health.rs).
 
 mod common;
 
@@ -279,29 +279,6 @@ fn health() {
     assert_eq!(resp.status, 200, "{}", resp.body);
     let body: Value = serde_json::from_str(&resp.body).expect("JSON health");
     assert_eq!(body["health"], "true", "{body}");
-}
-
-/// `GET /version` in etcd's shape: Patroni and others read it before anything else, and an
-/// empty body stops them ("not valid JSON").
-#[test]
-fn version_in_etcds_shape() {
-    let s = Server::start();
-    let resp = s.http("GET", "/version", None);
-    assert_eq!(resp.status, 200, "{}", resp.body);
-    let body: Value = serde_json::from_str(&resp.body).expect("JSON version");
-    for field in ["etcdserver", "etcdcluster"] {
-        let version = body[field]
-            .as_str()
-            .unwrap_or_else(|| panic!("{field}: {body}"));
-        let parts: Vec<u32> = version
-            .split('.')
-            .map(|p| p.parse().expect("numeric"))
-            .collect();
-        assert!(
-            parts.len() == 3 && parts[0] == 3 && parts[1] >= 4,
-            "{field}: {version}"
-        );
-    }
 }
 
 #[test]

@@ -435,6 +435,12 @@ impl Cluster {
     }
 
     /// Whether member `i` answers `GET /health` healthy: a linearizable read went through.
+    /// One HTTP/1.1 request to member `i`'s client port.
+    pub fn http(&self, i: usize, method: &str, path: &str) -> super::HttpResponse {
+        try_http(self.members[i].client_port, method, path, None)
+            .unwrap_or_else(|e| panic!("{method} {path} on member {i}: {e}"))
+    }
+
     pub fn healthy(&self, i: usize) -> bool {
         try_http(self.members[i].client_port, "GET", "/health", None)
             .is_ok_and(|r| r.status == 200 && r.body.contains("\"health\":\"true\""))

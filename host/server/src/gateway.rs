@@ -1,7 +1,6 @@
 //! The JSON gateway on the client port, as etcd's grpc-gateway serves it: `POST /v3/<service>/
 //! <method>` with the request message as proto3 JSON (bytes base64, int64 as strings, proto
 //! field names), answered by the same handlers as gRPC; errors as `{"error","code","message"}`.
-//! Plus `GET /health` and `GET /version`, in etcd's shapes.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -12,7 +11,7 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::post;
 use conclave_proto::etcdserverpb::{
     AlarmRequest, AuthDisableRequest, AuthEnableRequest, AuthRoleAddRequest, AuthRoleDeleteRequest,
     AuthRoleGetRequest, AuthRoleGrantPermissionRequest, AuthRoleListRequest,
@@ -114,8 +113,6 @@ pub fn router(gateway: Gateway) -> Router {
         .route("/v3/election/proclaim", post(proclaim))
         .route("/v3/election/leader", post(leader))
         .route("/v3/election/resign", post(resign))
-        .route("/health", get(health))
-        .route("/version", get(version))
         .with_state(gateway)
 }
 
@@ -425,62 +422,5 @@ async fn lease_keep_alive(
     match g.lease.keep_alive_once(req).await {
         Ok(resp) => json(StatusCode::OK, &Streamed { result: resp }),
         Err(status) => error(&status),
-    }
-}
-
-/// etcd's `/health`: healthy when a linearizable read succeeds.
-/// `GET /version`, etcd's shape: tools such as Patroni read it first to learn what they talk to.
-async fn version() -> Response {
-    #[derive(Serialize)]
-    struct Version {
-        etcdserver: &'static str,
-        etcdcluster: &'static str,
-    }
-    json(
-        StatusCode::OK,
-        &Version {
-            etcdserver: crate::service::ETCD_API_VERSION,
-            // etcd reports the cluster's version as major.minor.0; ours is already that.
-            etcdcluster: crate::service::ETCD_API_VERSION,
-        },
-    )
-}
-
-async fn health(State(g): State<Gateway>) -> Response {
-    #[derive(Serialize)]
-    struct Health {
-        health: &'static str,
-        reason: String,
-    }
-    let probe = RangeRequest {
-        key: b"health".to_vec(),
-        ..Default::default()
-    };
-    // As etcd's: a member that answers "not allowed" is up.
-    let answer = g.kv.range(tonic::Request::new(probe)).await.or_else(|e| {
-        let refused = [auth::USER_EMPTY, auth::PERMISSION_DENIED]
-            .iter()
-            .any(|r| r.message == e.message());
-        if refused {
-            Ok(tonic::Response::new(Default::default()))
-        } else {
-            Err(e)
-        }
-    });
-    match answer {
-        Ok(_) => json(
-            StatusCode::OK,
-            &Health {
-                health: "true",
-                reason: String::new(),
-            },
-        ),
-        Err(e) => json(
-            StatusCode::SERVICE_UNAVAILABLE,
-            &Health {
-                health: "false",
-                reason: e.message().to_string(),
-            },
-        ),
     }
 }

@@ -14,6 +14,7 @@ mod error;
 mod forward;
 mod gateway;
 mod grpc_limit;
+mod health;
 mod ids;
 mod leader_ticks;
 mod lease;

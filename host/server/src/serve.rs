@@ -281,6 +281,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             election: elections,
             watch: watches,
         }))
+        .merge(crate::health::router(node.clone()))
         // Last, so that it takes whatever neither the gRPC services nor the gateway serve.
         .fallback(gateway::not_found);
 
