@@ -101,6 +101,25 @@ pub async fn ask_with<R: Answered>(
 }
 
 impl Node {
+    /// Resolves once this member no longer sees `leader_id` as the leader. A leader killed
+    /// mid-call never answers, and its QUIC connection is only declared dead after the idle
+    /// timeout; Raft notices within an election timeout, so a call to the leader races this.
+    /// Never resolves if the leader stays for the whole request timeout (the call's own
+    /// timeout decides then).
+    pub async fn leader_gone(&self, leader_id: u64) {
+        let changed = self
+            .raft
+            .wait(Some(REQUEST_TIMEOUT))
+            .metrics(
+                move |m| m.current_leader != Some(leader_id),
+                "the leader changes",
+            )
+            .await;
+        if changed.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+
     /// Calls `member` and waits at most `timeout` for the answer.
     pub async fn ask<R: Answered>(
         &self,
@@ -115,8 +134,12 @@ impl Node {
     /// answer) within etcd's request timeout. A leader that is gone or going is "leader
     /// changed", which etcd's clients retry.
     pub async fn ask_leader<R: Answered>(&self, call: Call) -> Result<R, Status> {
-        let (_, leader) = self.leader_peer().ok_or_else(|| Status::from(NO_LEADER))?;
-        match self.ask(&leader, call, REQUEST_TIMEOUT).await {
+        let (leader_id, leader) = self.leader_peer().ok_or_else(|| Status::from(NO_LEADER))?;
+        let asked = tokio::select! {
+            asked = self.ask(&leader, call, REQUEST_TIMEOUT) => asked,
+            () = self.leader_gone(leader_id) => return Err(LEADER_CHANGED.into()),
+        };
+        match asked {
             Ok(answer) => answer,
             Err(MemberCallError::Timeout { .. }) => Err(REQUEST_TIMED_OUT.into()),
             Err(e) => {

@@ -349,10 +349,16 @@ impl Node {
         command: Command,
     ) -> Result<Applied, Forward> {
         debug!(leader = %leader.name, "forwarding a write to the leader");
-        let resp = self
-            .forwarder
-            .forward(leader_id, leader.clone(), self.members.clone(), command)
-            .await?;
+        let forwarded =
+            self.forwarder
+                .forward(leader_id, leader.clone(), self.members.clone(), command);
+        // The write may have reached a leader that died with it: etcd's "leader changed".
+        let resp = tokio::select! {
+            resp = forwarded => resp?,
+            () = self.leader_gone(leader_id) => {
+                return Err(Forward::Failed(LEADER_CHANGED.into()));
+            }
+        };
         let applied = applied_from_wire(resp).map_err(Forward::Failed)?;
         // Answer only once this member has applied the write as well, so that a read here
         // right after sees it (as etcd's followers answer after their own apply).
