@@ -200,8 +200,56 @@ pub struct Config {
     pub trusted_ca_file: Option<PathBuf>,
 
     /// Require a client certificate from --trusted-ca-file; with auth on, its CN is the user.
-    #[arg(long, env = "ETCD_CLIENT_CERT_AUTH")]
+    #[arg(
+        long,
+        env = "ETCD_CLIENT_CERT_AUTH",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        default_value = "false",
+        action = clap::ArgAction::Set,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
     pub client_cert_auth: bool,
+
+    /// More URLs to listen on for clients (etcd serves only HTTP, not gRPC, on these; conclave
+    /// serves both, as on --listen-client-urls).
+    #[arg(long, env = "ETCD_LISTEN_CLIENT_HTTP_URLS", value_delimiter = ',')]
+    pub listen_client_http_urls: Vec<String>,
+
+    /// etcd's YAML configuration file (etcd's keys). When given, the command line's other
+    /// flags and the ETCD_* variables are ignored, as etcd ignores them.
+    #[arg(long, env = "ETCD_CONFIG_FILE")]
+    pub config_file: Option<PathBuf>,
+
+    /// `zap` writes JSON log lines with etcd's field names (level, ts, caller, msg);
+    /// `capnslog` (etcd 3.4's old logger) and the default write text.
+    #[arg(long, value_enum, env = "ETCD_LOGGER")]
+    pub logger: Option<Logger>,
+
+    /// Where logs go: `default` or `stderr`, `stdout`, or file paths (appended to),
+    /// comma-separated (etcd's flag; 3.4's --log-output too).
+    #[arg(
+        long,
+        default_value = "default",
+        env = "ETCD_LOG_OUTPUTS",
+        value_delimiter = ',',
+        alias = "log-output"
+    )]
+    pub log_outputs: Vec<String>,
+
+    /// Debug-level logs (etcd's flag: the same as --log-level debug).
+    #[arg(
+        long,
+        env = "ETCD_DEBUG",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        default_value = "false",
+        action = clap::ArgAction::Set,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub debug: bool,
 
     /// Threads that run the async runtime (requests, Raft, replication); 0 picks one fewer
     /// than the machine's cores, at least one, leaving a core to the Raft log's writer thread,
@@ -237,12 +285,72 @@ pub enum AutoCompactionMode {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Logger {
+    Zap,
+    Capnslog,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Text,
     Json,
 }
 
+/// The configuration, and what the etcd flags given ask of the operator.
+pub struct Loaded {
+    pub config: Config,
+    pub notices: crate::etcd_flags::Notices,
+}
+
 impl Config {
+    /// Reads the command line (or `--config-file`, which then replaces it and the
+    /// environment) with every etcd flag accepted. Exits with clap's message on bad flags.
+    pub fn load() -> Loaded {
+        Self::load_from(std::env::args_os()).unwrap_or_else(|e| match e.downcast::<clap::Error>() {
+            Ok(clap_error) => clap_error.exit(),
+            Err(other) => {
+                eprintln!("conclave: {other:#}");
+                std::process::exit(2);
+            }
+        })
+    }
+
+    pub fn load_from<I, T>(args: I) -> anyhow::Result<Loaded>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        use clap::{CommandFactory, FromArgMatches};
+        let command = crate::etcd_flags::augment(Config::command());
+        let mut matches = command.clone().try_get_matches_from(args)?;
+        let mut file_warnings = Vec::new();
+        if let Some(path) = matches.get_one::<PathBuf>("config_file").cloned() {
+            let known = |name: &str| {
+                name != "config-file"
+                    && command.get_arguments().any(|a| {
+                        a.get_long() == Some(name)
+                            || a.get_all_aliases().is_some_and(|al| al.contains(&name))
+                    })
+            };
+            let (file_args, warnings) = crate::config_file::arguments(&path, &known)?;
+            file_warnings = warnings;
+            let without_env = command.mut_args(|a| a.env(None::<&str>));
+            let argv = std::iter::once("conclave".to_string()).chain(file_args);
+            matches = without_env.try_get_matches_from(argv)?;
+        }
+        let config = Config::from_arg_matches(&matches)?;
+        let mut notices = crate::etcd_flags::notices(&matches);
+        notices.warnings.extend(file_warnings);
+        Ok(Loaded { config, notices })
+    }
+
+    /// Every URL clients are served on.
+    pub fn client_urls(&self) -> impl Iterator<Item = &String> {
+        self.listen_client_urls
+            .iter()
+            .chain(&self.listen_client_http_urls)
+    }
+
     pub fn data_dir(&self) -> PathBuf {
         self.data_dir
             .clone()

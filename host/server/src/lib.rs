@@ -8,9 +8,11 @@ mod backup;
 mod client_tls;
 mod clock;
 pub mod config;
+mod config_file;
 mod corrupt_check;
 mod dev;
 mod error;
+mod etcd_flags;
 mod forward;
 mod gateway;
 mod grpc_limit;
@@ -18,6 +20,7 @@ mod health;
 mod ids;
 mod leader_ticks;
 mod lease;
+mod logs;
 mod member_calls;
 pub mod node;
 mod plugin;
@@ -34,10 +37,6 @@ pub use config::Config;
 pub use serve::run;
 
 use std::process::ExitCode;
-
-use clap::Parser;
-use config::LogFormat;
-use tracing_subscriber::EnvFilter;
 
 /// The async runtime with `workers` threads (0: one fewer than the cores, at least one). On
 /// 2 cores one worker beat two by a tenth in put throughput (docs/BENCHMARKS.md): with two,
@@ -64,17 +63,20 @@ fn runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
 
 /// The `conclave` binary: parse etcd-style flags, set up logs, run until a signal.
 pub fn main() -> ExitCode {
-    let config = Config::parse();
-    // openraft warns on every failed heartbeat (ten times a second while a member is down);
-    // the transport already says once that a peer is unreachable.
-    let directives = format!("{},openraft::core::heartbeat=error", config.log_level);
-    let filter = EnvFilter::try_new(&directives).unwrap_or_else(|_| EnvFilter::new("info"));
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match config.log_format {
-        LogFormat::Json => logs.json().init(),
-        LogFormat::Text => logs.init(),
+    let config::Loaded { config, notices } = Config::load();
+    if let Err(e) = logs::init(&config) {
+        eprintln!("conclave: {e:#}");
+        return ExitCode::FAILURE;
+    }
+    for warning in &notices.warnings {
+        tracing::warn!("{warning}");
+    }
+    if !notices.refusals.is_empty() {
+        for refusal in &notices.refusals {
+            tracing::error!("{refusal}");
+        }
+        tracing::error!("not starting: remove the flags above (docs/OPERATIONS.md, etcd flags)");
+        return ExitCode::FAILURE;
     }
     let runtime = match runtime(config.worker_threads) {
         Ok(rt) => rt,

@@ -286,7 +286,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .fallback(gateway::not_found);
 
     let mut servers = Vec::new();
-    for url in &config.listen_client_urls {
+    for url in config.client_urls() {
         let addr = socket_addr(url).await?;
         let tcp = TcpListener::bind(addr)
             .await

@@ -1,0 +1,193 @@
+//! An operator swaps the etcd binary for conclave and keeps everything else: etcd's own e2e
+//! harness flags, a `--config-file` in etcd's YAML, `--logger zap` for log pipelines built for
+//! etcd. Every etcd flag starts conclave (a flag it does not act on says so once, in a
+//! warning); a flag whose absence would be unsafe stops it with the reason.
+
+mod common;
+
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Server, etcdctl_at, free_port, free_udp_port, stdout_ok};
+use serde_json::Value;
+
+/// The flags etcd 3.4's e2e harness (tests/e2e/cluster_test.go) starts each member with,
+/// beside the URLs and dirs the test harness gives.
+const ETCD_E2E_FLAGS: &[&str] = &[
+    "--initial-cluster-token",
+    "new",
+    "--snapshot-count",
+    "10000",
+    "--strict-reconfig-check=false",
+    "--enable-v2",
+    "--experimental-initial-corrupt-check",
+    "--peer-auto-tls",
+    "--experimental-compaction-batch-limit",
+    "1000",
+    "--max-concurrent-streams",
+    "100",
+    "--auth-token",
+    "simple",
+    "--experimental-watch-progress-notify-interval",
+    "5s",
+    "--quota-backend-bytes",
+    "4294967296",
+    "--debug=false",
+    "--logger",
+    "zap",
+    "--log-outputs",
+    "stderr",
+];
+
+#[test]
+fn etcds_e2e_harness_flags_start_a_member_that_etcdctl_uses() {
+    let server = Server::start_with(ETCD_E2E_FLAGS);
+    stdout_ok(&server.etcdctl(&["put", "e2e", "works"]));
+    let got = stdout_ok(&server.etcdctl(&["get", "e2e", "--print-value-only"]));
+    assert_eq!(got.trim(), "works");
+
+    // zap's JSON lines, with etcd's field names, and one warning per flag without effect.
+    let log = server.log();
+    let lines: Vec<Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: not JSON: {l}")))
+        .collect();
+    for line in &lines {
+        for field in ["level", "ts", "caller", "msg"] {
+            assert!(line[field].is_string(), "{field} missing: {line}");
+        }
+    }
+    let warnings: Vec<&str> = lines
+        .iter()
+        .filter(|l| l["level"] == "warn")
+        .filter_map(|l| l["msg"].as_str())
+        .filter(|m| m.contains("has no effect"))
+        .collect();
+    for flag in [
+        "--enable-v2=true",
+        "--peer-auto-tls=true",
+        "--experimental-compaction-batch-limit=1000",
+        "--max-concurrent-streams=100",
+    ] {
+        assert_eq!(
+            warnings.iter().filter(|w| w.starts_with(flag)).count(),
+            1,
+            "one warning for {flag}: {warnings:#?}"
+        );
+    }
+    // And none for the flags conclave implements.
+    assert!(
+        !warnings.iter().any(|w| w.starts_with("--snapshot-count")
+            || w.starts_with("--auth-token")
+            || w.starts_with("--quota-backend-bytes")),
+        "{warnings:#?}"
+    );
+}
+
+/// A flag conclave cannot honour safely stops it, from the command line or the environment.
+#[test]
+fn unsafe_flags_stop_the_server_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str], env: &[(&str, &str)]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_conclave"))
+            .args(["--data-dir", dir.path().join("d").to_str().unwrap()])
+            .args([
+                "--listen-client-urls",
+                &format!("http://127.0.0.1:{}", free_port()),
+            ])
+            .args([
+                "--listen-peer-urls",
+                &format!("https://127.0.0.1:{}", free_udp_port()),
+            ])
+            .args(args)
+            .envs(env.iter().copied())
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run conclave");
+        assert!(!out.status.success(), "started with {args:?} {env:?}");
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+    let err = run(&["--peer-crl-file=/etc/etcd/peer.crl"], &[]);
+    assert!(
+        err.contains("--peer-crl-file=/etc/etcd/peer.crl: conclave does not check certificate revocation lists"),
+        "{err}"
+    );
+    let err = run(&[], &[("ETCD_DISCOVERY", "https://discovery.etcd.io/x")]);
+    assert!(
+        err.contains("--discovery=https://discovery.etcd.io/x"),
+        "{err}"
+    );
+    assert!(
+        !dir.path().join("d").exists(),
+        "nothing was written before refusing"
+    );
+    // A flag nobody has is still an error, as in etcd.
+    let err = run(&["--no-such-flag"], &[]);
+    assert!(err.contains("--no-such-flag"), "{err}");
+}
+
+/// etcd's YAML configuration, nested TLS sections and lists included, replaces the command
+/// line and the environment, as in etcd; `log-outputs` sends zap lines to a file.
+#[test]
+fn an_etcd_config_file_starts_conclave() {
+    let dir = tempfile::tempdir().unwrap();
+    let (client, peer) = (free_port(), free_udp_port());
+    let log_file = dir.path().join("etcd.log");
+    let yaml = format!(
+        "# etcd.conf.yml, as etcd's sample has it\n\
+         name: 'from-yaml'\n\
+         data-dir: {data}\n\
+         wal-dir:\n\
+         snapshot-count: 10000\n\
+         listen-client-urls: http://127.0.0.1:{client}\n\
+         advertise-client-urls: http://127.0.0.1:{client}\n\
+         listen-peer-urls: https://127.0.0.1:{peer}\n\
+         initial-cluster: from-yaml=https://127.0.0.1:{peer}\n\
+         initial-cluster-state: 'new'\n\
+         enable-v2: true\n\
+         client-transport-security:\n  client-cert-auth: false\n  auto-tls: false\n\
+         peer-transport-security:\n  client-cert-auth: true\n\
+         logger: zap\n\
+         log-outputs: [{log}]\n",
+        data = dir.path().join("data").display(),
+        log = log_file.display(),
+    );
+    let config = dir.path().join("etcd.conf.yml");
+    std::fs::write(&config, yaml).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_conclave"))
+        .arg("--config-file")
+        .arg(&config)
+        // Ignored with a config file, as etcd ignores it.
+        .env("ETCD_NAME", "from-env")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn conclave");
+    let endpoint = format!("127.0.0.1:{client}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(&endpoint).is_err() {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!(
+                "exited with {status}: {}",
+                std::fs::read_to_string(&log_file).unwrap_or_default()
+            );
+        }
+        assert!(Instant::now() < deadline, "no client port");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let members = stdout_ok(&etcdctl_at(&endpoint, &["member", "list"], None));
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(members.contains("from-yaml"), "{members}");
+    let log = std::fs::read_to_string(&log_file).expect("the log file");
+    let first: Value = serde_json::from_str(log.lines().next().expect("a line")).unwrap();
+    assert!(first["msg"].is_string(), "{first}");
+    assert!(
+        log.contains("--enable-v2=true is accepted for etcd's sake"),
+        "{log}"
+    );
+}
