@@ -67,6 +67,11 @@ impl Server {
         panic!("the conclave server did not start: {last_failure}");
     }
 
+    /// The client port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     /// `127.0.0.1:PORT`, as etcdctl's `--endpoints` and etcd-client take it.
     pub fn endpoint(&self) -> String {
         format!("127.0.0.1:{}", self.port)
@@ -237,6 +242,12 @@ impl Server {
     pub fn post_json(&self, path: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
         post_json_at(&self.endpoint(), path, body)
     }
+}
+
+/// One bodiless HTTP/1.1 request to `port` on loopback.
+pub fn http_at(port: u16, method: &str, path: &str) -> HttpResponse {
+    try_http(port, method, path, None)
+        .unwrap_or_else(|e| panic!("{method} {path} on port {port}: {e}"))
 }
 
 /// POSTs a JSON body to the gateway at `endpoint` (`127.0.0.1:PORT`) and parses the answer.

@@ -238,6 +238,15 @@ pub struct Config {
     )]
     pub log_outputs: Vec<String>,
 
+    /// `basic` or `extensive` (adds per-method gRPC latency histograms), as etcd's.
+    #[arg(long, value_enum, default_value_t = crate::monitoring::Level::Basic, env = "ETCD_METRICS")]
+    pub metrics: crate::monitoring::Level,
+
+    /// More URLs serving `/metrics` and the health probes (etcd's flag), e.g.
+    /// `http://127.0.0.1:2381` for a Prometheus kept off the client port.
+    #[arg(long, env = "ETCD_LISTEN_METRICS_URLS", value_delimiter = ',')]
+    pub listen_metrics_urls: Vec<String>,
+
     /// Debug-level logs (etcd's flag: the same as --log-level debug).
     #[arg(
         long,

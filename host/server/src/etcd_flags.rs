@@ -222,7 +222,7 @@ const FLAGS: &[Flag] = &[
     flag(
         "pre-vote",
         Bool,
-        NoEffect("openraft has no pre-vote switch"),
+        AlwaysOn("a member always pre-votes before it campaigns"),
     ),
     flag(
         "max-snapshots",
@@ -312,8 +312,6 @@ const FLAGS: &[Flag] = &[
     ),
     flag("enable-log-rotation", Bool, NoEffect(NO_ROTATION)),
     flag("log-rotation-config-json", Value, NoEffect(NO_ROTATION)),
-    flag("metrics", Value, NoEffect(NOT_YET)),
-    flag("listen-metrics-urls", Value, NoEffect(NOT_YET)),
     flag("enable-pprof", Bool, NoEffect(NOT_YET)),
     flag("force-new-cluster", Bool, NoEffect(NOT_YET)),
     flag("strict-reconfig-check", Bool, NoEffect(NOT_YET)),

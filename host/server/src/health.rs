@@ -123,7 +123,13 @@ async fn health(State(node): State<Arc<Node>>, RawQuery(query): RawQuery) -> Res
             .await
             .map_err(|e| format!("RANGE ERROR:{}", e.message()))
     };
-    let (code, body) = match verdict.await {
+    let verdict = verdict.await;
+    // etcd's counters of /health answers.
+    match verdict {
+        Ok(()) => metrics::counter!("etcd_server_health_success").increment(1),
+        Err(_) => metrics::counter!("etcd_server_health_failures").increment(1),
+    }
+    let (code, body) = match verdict {
         Ok(()) => (
             StatusCode::OK,
             Health {

@@ -22,6 +22,7 @@ mod leader_ticks;
 mod lease;
 mod logs;
 mod member_calls;
+mod monitoring;
 pub mod node;
 mod plugin;
 mod propose;

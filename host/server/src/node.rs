@@ -66,6 +66,13 @@ impl RequestLimits {
 /// How long a request may wait for a leader, a forward or an apply: etcd's request timeout.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
+// Handles resolved once (at the first proposal, after `serve::run` installed the recorder),
+// so that a proposal costs two atomic adds, not a registry lookup.
+static PROPOSALS_PENDING: std::sync::LazyLock<metrics::Gauge> =
+    std::sync::LazyLock::new(|| metrics::gauge!("etcd_server_proposals_pending"));
+static PROPOSALS_FAILED: std::sync::LazyLock<metrics::Counter> =
+    std::sync::LazyLock::new(|| metrics::counter!("etcd_server_proposals_failed_total"));
+
 /// Who this member is.
 #[derive(Debug, Clone, Copy)]
 pub struct Identity {
@@ -269,9 +276,19 @@ impl Node {
             stamp_ms: 0,
             ..command
         };
-        tokio::time::timeout(REQUEST_TIMEOUT, self.propose_routed(command))
+        let pending = &*PROPOSALS_PENDING;
+        pending.increment(1.0);
+        let outcome = tokio::time::timeout(REQUEST_TIMEOUT, self.propose_routed(command))
             .await
-            .map_err(|_| Status::from(REQUEST_TIMED_OUT))?
+            .map_err(|_| Status::from(REQUEST_TIMED_OUT))
+            .and_then(|routed| routed);
+        pending.decrement(1.0);
+        // A proposal that was not applied (timed out, lost to a leader change): etcd's
+        // failed proposals. A request refused at apply was applied.
+        if outcome.is_err() {
+            PROPOSALS_FAILED.increment(1);
+        }
+        outcome
     }
 
     /// The size limit a proposal is held to: --max-request-bytes, or for a plugin deploy,

@@ -36,6 +36,7 @@ use crate::gateway::{self, Gateway};
 use crate::ids;
 use crate::lease::{Lessor, min_lease_ttl};
 use crate::member_calls::MemberCalls;
+use crate::monitoring::Metrics;
 use crate::node::{Identity, Node, RequestLimits, Settings};
 use crate::plugin::{Plugins, PluginsListener, Supervisor};
 use crate::service::{
@@ -53,6 +54,8 @@ const HAND_OVER_TIMEOUT: Duration = Duration::from_secs(2);
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
+    // First, so that the store and the Raft log record into it from their first write.
+    let metrics = Metrics::install(config.metrics)?;
     let retention = Retention::parse(
         config.auto_compaction_mode,
         &config.auto_compaction_retention,
@@ -282,6 +285,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             watch: watches,
         }))
         .merge(crate::health::router(node.clone()))
+        .merge(metrics.clone().router(node.clone()))
         // Last, so that it takes whatever neither the gRPC services nor the gateway serve.
         .fallback(gateway::not_found);
 
@@ -318,6 +322,39 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         };
         servers.push(server);
         info!(url, %addr, "serving client requests");
+    }
+    metrics.spawn_upkeep();
+    Metrics::spawn_leader_watch(node.clone());
+    // etcd's --listen-metrics-urls: /metrics and the health probes, nothing else.
+    let probes = crate::health::router(node.clone())
+        .merge(metrics.clone().router(node.clone()))
+        .fallback(gateway::not_found);
+    for url in &config.listen_metrics_urls {
+        let addr = socket_addr(url).await?;
+        let tcp = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {url}"))?;
+        let mut stop = stop_rx.clone();
+        let stopped = async move {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        let app = probes.clone();
+        let server = if url.starts_with("https://") {
+            let tls = client_tls
+                .as_ref()
+                .with_context(|| format!("{url}: https:// needs --cert-file and --key-file"))?;
+            let listener = TlsListener::new(tcp, tls.server.clone())?;
+            let app = app.into_make_service_with_connect_info::<ClientIdentity>();
+            tokio::spawn(async move {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(stopped)
+                    .await
+            })
+        } else {
+            tokio::spawn(async move { axum::serve(tcp, app).with_graceful_shutdown(stopped).await })
+        };
+        servers.push(server);
+        info!(url, %addr, "serving metrics and health probes");
     }
     let publisher = tokio::spawn(node.clone().publish_self());
     info!(

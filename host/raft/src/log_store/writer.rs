@@ -212,10 +212,12 @@ fn write_group(shared: &Arc<Shared>, group: &mut [Op], unsynced: &mut bool) -> i
         // Nothing of its own to write (an empty append): still, what it waits on must be on
         // disk before it completes.
         if sync && *unsynced {
+            let started = std::time::Instant::now();
             shared
                 .db
                 .persist(PersistMode::SyncData)
                 .map_err(fjall_err)?;
+            record_fsync(started);
             Stats::add(&shared.stats.syncs, 1);
             *unsynced = false;
         }
@@ -223,10 +225,14 @@ fn write_group(shared: &Arc<Shared>, group: &mut [Op], unsynced: &mut bool) -> i
         let items = batch.len();
         // fdatasync, as etcd's WAL: the journal's bytes and length reach the disk, its
         // timestamps need not.
+        let started = std::time::Instant::now();
         batch
             .durability(sync.then_some(PersistMode::SyncData))
             .commit()
             .map_err(fjall_err)?;
+        if sync {
+            record_fsync(started);
+        }
         *unsynced = !sync;
         Stats::add(&shared.stats.groups, 1);
         Stats::add(&shared.stats.syncs, u64::from(sync));
@@ -246,4 +252,13 @@ fn write_group(shared: &Arc<Shared>, group: &mut [Op], unsynced: &mut bool) -> i
         }
     }
     Ok(())
+}
+
+/// etcd's WAL fsync histogram (`etcd_disk_wal_fsync_duration_seconds`): one group written and
+/// synced, which is what etcd's WAL sync covers.
+fn record_fsync(started: std::time::Instant) {
+    // Resolved at the first fsync, after the server installed its recorder.
+    static FSYNC: std::sync::LazyLock<metrics::Histogram> =
+        std::sync::LazyLock::new(|| metrics::histogram!("etcd_disk_wal_fsync_duration_seconds"));
+    FSYNC.record(started.elapsed().as_secs_f64());
 }
