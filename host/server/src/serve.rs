@@ -291,37 +291,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     let mut servers = Vec::new();
     for url in config.client_urls() {
-        let addr = socket_addr(url).await?;
-        let tcp = TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("cannot listen on {url}"))?;
-        let mut stop = stop_rx.clone();
-        let stopped = async move {
-            let _ = stop.wait_for(|s| *s).await;
-        };
-        let app = app
-            .clone()
-            .into_make_service_with_connect_info::<ClientIdentity>();
-        let server = if url.starts_with("https://") {
-            let tls = client_tls
-                .as_ref()
-                .with_context(|| format!("{url}: https:// needs --cert-file and --key-file"))?;
-            let listener = TlsListener::new(tcp, tls.server.clone())?;
-            tokio::spawn(async move {
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(stopped)
-                    .await
-            })
-        } else {
-            let listener = AuthorityListener::new(tcp);
-            tokio::spawn(async move {
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(stopped)
-                    .await
-            })
-        };
-        servers.push(server);
-        info!(url, %addr, "serving client requests");
+        servers.push(listen(url, app.clone(), client_tls.as_ref(), &stop_rx).await?);
+        info!(url, "serving client requests");
     }
     metrics.spawn_upkeep();
     Metrics::spawn_leader_watch(node.clone());
@@ -330,31 +301,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .merge(metrics.clone().router(node.clone()))
         .fallback(gateway::not_found);
     for url in &config.listen_metrics_urls {
-        let addr = socket_addr(url).await?;
-        let tcp = TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("cannot listen on {url}"))?;
-        let mut stop = stop_rx.clone();
-        let stopped = async move {
-            let _ = stop.wait_for(|s| *s).await;
-        };
-        let app = probes.clone();
-        let server = if url.starts_with("https://") {
-            let tls = client_tls
-                .as_ref()
-                .with_context(|| format!("{url}: https:// needs --cert-file and --key-file"))?;
-            let listener = TlsListener::new(tcp, tls.server.clone())?;
-            let app = app.into_make_service_with_connect_info::<ClientIdentity>();
-            tokio::spawn(async move {
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(stopped)
-                    .await
-            })
-        } else {
-            tokio::spawn(async move { axum::serve(tcp, app).with_graceful_shutdown(stopped).await })
-        };
-        servers.push(server);
-        info!(url, %addr, "serving metrics and health probes");
+        servers.push(listen(url, probes.clone(), client_tls.as_ref(), &stop_rx).await?);
+        info!(url, "serving metrics and health probes");
     }
     let publisher = tokio::spawn(node.clone().publish_self());
     info!(
@@ -416,6 +364,42 @@ impl ApplyListener for Listeners {
             listener.installed(revision);
         }
     }
+}
+
+/// Serves `app` on a client-side URL (`http://` through the `:authority` repair layer,
+/// `https://` with the client TLS settings) until `stop` turns true.
+async fn listen(
+    url: &str,
+    app: axum::Router,
+    client_tls: Option<&ClientTls>,
+    stop: &watch::Receiver<bool>,
+) -> anyhow::Result<tokio::task::JoinHandle<std::io::Result<()>>> {
+    let addr = socket_addr(url).await?;
+    let tcp = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {url}"))?;
+    let mut stop = stop.clone();
+    let stopped = async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    let app = app.into_make_service_with_connect_info::<ClientIdentity>();
+    Ok(if url.starts_with("https://") {
+        let tls = client_tls
+            .with_context(|| format!("{url}: https:// needs --cert-file and --key-file"))?;
+        let listener = TlsListener::new(tcp, tls.server.clone())?;
+        tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stopped)
+                .await
+        })
+    } else {
+        let listener = AuthorityListener::new(tcp);
+        tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stopped)
+                .await
+        })
+    })
 }
 
 /// Moves leadership to the most caught-up other voter and waits (briefly) for it to lead.
