@@ -32,6 +32,23 @@ impl Scrape {
         Scrape { samples, types }
     }
 
+    /// The value of the series of `name` whose labels include every pair of `labels`.
+    fn labelled(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        let wanted: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+        let found: Vec<f64> = self
+            .samples
+            .iter()
+            .filter(|(series, _)| {
+                series.strip_prefix(name).is_some_and(|rest| {
+                    rest.starts_with('{') && wanted.iter().all(|w| rest.contains(w.as_str()))
+                })
+            })
+            .map(|(_, v)| *v)
+            .collect();
+        assert_eq!(found.len(), 1, "one series of {name} with {labels:?}");
+        found[0]
+    }
+
     fn value(&self, series: &str) -> f64 {
         *self
             .samples
@@ -70,6 +87,10 @@ const FAMILIES: &[(&str, &str)] = &[
     ("etcd_debugging_mvcc_keys_total", "gauge"),
     ("etcd_disk_wal_fsync_duration_seconds", "histogram"),
     ("etcd_disk_backend_commit_duration_seconds", "histogram"),
+    ("grpc_server_started_total", "counter"),
+    ("grpc_server_handled_total", "counter"),
+    ("etcd_network_client_grpc_received_bytes_total", "counter"),
+    ("etcd_network_client_grpc_sent_bytes_total", "counter"),
     ("process_resident_memory_bytes", "gauge"),
     ("process_open_fds", "gauge"),
     ("process_max_fds", "gauge"),
@@ -135,4 +156,39 @@ fn etcdctl_check_datascale_passes() {
     let out = server.etcdctl(&["check", "datascale"]);
     let text = stdout_ok(&out);
     assert!(text.contains("PASS"), "{text}");
+}
+
+/// go-grpc-prometheus' families: every method and code from the start, the calls as they
+/// end, with `--metrics extensive` their latency.
+#[test]
+fn grpc_calls_are_counted_by_method_and_code() {
+    let server = Server::start_with(&["--metrics", "extensive"]);
+    for i in 0..5 {
+        stdout_ok(&server.etcdctl(&["put", &format!("k{i}"), "v"]));
+    }
+    let refused = server.etcdctl(&["put", "", "v"]);
+    assert!(!refused.status.success());
+    let m = scrape(server.port());
+    let put = [
+        ("grpc_type", "unary"),
+        ("grpc_service", "etcdserverpb.KV"),
+        ("grpc_method", "Put"),
+    ];
+    let with = |code: &'static str| {
+        let mut labels = put.to_vec();
+        labels.push(("grpc_code", code));
+        labels
+    };
+    assert_eq!(m.labelled("grpc_server_started_total", &put), 6.0);
+    assert_eq!(m.labelled("grpc_server_handled_total", &with("OK")), 5.0);
+    assert_eq!(
+        m.labelled("grpc_server_handled_total", &with("InvalidArgument")),
+        1.0
+    );
+    // Created before any call, as etcd's are.
+    let compact = [("grpc_method", "Compact"), ("grpc_code", "Unavailable")];
+    assert_eq!(m.labelled("grpc_server_handled_total", &compact), 0.0);
+    assert_eq!(m.labelled("grpc_server_handling_seconds_count", &put), 6.0);
+    assert!(m.value("etcd_network_client_grpc_received_bytes_total") > 0.0);
+    assert!(m.value("etcd_network_client_grpc_sent_bytes_total") > 0.0);
 }

@@ -16,6 +16,7 @@ mod etcd_flags;
 mod forward;
 mod gateway;
 mod grpc_limit;
+mod grpc_metrics;
 mod health;
 mod ids;
 mod leader_ticks;

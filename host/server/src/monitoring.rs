@@ -16,6 +16,7 @@ use axum::routing::get;
 use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use openraft::async_runtime::WatchReceiver;
+use tracing::info;
 
 use crate::node::Node;
 use crate::service::ETCD_API_VERSION;
@@ -59,11 +60,7 @@ impl Metrics {
         let process = Arc::new(metrics_process::Collector::default());
         process.describe();
         gauge!("etcd_server_version", "server_version" => ETCD_API_VERSION).set(1.0);
-        if level == Level::Extensive {
-            tracing::warn!(
-                "--metrics=extensive: the per-method gRPC latency histograms are not built yet; serving the basic set"
-            );
-        }
+        info!(?level, "metrics on /metrics");
         Ok(Metrics { handle, process })
     }
 

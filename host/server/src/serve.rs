@@ -33,6 +33,7 @@ use crate::client_tls::{ClientIdentity, ClientTls, TlsListener};
 use crate::config::{ClusterState, Config, peer_addr, socket_addr};
 use crate::corrupt_check;
 use crate::gateway::{self, Gateway};
+use crate::grpc_metrics::GrpcMetrics;
 use crate::ids;
 use crate::lease::{Lessor, min_lease_ttl};
 use crate::member_calls::MemberCalls;
@@ -267,6 +268,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     )
     .add_service(IngestServer::from_arc(ingest.clone()).max_decoding_message_size(max_grpc_message))
     .into_axum_router()
+    // Inside grpc_only, so that only gRPC requests count; every handle resolved here.
+    .layer(axum::middleware::from_fn_with_state(
+        GrpcMetrics::new(config.metrics == crate::monitoring::Level::Extensive),
+        crate::grpc_metrics::observe,
+    ))
     // A gRPC service's path asked without gRPC (a probe, a browser) is not found, as in etcd;
     // gRPC requests are held to the receive limit with etcd's error.
     .layer(axum::middleware::from_fn_with_state(
