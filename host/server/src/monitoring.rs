@@ -122,21 +122,14 @@ async fn scrape(State((metrics, node)): State<(Metrics, Arc<Node>)>) -> Response
 
 /// The gauges that are state: read now from Raft's metrics and the store.
 fn record_state(node: &Node) {
-    let (leader, committed, applied, is_learner) = {
-        let m = node.raft.metrics();
-        let m = m.borrow_watched();
-        let is_learner = !m
-            .membership_config
-            .membership()
-            .voter_ids()
-            .any(|v| v == node.identity.member_id);
-        (
-            m.current_leader,
-            m.local_committed.map_or(0, |l| l.index),
-            m.last_applied.map_or(0, |l| l.index),
-            is_learner,
-        )
-    };
+    let status = node.status();
+    let (leader, is_learner, applied) = (status.leader, status.is_learner, status.applied_index);
+    let committed = node
+        .raft
+        .metrics()
+        .borrow_watched()
+        .local_committed
+        .map_or(0, |l| l.index);
     let flag = |b: bool| if b { 1.0 } else { 0.0 };
     gauge!("etcd_server_has_leader").set(flag(leader.is_some()));
     gauge!("etcd_server_is_leader").set(flag(leader == Some(node.identity.member_id)));

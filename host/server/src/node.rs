@@ -519,11 +519,27 @@ impl Node {
         }
     }
 
+    /// The leader Raft names, if it is live. Raft's metrics keep naming a leader that died
+    /// while this member only pre-votes (pre-votes change no state); a follower also needs
+    /// to have been replicated to within two election timeouts, about when etcd's followers
+    /// drop a silent leader to become pre-candidates.
+    fn live_leader(&self, named: Option<u64>) -> Option<u64> {
+        let id = named?;
+        if id == self.identity.member_id {
+            return Some(id);
+        }
+        let silence = Duration::from_millis(self.raft.config().election_timeout_max * 2);
+        self.members
+            .since_leader_contact()
+            .filter(|since| *since < silence)
+            .map(|_| id)
+    }
+
     pub fn status(&self) -> RaftStatus {
         let m = self.raft.metrics();
         let m = m.borrow_watched();
         RaftStatus {
-            leader: m.current_leader,
+            leader: self.live_leader(m.current_leader),
             term: m.current_term,
             last_log_index: m.last_log_index.unwrap_or(0),
             applied_index: m.last_applied.map_or(0, |l| l.index),

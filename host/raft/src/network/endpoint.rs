@@ -129,6 +129,11 @@ pub(crate) struct Shared {
     /// Our Raft node id, for openraft's timeout errors; learnt in `serve`.
     node_id: OnceLock<u64>,
     downloads: AtomicU64,
+    /// When a leader last replicated to this member (append entries it accepted), in ms
+    /// after `born`; 0 for never. Raft's metrics keep naming a dead leader while this member
+    /// only pre-votes, so "has a leader" is judged by this as well.
+    leader_contact: AtomicU64,
+    born: std::time::Instant,
 }
 
 fn transport_config() -> TransportConfig {
@@ -144,6 +149,27 @@ fn transport_config() -> TransportConfig {
 }
 
 impl Shared {
+    /// Notes that a leader's append entries were just accepted here.
+    pub(crate) fn leader_contact(&self) {
+        let ms = self.born.elapsed().as_millis() as u64 + 1;
+        self.leader_contact
+            .store(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// How long ago a leader last replicated to this member; None if none ever has.
+    pub(crate) fn since_leader_contact(&self) -> Option<Duration> {
+        match self
+            .leader_contact
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            0 => None,
+            ms => Some(
+                self.born
+                    .elapsed()
+                    .saturating_sub(Duration::from_millis(ms - 1)),
+            ),
+        }
+    }
     pub(crate) fn bind(
         addr: SocketAddr,
         tls: &conclave_tls::PeerTls,
@@ -180,6 +206,8 @@ impl Shared {
             accepting: watch::channel(0).0,
             node_id: OnceLock::new(),
             downloads: AtomicU64::new(0),
+            leader_contact: AtomicU64::new(0),
+            born: std::time::Instant::now(),
         }))
     }
 

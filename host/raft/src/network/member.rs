@@ -76,6 +76,11 @@ impl MemberClient {
         MemberClient { shared }
     }
 
+    /// How long ago a leader last replicated to this member (None: never since start).
+    pub fn since_leader_contact(&self) -> Option<Duration> {
+        self.shared.since_leader_contact()
+    }
+
     /// Sends `request` to `member` and waits at most `timeout` (dialing included) for its
     /// answer.
     pub async fn call(

@@ -10,7 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use openraft::raft::{AppendEntriesRequest, TransferLeaderRequest, VoteRequest};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, TransferLeaderRequest, VoteRequest,
+};
 use parking_lot::Mutex;
 use quinn::{Connection, Endpoint, RecvStream, SendStream};
 use tokio::io::AsyncWriteExt;
@@ -121,7 +123,20 @@ async fn serve_stream(shared: Arc<Shared>, peer: String, send: SendStream, mut r
             unary(
                 &mut recv,
                 &mut out,
-                |req: AppendEntriesRequest<TypeConfig>| raft.append_entries(req),
+                |req: AppendEntriesRequest<TypeConfig>| {
+                    let answer = raft.append_entries(req);
+                    let shared = shared.clone();
+                    async move {
+                        let answer = answer.await;
+                        if answer
+                            .as_ref()
+                            .is_ok_and(|a| !matches!(a, AppendEntriesResponse::HigherVote(_)))
+                        {
+                            shared.leader_contact();
+                        }
+                        answer
+                    }
+                },
             )
             .await
         }
@@ -145,7 +160,7 @@ async fn serve_stream(shared: Arc<Shared>, peer: String, send: SendStream, mut r
             )
             .await
         }
-        Kind::StreamAppend => stream_append(raft, recv, &mut out).await,
+        Kind::StreamAppend => stream_append(&shared, raft, recv, &mut out).await,
         Kind::Snapshot => receive_snapshot(&shared, &service, &peer, &mut recv, &mut out).await,
         Kind::Member => super::member::serve(&shared, &peer, &mut recv, &mut out).await,
     };
@@ -188,7 +203,12 @@ where
 
 /// A replication session: requests as they come, answered in order by `Raft::stream_append`,
 /// until the dialer finishes its side or a request is refused. May stay idle for long.
-async fn stream_append(raft: Raft, recv: RecvStream, out: &mut Outgoing) -> Result<(), FrameError> {
+async fn stream_append(
+    shared: &Shared,
+    raft: Raft,
+    recv: RecvStream,
+    out: &mut Outgoing,
+) -> Result<(), FrameError> {
     let bad: Arc<Mutex<Option<FrameError>>> = Arc::default();
     let input = futures::stream::unfold((recv, bad.clone()), |(mut recv, bad)| async move {
         let next = match read_frame(&mut recv).await {
@@ -213,6 +233,9 @@ async fn stream_append(raft: Raft, recv: RecvStream, out: &mut Outgoing) -> Resu
         reply.clear();
         let last = match item {
             Ok(result) => {
+                if result.is_ok() {
+                    shared.leader_contact();
+                }
                 put_reply(&mut reply, &result.to_proto())?;
                 result.is_err()
             }
