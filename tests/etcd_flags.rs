@@ -123,6 +123,9 @@ fn unsafe_flags_stop_the_server_with_the_reason() {
         !dir.path().join("d").exists(),
         "nothing was written before refusing"
     );
+    // A value out of etcd's range is refused, naming the flag.
+    let err = run(&["--bcrypt-cost", "3"], &[]);
+    assert!(err.contains("--bcrypt-cost"), "{err}");
     // A flag nobody has is still an error, as in etcd.
     let err = run(&["--no-such-flag"], &[]);
     assert!(err.contains("--no-such-flag"), "{err}");

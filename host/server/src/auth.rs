@@ -35,7 +35,7 @@ pub const TOKEN_METADATA: &str = "token";
 /// The gateway's header for it.
 pub const AUTHORIZATION: &str = "authorization";
 /// etcd's bcrypt cost.
-const BCRYPT_COST: u32 = 10;
+pub const BCRYPT_COST: u32 = 10;
 /// Verified logins remembered, at most; the set starts over beyond that.
 const MAX_VERIFIED: usize = 100_000;
 
@@ -153,6 +153,8 @@ pub struct Authenticator {
     token_ttl: Duration,
     /// --auth-token: how tokens are made and read.
     kind: TokenKind,
+    /// --bcrypt-cost: the cost new password hashes are made at.
+    bcrypt_cost: u32,
     /// Fingerprints of (user, password, stored hash) that bcrypt accepted.
     verified: Mutex<HashSet<[u8; 32]>>,
 }
@@ -160,11 +162,12 @@ pub struct Authenticator {
 type HmacSha256 = Hmac<Sha256>;
 
 impl Authenticator {
-    pub fn new(store: Arc<Store>, token_ttl: Duration, kind: TokenKind) -> Self {
+    pub fn new(store: Arc<Store>, token_ttl: Duration, kind: TokenKind, bcrypt_cost: u32) -> Self {
         Self {
             store,
             token_ttl,
             kind,
+            bcrypt_cost,
             verified: Mutex::new(HashSet::new()),
         }
     }
@@ -302,12 +305,15 @@ impl Authenticator {
     }
 }
 
-/// A bcrypt hash of `password` at etcd's cost, off the async workers.
-pub async fn hash_password(password: String) -> Result<String, Status> {
-    tokio::task::spawn_blocking(move || bcrypt::hash(password, BCRYPT_COST))
-        .await
-        .map_err(|e| Status::internal(format!("etcdserver: {e}")))?
-        .map_err(|e| Status::internal(format!("etcdserver: hashing the password: {e}")))
+impl Authenticator {
+    /// A bcrypt hash of `password` at `--bcrypt-cost`, off the async workers.
+    pub async fn hash_password(&self, password: String) -> Result<String, Status> {
+        let cost = self.bcrypt_cost;
+        tokio::task::spawn_blocking(move || bcrypt::hash(password, cost))
+            .await
+            .map_err(|e| Status::internal(format!("etcdserver: {e}")))?
+            .map_err(|e| Status::internal(format!("etcdserver: hashing the password: {e}")))
+    }
 }
 
 /// 32 random bytes for a new token key.
@@ -379,8 +385,15 @@ mod tests {
             Arc::new(Store::open(dir.path()).unwrap()),
             Duration::from_secs(300),
             TokenKind::Simple,
+            4,
         );
         assert_eq!(auth.verify_token(&state, &token).unwrap(), "alice");
+        // --bcrypt-cost reaches the hashes made from now on.
+        let hash = tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(auth.hash_password("pw".into()))
+            .unwrap();
+        assert!(hash.starts_with("$2b$04$"), "{hash}");
         let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
         let forged = token.replacen(&b64("alice"), &b64("root"), 1);
         assert_ne!(forged, token);

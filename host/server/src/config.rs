@@ -183,6 +183,16 @@ pub struct Config {
     #[arg(long, default_value = "simple", env = "ETCD_AUTH_TOKEN")]
     pub auth_token: String,
 
+    /// The bcrypt cost of password hashes made from now on (etcd's flag, 4 to 31); existing
+    /// hashes keep theirs.
+    #[arg(
+        long,
+        default_value_t = crate::auth::BCRYPT_COST,
+        value_parser = clap::value_parser!(u32).range(4..=31),
+        env = "ETCD_BCRYPT_COST"
+    )]
+    pub bcrypt_cost: u32,
+
     /// How long an auth token is valid, in seconds (etcd's simple-token TTL).
     #[arg(long, default_value_t = 300, env = "ETCD_AUTH_TOKEN_TTL")]
     pub auth_token_ttl: u64,

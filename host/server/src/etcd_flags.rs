@@ -304,7 +304,6 @@ const FLAGS: &[Flag] = &[
         Value,
         NoEffect("rustls speaks TLS 1.2 and 1.3 only"),
     ),
-    flag("bcrypt-cost", Value, NoEffect(NOT_YET)),
     flag(
         "log-package-levels",
         Value,

@@ -126,6 +126,8 @@ pub struct Settings {
     pub token_ttl: Duration,
     /// --auth-token.
     pub token_kind: crate::tokens::TokenKind,
+    /// --bcrypt-cost.
+    pub bcrypt_cost: u32,
     /// Calls to other members, over the peer transport.
     pub members: MemberClient,
     /// --max-request-bytes and --max-txn-ops.
@@ -145,11 +147,12 @@ impl Node {
             quota,
             token_ttl,
             token_kind,
+            bcrypt_cost,
             members,
             limits,
         } = settings;
         Arc::new(Self {
-            auth: Authenticator::new(store.clone(), token_ttl, token_kind),
+            auth: Authenticator::new(store.clone(), token_ttl, token_kind, bcrypt_cost),
             members,
             store,
             identity,

@@ -183,6 +183,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             quota: config.quota_bytes(),
             token_ttl: Duration::from_secs(config.auth_token_ttl),
             token_kind: TokenKind::parse(&config.auth_token)?,
+            bcrypt_cost: config.bcrypt_cost,
             members: transport.members(),
             limits: RequestLimits {
                 max_request_bytes: config.max_request_bytes,

@@ -159,7 +159,10 @@ impl Auth for AuthService {
         req.hashed_password = if no_password {
             String::new()
         } else {
-            auth::hash_password(std::mem::take(&mut req.password)).await?
+            self.node
+                .auth
+                .hash_password(std::mem::take(&mut req.password))
+                .await?
         };
         req.password.clear();
         let header = self.change(Cmd::UserAdd(req), Vec::new()).await?;
@@ -211,7 +214,11 @@ impl Auth for AuthService {
         if caller.user() != Some(req.name.as_str()) {
             caller.require_root()?;
         }
-        req.hashed_password = auth::hash_password(std::mem::take(&mut req.password)).await?;
+        req.hashed_password = self
+            .node
+            .auth
+            .hash_password(std::mem::take(&mut req.password))
+            .await?;
         let header = self
             .change(Cmd::UserChangePassword(req), Vec::new())
             .await?;
