@@ -6,6 +6,7 @@ use std::{env, path::PathBuf};
 const PROTOS: &[&str] = &[
     "etcd/mvccpb/kv.proto",
     "etcd/authpb/auth.proto",
+    "etcd/leasepb/lease.proto",
     "etcd/etcdserverpb/rpc.proto",
     "etcd/v3lockpb/v3lock.proto",
     "etcd/v3electionpb/v3election.proto",
@@ -19,6 +20,7 @@ const PROTOS: &[&str] = &[
 const PACKAGES: &[&str] = &[
     ".mvccpb",
     ".authpb",
+    ".leasepb",
     ".etcdserverpb",
     ".v3lockpb",
     ".v3electionpb",

@@ -17,8 +17,7 @@ const ROOT: &str = "--user=root:rootpw";
 
 /// root, and alice who may read /app/ and read and write /alice/; then auth on.
 fn set_up(etcdctl: &dyn Fn(&[&str]) -> std::process::Output) {
-    for args in [
-        &["user", "add", "root:rootpw"][..],
+    let reader: &[&[&str]] = &[
         &["role", "add", "reader"],
         &[
             "role",
@@ -28,21 +27,11 @@ fn set_up(etcdctl: &dyn Fn(&[&str]) -> std::process::Output) {
             "/app/",
             "--prefix",
         ],
-        &["role", "add", "writer"],
-        &[
-            "role",
-            "grant-permission",
-            "writer",
-            "readwrite",
-            "/alice/",
-            "--prefix",
-        ],
-        &["user", "add", "alice:alicepw"],
         &["user", "grant-role", "alice", "reader"],
-        &["user", "grant-role", "alice", "writer"],
         &["put", "/app/config", "c1"],
         &["put", "/other/secret", "s"],
-    ] {
+    ];
+    for args in common::ROOT_AND_ALICE.iter().chain(reader) {
         stdout_ok(&etcdctl(args));
     }
     assert_eq!(

@@ -24,21 +24,10 @@ fn set_up(server: &Server) {
 
 /// [`set_up`] through any etcdctl (a cluster member's, say).
 fn set_up_with(etcdctl: impl Fn(&[&str]) -> std::process::Output) {
-    for args in [
-        &["user", "add", "root:rootpw"][..],
-        &["role", "add", "writer"],
-        &[
-            "role",
-            "grant-permission",
-            "writer",
-            "readwrite",
-            "/alice/",
-            "--prefix",
-        ],
-        &["user", "add", "alice:alicepw"],
-        &["user", "grant-role", "alice", "writer"],
-        &["auth", "enable"],
-    ] {
+    for args in common::ROOT_AND_ALICE
+        .iter()
+        .chain([&["auth", "enable"][..]].iter())
+    {
         stdout_ok(&etcdctl(args));
     }
 }

@@ -24,6 +24,11 @@ proto_module!(
     "authpb"
 );
 proto_module!(
+    /// etcd's stored lease record, as its snapshot files hold it.
+    leasepb,
+    "leasepb"
+);
+proto_module!(
     /// etcd's v3 client API: the KV, Watch, Lease, Cluster, Maintenance and Auth services.
     etcdserverpb,
     "etcdserverpb"
@@ -43,6 +48,11 @@ proto_module!(
     conclavepb,
     "conclavepb"
 );
+
+/// The gRPC metadata key with which a client asks Maintenance.Snapshot for a file format:
+/// `etcd` (the default: a bbolt file that etcdctl and etcd read) or `conclave` (the store's
+/// own stream, which also keeps each revision's commit time). Both restore into conclave.
+pub const SNAPSHOT_FORMAT_METADATA: &str = "conclave-snapshot-format";
 
 /// The end of the range holding every key that starts with `prefix`: the prefix with its last
 /// byte below 0xff incremented and what follows dropped; `"\0"` (every key from `prefix` on)

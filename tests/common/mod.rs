@@ -581,3 +581,20 @@ pub fn unb64(text: &str) -> Vec<u8> {
         .decode(text)
         .unwrap_or_else(|e| panic!("{text:?} is not base64: {e}"))
 }
+
+/// etcdctl commands that add root (password rootpw) and alice (alicepw), who may read and
+/// write `/alice/` through the role `writer`. Auth stays off.
+pub const ROOT_AND_ALICE: &[&[&str]] = &[
+    &["user", "add", "root:rootpw"],
+    &["role", "add", "writer"],
+    &[
+        "role",
+        "grant-permission",
+        "writer",
+        "readwrite",
+        "/alice/",
+        "--prefix",
+    ],
+    &["user", "add", "alice:alicepw"],
+    &["user", "grant-role", "alice", "writer"],
+];

@@ -241,6 +241,12 @@ impl Authenticator {
         let now = crate::clock::now_ms();
         match &self.kind {
             TokenKind::Simple => {
+                if state.token_key.len() < MIN_TOKEN_KEY {
+                    // A key anyone could guess would let anyone sign a token.
+                    return Err(Status::failed_precondition(
+                        "etcdserver: the cluster has no token signing key; run `auth disable` then `auth enable` to make one",
+                    ));
+                }
                 let expires = now + self.token_ttl.as_millis() as i64;
                 Ok(sign_token(&state.token_key, name, expires, &user.password))
             }
@@ -274,6 +280,9 @@ impl Authenticator {
     /// A token of our own signed kind (`name.expiry.fp.mac`).
     fn verify_signed(&self, state: &AuthState, token: &str) -> Result<String, Status> {
         let invalid = || Status::from(INVALID_AUTH_TOKEN);
+        if state.token_key.len() < MIN_TOKEN_KEY {
+            return Err(invalid());
+        }
         let mut parts = token.rsplitn(2, '.');
         let (mac, signed) = (
             parts.next().ok_or_else(invalid)?,
@@ -316,9 +325,13 @@ impl Authenticator {
     }
 }
 
+/// Bytes of a token signing key: what [`new_token_key`] makes, and the least a token is
+/// signed or verified with.
+const MIN_TOKEN_KEY: usize = 32;
+
 /// 32 random bytes for a new token key.
 pub fn new_token_key() -> Result<Vec<u8>, Status> {
-    let mut key = vec![0u8; 32];
+    let mut key = vec![0u8; MIN_TOKEN_KEY];
     getrandom::fill(&mut key)
         .map_err(|e| Status::internal(format!("etcdserver: no randomness: {e}")))?;
     Ok(key)

@@ -1,8 +1,9 @@
-//! Backups: the whole state written to one file in the store's snapshot format (every key
-//! with its history, leases, users and roles, plugins; a SHA-256 at the end). Served by
-//! Maintenance.Snapshot (`etcdctl snapshot save`), written on a schedule by the leader
-//! (--backup-dir, --backup-interval, --backup-retain), and restored from with
-//! `conclavectl snapshot restore` or --restore-from.
+//! Backups: the whole state written to one file (every key with its history, leases, users
+//! and roles, plugins; a SHA-256 at the end), in etcd's snapshot format or the store's own.
+//! Served by Maintenance.Snapshot (`etcdctl snapshot save` gets etcd's format), written on a
+//! schedule by the leader (--backup-dir, --backup-interval, --backup-retain; the store's
+//! format), and restored from, in either format, with `conclavectl snapshot restore` or
+//! --restore-from.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -21,19 +22,52 @@ const BACKUP_EXT: &str = ".snap";
 
 static TEMP_FILES: AtomicU64 = AtomicU64::new(0);
 
+/// The file formats a snapshot is written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// etcd's: a bbolt file with etcd's buckets, which etcdctl and etcd read.
+    Etcd,
+    /// The store's own stream: written without building a B+tree, and it keeps each
+    /// revision's commit time, which plugin windows use.
+    Conclave,
+}
+
+impl Format {
+    /// The format a client asked for in [`SNAPSHOT_FORMAT_METADATA`]; etcd's when it asked
+    /// for none, so that etcd's tools get what they read.
+    ///
+    /// [`SNAPSHOT_FORMAT_METADATA`]: conclave_proto::SNAPSHOT_FORMAT_METADATA
+    pub fn requested(value: Option<&[u8]>) -> Option<Self> {
+        match value {
+            None | Some(b"etcd") => Some(Format::Etcd),
+            Some(b"conclave") => Some(Format::Conclave),
+            Some(_) => None,
+        }
+    }
+}
+
 /// Writes the store's current state to `path`, durably: a temporary file beside it, fsynced,
 /// then renamed into place, so that `path` is either absent or whole.
-pub fn write_file(store: &Store, path: &Path) -> std::io::Result<SnapshotInfo> {
+pub fn write_file(store: &Store, path: &Path, format: Format) -> std::io::Result<SnapshotInfo> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let tmp = temp_path(dir);
     let outcome = (|| {
-        let file = std::fs::File::create(&tmp)?;
-        let mut out = std::io::BufWriter::new(file);
-        let info = store
-            .write_backup(&mut out)
-            .map_err(std::io::Error::other)?;
-        let file = out.into_inner().map_err(|e| e.into_error())?;
-        file.sync_all()?;
+        let info = match format {
+            Format::Conclave => {
+                let file = std::fs::File::create(&tmp)?;
+                let mut out = std::io::BufWriter::new(file);
+                let info = store
+                    .write_backup(&mut out)
+                    .map_err(std::io::Error::other)?;
+                let file = out.into_inner().map_err(|e| e.into_error())?;
+                file.sync_all()?;
+                info
+            }
+            // Written, checksummed and fsynced by the store.
+            Format::Etcd => store
+                .write_etcd_snapshot(&tmp)
+                .map_err(std::io::Error::other)?,
+        };
         std::fs::rename(&tmp, path)?;
         std::fs::File::open(dir)?.sync_all()?;
         Ok(info)
@@ -95,7 +129,7 @@ fn back_up(store: &Store, schedule: &Schedule) -> std::io::Result<(PathBuf, Snap
     let path = schedule
         .dir
         .join(format!("{BACKUP_PREFIX}{stamp}-rev{revision}{BACKUP_EXT}"));
-    let info = write_file(store, &path)?;
+    let info = write_file(store, &path, Format::Conclave)?;
     let mut backups: Vec<PathBuf> = std::fs::read_dir(&schedule.dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {

@@ -134,22 +134,61 @@ impl AuthState {
     fn restore(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
         let corrupt = |what: &str| StoreError::Corrupt(format!("auth entry {key:?}: {what}"));
         let be8 = |v: &[u8]| <[u8; 8]>::try_from(v).map_err(|_| corrupt("not 8 bytes"));
-        if key == META_ENABLED {
-            self.enabled = value == [1];
-        } else if key == META_REVISION {
-            self.revision = u64::from_be_bytes(be8(value)?);
-        } else if key == META_TOKEN_KEY {
-            self.token_key = value.to_vec();
-        } else if let Some(name) = key.strip_prefix(META_USER_PREFIX) {
-            let user = User::decode(value).map_err(|e| corrupt(&e.to_string()))?;
-            self.users
-                .insert(String::from_utf8_lossy(name).into_owned(), user);
-        } else if let Some(name) = key.strip_prefix(META_ROLE_PREFIX) {
-            let role = Role::decode(value).map_err(|e| corrupt(&e.to_string()))?;
-            self.roles
-                .insert(String::from_utf8_lossy(name).into_owned(), role);
+        match auth_entry(key) {
+            Some(AuthEntry::Enabled) => self.enabled = value == [1],
+            Some(AuthEntry::Revision) => self.revision = u64::from_be_bytes(be8(value)?),
+            Some(AuthEntry::TokenKey) => self.token_key = value.to_vec(),
+            Some(AuthEntry::User(name)) => {
+                let user = User::decode(value).map_err(|e| corrupt(&e.to_string()))?;
+                self.users
+                    .insert(String::from_utf8_lossy(name).into_owned(), user);
+            }
+            Some(AuthEntry::Role(name)) => {
+                let role = Role::decode(value).map_err(|e| corrupt(&e.to_string()))?;
+                self.roles
+                    .insert(String::from_utf8_lossy(name).into_owned(), role);
+            }
+            None => {}
         }
         Ok(())
+    }
+}
+
+/// What an auth meta entry is, by its key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AuthEntry<'a> {
+    Enabled,
+    Revision,
+    TokenKey,
+    User(&'a [u8]),
+    Role(&'a [u8]),
+}
+
+impl AuthEntry<'_> {
+    /// The meta key this entry is kept under.
+    pub fn key(self) -> Vec<u8> {
+        match self {
+            AuthEntry::Enabled => META_ENABLED.to_vec(),
+            AuthEntry::Revision => META_REVISION.to_vec(),
+            AuthEntry::TokenKey => META_TOKEN_KEY.to_vec(),
+            AuthEntry::User(name) => [META_USER_PREFIX, name].concat(),
+            AuthEntry::Role(name) => [META_ROLE_PREFIX, name].concat(),
+        }
+    }
+}
+
+/// The auth entry a meta key holds; None for a key that is not one.
+pub(crate) fn auth_entry(key: &[u8]) -> Option<AuthEntry<'_>> {
+    if key == META_ENABLED {
+        Some(AuthEntry::Enabled)
+    } else if key == META_REVISION {
+        Some(AuthEntry::Revision)
+    } else if key == META_TOKEN_KEY {
+        Some(AuthEntry::TokenKey)
+    } else if let Some(name) = key.strip_prefix(META_USER_PREFIX) {
+        Some(AuthEntry::User(name))
+    } else {
+        key.strip_prefix(META_ROLE_PREFIX).map(AuthEntry::Role)
     }
 }
 
@@ -175,11 +214,11 @@ impl Auth {
 }
 
 fn user_key(name: &str) -> Vec<u8> {
-    [META_USER_PREFIX, name.as_bytes()].concat()
+    AuthEntry::User(name.as_bytes()).key()
 }
 
 fn role_key(name: &str) -> Vec<u8> {
-    [META_ROLE_PREFIX, name.as_bytes()].concat()
+    AuthEntry::Role(name.as_bytes()).key()
 }
 
 impl BatchWriter<'_> {

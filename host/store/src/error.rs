@@ -110,6 +110,10 @@ pub enum StoreError {
     Request(#[from] RequestError),
     #[error("storage engine: {0}")]
     Engine(#[from] fjall::Error),
+    #[error("bbolt: {0}")]
+    Bolt(#[from] bbolt_rs::Error),
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
     #[error("corrupt record: {0}")]
     Corrupt(String),
     #[error("{0} already holds data; restore into an empty or new directory")]

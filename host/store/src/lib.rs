@@ -8,6 +8,7 @@ mod auth;
 mod backend;
 mod compact;
 mod error;
+mod etcd_db;
 mod hash;
 mod history;
 mod index;

@@ -18,6 +18,7 @@ use crate::backend::{
     Backend, META_APPLIED, META_INSTALLING, META_RAFT_STATE, META_REVISION, pair_bytes,
 };
 use crate::error::{Result, StoreError};
+use crate::etcd_db::{etcd_frames, looks_like_bolt};
 use crate::revision::{REVISION_KEY_LEN, Revision};
 use crate::store::{Store, failed, load_state};
 
@@ -121,13 +122,22 @@ impl Store {
     /// On a bad stream the store is left unusable (and empty at the next open): the caller,
     /// Raft, then has a member without state and fetches the snapshot again.
     pub fn install_snapshot(&self, input: &mut dyn Read) -> Result<SnapshotInfo> {
+        self.install_from(|each| read_frames(input, each))
+    }
+
+    /// Replaces the whole store with the entries `source` hands its callback; see
+    /// [`Store::install_snapshot`].
+    fn install_from(
+        &self,
+        source: impl FnOnce(&mut dyn FnMut(Frame<'_>) -> Result<()>) -> Result<SnapshotInfo>,
+    ) -> Result<SnapshotInfo> {
         let mut g = self.state.write();
         if g.failed {
             return Err(failed());
         }
         // Physical compaction works on records this install replaces: let it finish first.
         self.compactor.wait_idle();
-        let outcome = install(&self.backend, input);
+        let outcome = install(&self.backend, source);
         let info = match outcome {
             Ok(info) => info,
             Err(e) => {
@@ -201,7 +211,8 @@ impl Store {
     /// etcd's `snapshot restore`. It has every key with its history, the leases, the plugins,
     /// users and roles, but not the consensus layer's position and membership, nor the
     /// alarms, which name the old cluster's members: a member started on it forms a new
-    /// cluster from its flags. A bad file leaves no store behind.
+    /// cluster from its flags. A bad file leaves no store behind. `file` is a conclave
+    /// backup, or etcd's: a v3 snapshot or a data dir's `member/snap/db` (see `etcd_db`).
     pub fn restore(dir: &Path, file: &Path) -> Result<SnapshotInfo> {
         let occupied = match std::fs::read_dir(dir) {
             Ok(mut entries) => entries.next().is_some(),
@@ -212,11 +223,16 @@ impl Store {
             return Err(StoreError::Exists(dir.display().to_string()));
         }
         let outcome = (|| {
-            let size = check_envelope(file)?;
-            let mut input = std::io::BufReader::new(std::fs::File::open(file).map_err(io)?);
             let store = Store::open(dir)?;
-            let mut info = store.install_snapshot(&mut input)?;
-            info.bytes = size;
+            let info = if looks_like_bolt(file).map_err(io)? {
+                store.install_from(|each| etcd_frames(file, each))?
+            } else {
+                let size = check_envelope(file)?;
+                let mut input = std::io::BufReader::new(std::fs::File::open(file).map_err(io)?);
+                let mut info = store.install_snapshot(&mut input)?;
+                info.bytes = size;
+                info
+            };
             let mut g = store.state.write();
             let mut batch = store.backend.db.batch();
             batch.remove(&store.backend.meta, META_RAFT_STATE);
@@ -242,9 +258,12 @@ impl Store {
 /// format, order and checksum) without installing it: what `snapshot status` reports.
 /// `bytes` in the answer counts the whole file.
 pub fn inspect_backup(file: &Path) -> Result<SnapshotInfo> {
+    if looks_like_bolt(file).map_err(io)? {
+        return etcd_frames(file, &mut |_| Ok(()));
+    }
     let size = check_envelope(file)?;
     let mut input = std::io::BufReader::new(std::fs::File::open(file).map_err(io)?);
-    let mut info = read_frames(&mut input, |_| Ok(()))?;
+    let mut info = read_frames(&mut input, &mut |_| Ok(()))?;
     info.bytes = size;
     Ok(info)
 }
@@ -252,7 +271,7 @@ pub fn inspect_backup(file: &Path) -> Result<SnapshotInfo> {
 /// Reads a snapshot stream (the format above, without a backup file's envelope) to its end
 /// and checks it, installing nothing: what a fuzzer feeds hostile bytes to.
 pub fn inspect_snapshot(input: &mut dyn Read) -> Result<SnapshotInfo> {
-    read_frames(input, |_| Ok(()))
+    read_frames(input, &mut |_| Ok(()))
 }
 
 /// Checks a backup file's length and closing SHA-256; answers its size.
@@ -334,7 +353,10 @@ impl HashingReader<'_> {
     }
 }
 
-fn install(backend: &Backend, input: &mut dyn Read) -> Result<SnapshotInfo> {
+fn install(
+    backend: &Backend,
+    source: impl FnOnce(&mut dyn FnMut(Frame<'_>) -> Result<()>) -> Result<SnapshotInfo>,
+) -> Result<SnapshotInfo> {
     // Mark first, so that a crash half-way leaves a store that knows it is half-written.
     backend.meta.insert(META_INSTALLING, [1u8])?;
     backend.persist()?;
@@ -346,7 +368,7 @@ fn install(backend: &Backend, input: &mut dyn Read) -> Result<SnapshotInfo> {
         }
     }
     let mut batch = backend.db.batch();
-    let info = read_frames(input, |frame| {
+    let info = source(&mut |frame| {
         match frame {
             Frame::Meta(key, value) => {
                 batch.insert(&backend.meta, key.to_vec(), value.to_vec());
@@ -367,7 +389,7 @@ fn install(backend: &Backend, input: &mut dyn Read) -> Result<SnapshotInfo> {
 }
 
 /// One entry of a snapshot.
-enum Frame<'a> {
+pub(crate) enum Frame<'a> {
     Meta(&'a [u8], &'a [u8]),
     /// A record: its revision key and its bytes.
     Record(&'a [u8], &'a [u8]),
@@ -376,7 +398,7 @@ enum Frame<'a> {
 /// Reads frames up to the end frame, handing each to `each`, and checks the trailer.
 fn read_frames(
     input: &mut dyn Read,
-    mut each: impl FnMut(Frame<'_>) -> Result<()>,
+    each: &mut dyn FnMut(Frame<'_>) -> Result<()>,
 ) -> Result<SnapshotInfo> {
     let mut r = HashingReader {
         input,

@@ -5,22 +5,13 @@
 
 mod common;
 
-use common::StampedStore;
-use conclave_proto::authpb::{Permission, permission::Type as PermType};
-use conclave_proto::conclavepb::{AuthCommand, auth_command::Request as Cmd, command::Request};
+use common::{StampedStore, auth, root_and_alice};
+use conclave_proto::conclavepb::{auth_command::Request as Cmd, command::Request};
 use conclave_proto::etcdserverpb::{
-    AuthEnableRequest, AuthRoleAddRequest, AuthRoleGrantPermissionRequest, AuthUserAddRequest,
-    AuthUserDeleteRequest, AuthUserGrantRoleRequest, AuthUserRevokeRoleRequest, DeleteRangeRequest,
+    AuthEnableRequest, AuthUserDeleteRequest, AuthUserRevokeRoleRequest, DeleteRangeRequest,
     LeaseGrantRequest, LeaseRevokeRequest, PutRequest, RequestOp, TxnRequest, request_op,
 };
 use conclave_store::{RequestError, Response};
-
-fn auth(request: Cmd) -> Request {
-    Request::Auth(AuthCommand {
-        request: Some(request),
-        token_key: vec![7; 32],
-    })
-}
 
 fn put(key: &str) -> Request {
     Request::Put(PutRequest {
@@ -33,40 +24,11 @@ fn put(key: &str) -> Request {
 /// root; alice with readwrite on /alice/ through the role "writer"; auth on.
 fn with_alice() -> StampedStore {
     let mut s = StampedStore::new();
-    for cmd in [
-        Cmd::UserAdd(AuthUserAddRequest {
-            name: "root".into(),
-            ..Default::default()
-        }),
-        Cmd::RoleAdd(AuthRoleAddRequest {
-            name: "root".into(),
-        }),
-        Cmd::UserGrantRole(AuthUserGrantRoleRequest {
-            user: "root".into(),
-            role: "root".into(),
-        }),
-        Cmd::RoleAdd(AuthRoleAddRequest {
-            name: "writer".into(),
-        }),
-        Cmd::RoleGrantPermission(AuthRoleGrantPermissionRequest {
-            name: "writer".into(),
-            perm: Some(Permission {
-                perm_type: PermType::Readwrite as i32,
-                key: b"/alice/".to_vec(),
-                range_end: b"/alice0".to_vec(),
-            }),
-        }),
-        Cmd::UserAdd(AuthUserAddRequest {
-            name: "alice".into(),
-            ..Default::default()
-        }),
-        Cmd::UserGrantRole(AuthUserGrantRoleRequest {
-            user: "alice".into(),
-            role: "writer".into(),
-        }),
-        Cmd::Enable(AuthEnableRequest {}),
-    ] {
-        let applied = s.apply(auth(cmd), 0);
+    for request in root_and_alice()
+        .into_iter()
+        .chain([auth(Cmd::Enable(AuthEnableRequest {}))])
+    {
+        let applied = s.apply(request, 0);
         assert!(applied.result.is_ok(), "{:?}", applied.result);
     }
     s

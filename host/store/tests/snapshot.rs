@@ -1,11 +1,13 @@
 //! Snapshots: what one store writes, another installs, with identical history and raft state;
 //! a damaged stream is refused and never leaves a half-installed store behind.
 
+mod common;
+
+use common::all_at;
 use conclave_proto::conclavepb::command::Request;
 use conclave_proto::etcdserverpb::{
     CompactionRequest, DeleteRangeRequest, PutRequest, RangeRequest,
 };
-use conclave_proto::mvccpb::KeyValue;
 use conclave_store::{Durability, Entry, Store};
 
 fn put(k: &str, v: &str) -> Request {
@@ -44,18 +46,6 @@ fn populated(dir: &std::path::Path) -> Store {
         .apply_with_state(&entries, Some(b"state-62"), Durability::Sync)
         .unwrap();
     store
-}
-
-fn all_at(store: &Store, rev: i64) -> Vec<KeyValue> {
-    store
-        .range(&RangeRequest {
-            key: vec![0],
-            range_end: vec![0],
-            revision: rev,
-            ..Default::default()
-        })
-        .unwrap()
-        .kvs
 }
 
 #[test]

@@ -1,4 +1,4 @@
-//! conclave's peer TLS (DESIGN.md, decision 2): the cluster CA and the member certificates,
+//! conclave's peer TLS (docs/ARCHITECTURE.md, decision 2): the cluster CA and the member certificates,
 //! made with rcgen, and the mutual-TLS rustls configurations (ring provider, TLS 1.3 only) the
 //! QUIC transport between members is built on.
 //!

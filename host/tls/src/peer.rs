@@ -90,7 +90,7 @@ impl PeerTls {
         .with_single_cert(chain.clone(), key.clone_key())
         .map_err(|e| TlsError::rustls(key_context(), e))?;
         server.alpn_protocols = vec![PEER_ALPN.to_vec()];
-        // No 0-RTT: early data can be replayed (DESIGN.md, decision 2).
+        // No 0-RTT: early data can be replayed (docs/ARCHITECTURE.md, decision 2).
         server.max_early_data_size = 0;
 
         let mut client = builder_error(

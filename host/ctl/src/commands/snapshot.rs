@@ -1,7 +1,9 @@
 //! `snapshot save|status|restore`: backups of a whole cluster's state, as etcdctl's snapshot
 //! commands. `save` streams Maintenance.Snapshot to a file (with a progress bar on a
 //! terminal) and checks it; `status` reads a file and checks its checksum; `restore` makes a
-//! data dir from one, from which a member forms a new cluster with all the data.
+//! data dir from one, from which a member forms a new cluster with all the data. Files are
+//! conclave's format or etcd's (`save --format etcd`); `status` and `restore` read both, and
+//! etcd's own snapshots and data dirs' `member/snap/db` too: the way in from etcd.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -30,6 +32,25 @@ pub enum SnapshotCommand {
 pub struct SaveArgs {
     #[arg(value_name = "FILENAME")]
     pub file: PathBuf,
+    /// File format: conclave's (keeps every revision's commit time) or etcd's (a bbolt file
+    /// that `etcdctl snapshot status|restore` and etcd read)
+    #[arg(long, value_enum, default_value_t = SnapshotFormat::Conclave)]
+    pub format: SnapshotFormat,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SnapshotFormat {
+    Conclave,
+    Etcd,
+}
+
+impl SnapshotFormat {
+    fn metadata(self) -> &'static str {
+        match self {
+            SnapshotFormat::Conclave => "conclave",
+            SnapshotFormat::Etcd => "etcd",
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -61,7 +82,7 @@ pub struct RestoreArgs {
 
 pub fn run(ctx: &Context, cmd: &SnapshotCommand, io: &mut Io<'_>) -> Result<(), CtlError> {
     match cmd {
-        SnapshotCommand::Save(args) => save(ctx, &args.file, io),
+        SnapshotCommand::Save(args) => save(ctx, args, io),
         SnapshotCommand::Status(args) => status(ctx.format, &args.file, io),
         SnapshotCommand::Restore(args) => restore(args, io),
     }
@@ -72,13 +93,19 @@ fn failed(what: &str, e: impl std::fmt::Display) -> CtlError {
 }
 
 /// Streams the snapshot into `FILE.part`, fsyncs, renames, then reads it back to check it.
-fn save(ctx: &Context, file: &Path, io: &mut Io<'_>) -> Result<(), CtlError> {
+fn save(ctx: &Context, args: &SaveArgs, io: &mut Io<'_>) -> Result<(), CtlError> {
+    let file = &args.file;
     let client = ctx.client()?;
     let part = PathBuf::from(format!("{}.part", file.display()));
+    let mut request = tonic::Request::new(SnapshotRequest {});
+    request.metadata_mut().insert(
+        conclave_client::proto::SNAPSHOT_FORMAT_METADATA,
+        tonic::metadata::MetadataValue::from_static(args.format.metadata()),
+    );
     let outcome = ctx.block_on(async {
         let mut stream = client
             .maintenance_client()
-            .snapshot(SnapshotRequest {})
+            .snapshot(request)
             .await
             .map_err(|e| failed("snapshot", e.message()))?
             .into_inner();

@@ -1,7 +1,7 @@
 //! The Raft log and vote, on their own fjall database (the server gives it
 //! `<data-dir>/raft`): openraft's `RaftLogStorage` and `RaftLogReader`.
 //!
-//! The log is the durability point (DESIGN.md, decision 4): an append is acknowledged to
+//! The log is the durability point (docs/ARCHITECTURE.md, decision 4): an append is acknowledged to
 //! openraft (its `IOFlushed` callback) only once fsynced, and appends share fsyncs (group
 //! commit, see `writer`). `append` itself never touches the disk: it puts the entries in an
 //! in-memory pending tail, where readers find them at once (openraft may read an entry as

@@ -175,7 +175,7 @@ impl Shared {
         tls: &conclave_tls::PeerTls,
     ) -> Result<Arc<Self>, NetworkError> {
         let transport = Arc::new(transport_config());
-        // conclave-tls already refuses 0-RTT on both ends (replayable; DESIGN.md, decision 2),
+        // conclave-tls already refuses 0-RTT on both ends (replayable; docs/ARCHITECTURE.md, decision 2),
         // and nothing here asks quinn for it.
         let server_crypto = QuicServerConfig::try_from(tls.server_config().clone())
             .map_err(|e| NetworkError::Tls(e.to_string()))?;

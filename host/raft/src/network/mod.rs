@@ -1,4 +1,4 @@
-//! The QUIC transport between members (DESIGN.md, decision 2): one quinn endpoint per member,
+//! The QUIC transport between members (docs/ARCHITECTURE.md, decision 2): one quinn endpoint per member,
 //! acting as server and client, with mutual TLS from the cluster CA; one connection per pair of
 //! members, used in both directions; one stream per RPC, one long-lived stream per replication
 //! session, and snapshots on a stream of their own at a lower priority, so votes and heartbeats

@@ -145,19 +145,30 @@ impl Maintenance for MaintenanceService {
     type SnapshotStream =
         Pin<Box<dyn Stream<Item = Result<SnapshotResponse, Status>> + Send + 'static>>;
 
-    /// The whole state, as of now, in the store's snapshot format: written to a file first
-    /// (so the stream can say how much remains, as etcd's does), then sent in chunks.
+    /// The whole state, as of now, in etcd's snapshot format or, when the client asks for it
+    /// (see [`backup::Format::requested`]), the store's: written to a file first (so the
+    /// stream can say how much remains, as etcd's does), then sent in chunks.
     async fn snapshot(
         &self,
         request: Request<SnapshotRequest>,
     ) -> Result<Response<Self::SnapshotStream>, Status> {
         self.node.auth.caller(&request)?.require_root()?;
+        let asked = request
+            .metadata()
+            .get(conclave_proto::SNAPSHOT_FORMAT_METADATA)
+            .map(|v| v.as_bytes());
+        let format = backup::Format::requested(asked).ok_or_else(|| {
+            Status::invalid_argument(format!(
+                "conclave: {} must be etcd or conclave",
+                conclave_proto::SNAPSHOT_FORMAT_METADATA
+            ))
+        })?;
         let store = self.node.store.clone();
         let scratch = self.scratch.clone();
         let (file, info) = tokio::task::spawn_blocking(move || {
             std::fs::create_dir_all(&scratch)?;
             let path = backup::temp_path(&scratch);
-            let info = backup::write_file(&store, &path)?;
+            let info = backup::write_file(&store, &path, format)?;
             let file = std::fs::File::open(&path)?;
             // The open file stays readable; nothing is left behind if the client goes away.
             std::fs::remove_file(&path)?;

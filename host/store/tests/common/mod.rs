@@ -3,7 +3,13 @@
 
 #![allow(dead_code)]
 
-use conclave_proto::conclavepb::command::Request;
+use conclave_proto::authpb::{Permission, permission::Type as PermType};
+use conclave_proto::conclavepb::{AuthCommand, auth_command::Request as Cmd, command::Request};
+use conclave_proto::etcdserverpb::{
+    AuthRoleAddRequest, AuthRoleGrantPermissionRequest, AuthUserAddRequest,
+    AuthUserGrantRoleRequest, RangeRequest,
+};
+use conclave_proto::mvccpb::KeyValue;
 use conclave_store::{Applied, Durability, Entry, Store};
 
 pub struct StampedStore {
@@ -65,4 +71,65 @@ impl StampedStore {
         drop(self.store.take());
         self.store = Some(Store::open(self.dir.path()).unwrap());
     }
+}
+
+/// An auth command as a leader proposes it (with the token key `auth enable` carries).
+pub fn auth(request: Cmd) -> Request {
+    Request::Auth(AuthCommand {
+        request: Some(request),
+        token_key: vec![7; 32],
+    })
+}
+
+/// root with the root role; alice with readwrite on /alice/ through the role "writer".
+/// Auth stays off.
+pub fn root_and_alice() -> Vec<Request> {
+    [
+        Cmd::UserAdd(AuthUserAddRequest {
+            name: "root".into(),
+            ..Default::default()
+        }),
+        Cmd::RoleAdd(AuthRoleAddRequest {
+            name: "root".into(),
+        }),
+        Cmd::UserGrantRole(AuthUserGrantRoleRequest {
+            user: "root".into(),
+            role: "root".into(),
+        }),
+        Cmd::RoleAdd(AuthRoleAddRequest {
+            name: "writer".into(),
+        }),
+        Cmd::RoleGrantPermission(AuthRoleGrantPermissionRequest {
+            name: "writer".into(),
+            perm: Some(Permission {
+                perm_type: PermType::Readwrite as i32,
+                key: b"/alice/".to_vec(),
+                range_end: b"/alice0".to_vec(),
+            }),
+        }),
+        Cmd::UserAdd(AuthUserAddRequest {
+            name: "alice".into(),
+            ..Default::default()
+        }),
+        Cmd::UserGrantRole(AuthUserGrantRoleRequest {
+            user: "alice".into(),
+            role: "writer".into(),
+        }),
+    ]
+    .into_iter()
+    .map(auth)
+    .collect()
+}
+
+/// Every key at revision `rev`.
+pub fn all_at(store: &Store, rev: i64) -> Vec<KeyValue> {
+    store
+        .range(&RangeRequest {
+            key: vec![0],
+            range_end: vec![0],
+            revision: rev,
+            ..Default::default()
+        })
+        .unwrap()
+        .kvs
 }
