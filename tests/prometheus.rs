@@ -151,6 +151,28 @@ fn etcds_alert_expressions_evaluate_and_follow_dying_members() {
         .query(r#"100 * sum(rate(grpc_server_handled_total{job=~".*etcd.*", grpc_code=~"Unknown|FailedPrecondition|ResourceExhausted|Internal|Unavailable|DataLoss|DeadlineExceeded"}[5m])) without (grpc_type, grpc_code) / sum(rate(grpc_server_handled_total{job=~".*etcd.*"}[5m])) without (grpc_type, grpc_code) > 1"#)
         .expect("an answer");
     assert!(failed.is_empty(), "{failed:?}");
+    // etcdMemberCommunicationSlow: every member has a round-trip quantile to its two peers,
+    // and none is slow on loopback.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let rtt = prometheus
+            .query(r#"histogram_quantile(0.99, rate(etcd_network_peer_round_trip_time_seconds_bucket{job=~".*etcd.*"}[1m]))"#)
+            .unwrap_or_default();
+        let finite: Vec<f64> = rtt
+            .iter()
+            .filter_map(|s| s["value"][1].as_str()?.parse::<f64>().ok())
+            .filter(|v| v.is_finite())
+            .collect();
+        if finite.len() == 6 {
+            assert!(
+                finite.iter().all(|&v| v < 0.15),
+                "slow peers on loopback: {rtt:?}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "round-trip quantiles: {rtt:?}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
 
     // etcdMembersDown: a follower killed.
     let leader = cluster.leader();
@@ -158,6 +180,11 @@ fn etcds_alert_expressions_evaluate_and_follow_dying_members() {
     cluster.kill9(follower);
     prometheus.wait_for(r#"count(up{job="etcd"} == 0)"#, 1.0);
     prometheus.wait_for(r#"sum(etcd_server_has_leader{job=~".*etcd.*"})"#, 2.0);
+    // Its other half: the leader's sends to the dead member fail.
+    prometheus.wait_for(
+        r#"count(count without (To) (sum without (instance) (rate(etcd_network_peer_sent_failures_total{job=~".*etcd.*"}[120s])) > 0.01))"#,
+        1.0,
+    );
     // etcdNoLeader: the leader too; the last member has none.
     cluster.kill9(leader);
     prometheus.wait_for(

@@ -13,7 +13,7 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge};
+use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use openraft::async_runtime::WatchReceiver;
 use tracing::info;
@@ -25,6 +25,15 @@ use crate::service::ETCD_API_VERSION;
 fn disk_buckets() -> Vec<f64> {
     (0..14).map(|i| 0.001 * f64::from(1u32 << i)).collect()
 }
+
+/// etcd's peer round-trip histogram: 0.1 ms to 3.3 s, doubling
+/// (prometheus.ExponentialBuckets(0.0001, 2, 16)).
+fn round_trip_buckets() -> Vec<f64> {
+    (0..16).map(|i| 0.0001 * f64::from(1u32 << i)).collect()
+}
+
+/// How often each peer's round-trip time is sampled (etcd's prober: every few seconds).
+const PEER_PROBE: Duration = Duration::from_secs(2);
 
 /// Go's prometheus.DefBuckets, for every other histogram.
 const DEFAULT_BUCKETS: [f64; 11] = [
@@ -54,7 +63,11 @@ impl Metrics {
     pub fn install(level: Level) -> anyhow::Result<Metrics> {
         let builder = PrometheusBuilder::new()
             .set_buckets(&DEFAULT_BUCKETS)?
-            .set_buckets_for_metric(Matcher::Prefix("etcd_disk_".to_string()), &disk_buckets())?;
+            .set_buckets_for_metric(Matcher::Prefix("etcd_disk_".to_string()), &disk_buckets())?
+            .set_buckets_for_metric(
+                Matcher::Full("etcd_network_peer_round_trip_time_seconds".to_string()),
+                &round_trip_buckets(),
+            )?;
         let handle = builder.install_recorder()?;
         describe();
         let process = Arc::new(metrics_process::Collector::default());
@@ -88,6 +101,38 @@ impl Metrics {
                 last = leader;
                 if metrics.changed().await.is_err() {
                     return;
+                }
+            }
+        });
+    }
+
+    /// Samples the round-trip time to every other member, as etcd's prober does, for the
+    /// member's life. QUIC measures it on the connection's own traffic (acknowledgements and
+    /// keep-alives), so this sends nothing: it only reads the estimate.
+    pub fn spawn_peer_probe(node: Arc<Node>) {
+        tokio::spawn(async move {
+            let mut metrics = node.raft.metrics();
+            let mut ticks = tokio::time::interval(PEER_PROBE);
+            loop {
+                tokio::select! {
+                    _ = ticks.tick() => {}
+                    changed = metrics.changed() => match changed {
+                        Ok(()) => continue,
+                        Err(_) => return,
+                    },
+                }
+                let membership = metrics.borrow_watched().membership_config.clone();
+                for (id, member) in membership.membership().nodes() {
+                    if *id == node.identity.member_id {
+                        continue;
+                    }
+                    if let Some(rtt) = node.members.round_trip(member) {
+                        histogram!(
+                            "etcd_network_peer_round_trip_time_seconds",
+                            "To" => format!("{id:x}")
+                        )
+                        .record(rtt.as_secs_f64());
+                    }
                 }
             }
         });
@@ -236,6 +281,14 @@ fn describe() {
         "etcd_disk_backend_commit_duration_seconds",
         "The latency distributions of commit called by backend."
     );
+    describe_histogram!(
+        "etcd_network_peer_round_trip_time_seconds",
+        "Round-Trip-Time histogram between peers."
+    );
+    describe_counter!(
+        "etcd_network_peer_sent_failures_total",
+        "The total number of send failures from peers."
+    );
 }
 
 #[cfg(test)]
@@ -248,5 +301,13 @@ mod tests {
         assert_eq!(b.len(), 14);
         assert_eq!(b[0], 0.001);
         assert!((b[13] - 8.192).abs() < 1e-9);
+    }
+
+    #[test]
+    fn round_trip_buckets_are_etcds() {
+        let b = round_trip_buckets();
+        assert_eq!(b.len(), 16);
+        assert_eq!(b[0], 0.0001);
+        assert!((b[15] - 3.2768).abs() < 1e-9);
     }
 }

@@ -303,6 +303,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     metrics.spawn_upkeep();
     Metrics::spawn_leader_watch(node.clone());
+    Metrics::spawn_peer_probe(node.clone());
     // etcd's --listen-metrics-urls: /metrics and the health probes, nothing else.
     let probes = crate::health::router(node.clone())
         .merge(metrics.clone().router(node.clone()))

@@ -128,7 +128,15 @@ struct Peer {
 }
 
 impl Peer {
+    /// Counts a failed RPC to the peer under etcd's name, which its etcdMembersDown alert
+    /// reads. Only failures pass here, so the hot path pays nothing.
+    fn failed(&self) {
+        metrics::counter!("etcd_network_peer_sent_failures_total", "To" => format!("{:x}", self.target))
+            .increment(1);
+    }
+
     fn timeout(&self, action: RPCTypes, after: Duration) -> Error {
+        self.failed();
         RPCError::Timeout(Timeout {
             action,
             id: self.shared.node_id(),
@@ -152,6 +160,7 @@ impl Peer {
     }
 
     fn stream_error(&self, e: FrameError) -> Error {
+        self.failed();
         match e.connection_lost() {
             Some(lost) => {
                 let why = match is_tls_failure(lost) {
@@ -173,6 +182,7 @@ impl Peer {
     /// The peer answered that it cannot serve the RPC (its Raft has stopped): as good as
     /// unreachable until it is back.
     fn refused(&self, reason: String) -> Error {
+        self.failed();
         RPCError::Unreachable(Unreachable::from_string(format!(
             "{} (member {}) refused: {reason}",
             self.name, self.target
@@ -180,6 +190,7 @@ impl Peer {
     }
 
     fn bad_reply(&self, e: impl std::fmt::Display) -> Error {
+        self.failed();
         RPCError::Network(NetworkError::from_string(format!(
             "{} (member {}) sent a bad reply: {e}",
             self.name, self.target
@@ -198,6 +209,14 @@ impl PeerNetwork {
 
     /// The pair's connection, waiting for a dial at most until `deadline`.
     async fn connect(&self, deadline: Instant) -> Result<Connection, Unreachable<TypeConfig>> {
+        let outcome = self.dial(deadline).await;
+        if outcome.is_err() {
+            self.peer().failed();
+        }
+        outcome
+    }
+
+    async fn dial(&self, deadline: Instant) -> Result<Connection, Unreachable<TypeConfig>> {
         let Some(url) = &self.url else {
             return Err(Unreachable::from_string(format!(
                 "member {} ({}) has no peer URL",

@@ -157,6 +157,13 @@ impl Shared {
     }
 
     /// How long ago a leader last replicated to this member; None if none ever has.
+    /// The round-trip time QUIC estimates on the connection with member `name`, if there
+    /// is one open.
+    pub(crate) fn round_trip(&self, name: &str) -> Option<Duration> {
+        let conn = self.peers.lock().get_mut(name)?.pick(true)?;
+        Some(conn.rtt())
+    }
+
     pub(crate) fn since_leader_contact(&self) -> Option<Duration> {
         match self
             .leader_contact

@@ -81,6 +81,12 @@ impl MemberClient {
         self.shared.since_leader_contact()
     }
 
+    /// The round-trip time to `member` as QUIC estimates it on the open connection (None
+    /// when there is none): what etcd's `etcd_network_peer_round_trip_time_seconds` samples.
+    pub fn round_trip(&self, member: &Member) -> Option<Duration> {
+        self.shared.round_trip(&dial_name(member))
+    }
+
     /// Sends `request` to `member` and waits at most `timeout` (dialing included) for its
     /// answer.
     pub async fn call(
