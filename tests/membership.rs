@@ -1,5 +1,6 @@
 //! Membership changes through etcdctl 3.4 against a real 3-member cluster: member add (learners
-//! and their limits), promote, remove and move-leader, with etcd's answers and errors.
+//! and their limits), promote, remove and move-leader, with etcd's answers and errors, and
+//! etcd's --strict-reconfig-check refusing changes that would break quorum.
 
 mod common;
 
@@ -111,6 +112,43 @@ fn a_removed_follower_leaves_and_the_others_write_on() {
         stdout_ok(&c.etcdctl(stays, &["get", "after", "--print-value-only"])),
         "remove\n"
     );
+}
+
+#[test]
+fn changes_that_would_break_quorum_are_refused_while_a_member_is_down() {
+    let mut c = Cluster::start(3);
+    let leader = c.leader();
+    let followers = c.followers();
+    let (down, live) = (followers[0], followers[1]);
+    let down_id = format!("{:x}", c.member_id(down));
+    let live_id = format!("{:x}", c.member_id(live));
+    c.kill9(down);
+    // The rule is about time: a member is out of touch once it has been silent for etcd's
+    // health interval (5 s).
+    std::thread::sleep(std::time::Duration::from_secs(6));
+    let add = c.etcdctl(
+        live,
+        &["member", "add", "m4", "--peer-urls=https://127.0.0.1:1"],
+    );
+    assert!(
+        etcdctl_error(&add).contains("etcdserver: unhealthy cluster"),
+        "{add:?}"
+    );
+    let remove_live = c.etcdctl(leader, &["member", "remove", &live_id]);
+    assert!(
+        etcdctl_error(&remove_live).contains("etcdserver: unhealthy cluster"),
+        "{remove_live:?}"
+    );
+    assert_eq!(
+        c.member_list(live).expect("member list")["members"]
+            .as_array()
+            .map(Vec::len),
+        Some(3)
+    );
+    // The member that is down may go: the two left are a quorum of two.
+    let out = stdout_ok(&c.etcdctl(live, &["member", "remove", &down_id]));
+    assert!(out.contains("removed from cluster"), "{out}");
+    stdout_ok(&c.etcdctl(live, &["put", "after", "remove"]));
 }
 
 #[test]

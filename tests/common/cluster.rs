@@ -292,6 +292,11 @@ impl Cluster {
     }
 
     fn spawn(&mut self, i: usize) {
+        self.spawn_with(i, &[]);
+    }
+
+    /// Starts member `i` with `more` flags after the usual ones, this time only.
+    pub fn spawn_with(&mut self, i: usize, more: &[&str]) {
         assert!(
             self.members[i].child.is_none(),
             "member {i} is already running"
@@ -356,7 +361,7 @@ impl Cluster {
                 .arg("--key-file")
                 .arg(&h.key);
         }
-        cmd.args(&self.extra);
+        cmd.args(&self.extra).args(more);
         let child = cmd
             .env("NO_COLOR", "1")
             .env("CONCLAVE_LOG", "info")

@@ -3,12 +3,14 @@
 //! members. It knows the store; the server knows it. Nothing here speaks the client API.
 
 pub mod codec;
+mod force_new_cluster;
 pub mod log_store;
 pub mod network;
 pub mod snapshot;
 pub mod state_machine;
 pub mod types;
 
+pub use force_new_cluster::force_sole_member;
 pub use log_store::{LogReader, LogStore};
 pub use network::{NetworkError, PeerNetwork, PeerNetworkFactory, PeerTransport};
 pub use snapshot::SnapshotSource;

@@ -210,16 +210,8 @@ pub struct Config {
     pub trusted_ca_file: Option<PathBuf>,
 
     /// Require a client certificate from --trusted-ca-file; with auth on, its CN is the user.
-    #[arg(
-        long,
-        env = "ETCD_CLIENT_CERT_AUTH",
-        num_args = 0..=1,
-        require_equals = true,
-        default_missing_value = "true",
-        default_value = "false",
-        action = clap::ArgAction::Set,
-        value_parser = clap::builder::BoolishValueParser::new()
-    )]
+    // A Go bool (`--flag`, `--flag=false`): etcd_flags::augment makes it one.
+    #[arg(long, env = "ETCD_CLIENT_CERT_AUTH", default_value = "false")]
     pub client_cert_auth: bool,
 
     /// More URLs to listen on for clients (etcd serves only HTTP, not gRPC, on these; conclave
@@ -257,17 +249,23 @@ pub struct Config {
     #[arg(long, env = "ETCD_LISTEN_METRICS_URLS", value_delimiter = ',')]
     pub listen_metrics_urls: Vec<String>,
 
+    /// Disaster recovery after quorum is lost for good: this member becomes a cluster of one,
+    /// keeping its data (etcd's flag). Keep the other members stopped; remove the flag once
+    /// it runs, and add members back with `member add`.
+    // A Go bool (`--flag`, `--flag=false`): etcd_flags::augment makes it one.
+    #[arg(long, env = "ETCD_FORCE_NEW_CLUSTER", default_value = "false")]
+    pub force_new_cluster: bool,
+
+    /// Refuse member changes that would leave the cluster without a working quorum (etcd's
+    /// flag, on by default): adding a voter while one is out of touch, or removing one that is
+    /// in touch when the rest are too few.
+    // A Go bool (`--flag`, `--flag=false`): etcd_flags::augment makes it one.
+    #[arg(long, env = "ETCD_STRICT_RECONFIG_CHECK", default_value = "true")]
+    pub strict_reconfig_check: bool,
+
     /// Debug-level logs (etcd's flag: the same as --log-level debug).
-    #[arg(
-        long,
-        env = "ETCD_DEBUG",
-        num_args = 0..=1,
-        require_equals = true,
-        default_missing_value = "true",
-        default_value = "false",
-        action = clap::ArgAction::Set,
-        value_parser = clap::builder::BoolishValueParser::new()
-    )]
+    // A Go bool (`--flag`, `--flag=false`): etcd_flags::augment makes it one.
+    #[arg(long, env = "ETCD_DEBUG", default_value = "false")]
     pub debug: bool,
 
     /// Threads that run the async runtime (requests, Raft, replication); 0 picks one fewer
@@ -479,6 +477,20 @@ mod tests {
         );
         assert!(socket_addr("127.0.0.1:2379").await.is_err());
         assert!(socket_addr("http://127.0.0.1").await.is_err());
+    }
+
+    #[test]
+    fn go_bools_read_as_go_reads_them() {
+        let load = |args: &[&str]| {
+            let argv = std::iter::once("conclave").chain(args.iter().copied());
+            Config::load_from(argv).unwrap().config
+        };
+        assert!(!load(&[]).client_cert_auth);
+        assert!(load(&["--client-cert-auth"]).client_cert_auth);
+        assert!(load(&["--client-cert-auth=true"]).client_cert_auth);
+        assert!(!load(&["--client-cert-auth=false"]).client_cert_auth);
+        assert!(load(&["--debug"]).debug);
+        assert!(!load(&["--debug=false"]).debug);
     }
 
     #[test]

@@ -312,8 +312,6 @@ const FLAGS: &[Flag] = &[
     flag("enable-log-rotation", Bool, NoEffect(NO_ROTATION)),
     flag("log-rotation-config-json", Value, NoEffect(NO_ROTATION)),
     flag("enable-pprof", Bool, NoEffect(NOT_YET)),
-    flag("force-new-cluster", Bool, NoEffect(NOT_YET)),
-    flag("strict-reconfig-check", Bool, NoEffect(NOT_YET)),
 ];
 
 /// The environment variable etcd reads for a flag.
@@ -330,9 +328,24 @@ pub fn go_bool(arg: Arg) -> Arg {
         .value_parser(clap::builder::BoolishValueParser::new())
 }
 
+/// conclave's own flags that are Go bools in etcd (the derive cannot say so itself).
+const GO_BOOLS: &[&str] = &[
+    "client_cert_auth",
+    "debug",
+    "force_new_cluster",
+    "strict_reconfig_check",
+];
+
 /// `command` with every flag of the table added, hidden from `--help` (docs/OPERATIONS.md
-/// lists them).
+/// lists them), and the implemented Go bools read as Go reads them.
 pub fn augment(command: Command) -> Command {
+    let command = GO_BOOLS.iter().fold(command, |command, id| {
+        if command.get_arguments().any(|a| a.get_id() == id) {
+            command.mut_arg(*id, go_bool)
+        } else {
+            command
+        }
+    });
     command.args(FLAGS.iter().map(|f| {
         let arg = Arg::new(f.name)
             .long(f.name)

@@ -209,11 +209,19 @@ pub async fn not_found(headers: HeaderMap, uri: axum::http::Uri) -> Response {
             .into_response();
     }
     // etcd's mux answers its gateway's prefix with the gateway's words, the rest with Go's.
-    let text = if uri.path().starts_with("/v3/") {
-        "Not Found\n"
+    if uri.path().starts_with("/v3/") {
+        plain_not_found("Not Found\n")
     } else {
-        "404 page not found\n"
-    };
+        page_not_found()
+    }
+}
+
+/// Go's answer for a path nobody serves, as etcd's other ports give it.
+pub fn page_not_found() -> Response {
+    plain_not_found("404 page not found\n")
+}
+
+fn plain_not_found(text: &'static str) -> Response {
     (
         StatusCode::NOT_FOUND,
         [("content-type", "text/plain; charset=utf-8")],

@@ -259,20 +259,11 @@ async fn one_check(
     let verbose = query_pairs(&query).iter().any(|(n, _)| *n == "verbose");
     match checks.iter().find(|c| c.name() == name) {
         Some(&check) => run_checks(&node, &[check], verbose).await,
-        None => not_found(),
+        None => crate::gateway::page_not_found(),
     }
 }
 
 /// What etcd's mux answers for a check it does not have.
-fn not_found() -> Response {
-    (
-        StatusCode::NOT_FOUND,
-        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        "404 page not found\n",
-    )
-        .into_response()
-}
-
 /// `GET /version`. conclave claims etcd 3.5.0 for both: it speaks the 3.5 API (clients gate
 /// 3.5 features on the cluster version), and etcd reports a cluster version as major.minor.0.
 async fn version() -> Response {

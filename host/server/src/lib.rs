@@ -29,6 +29,7 @@ mod plugin;
 mod propose;
 mod read_batch;
 mod recipe;
+mod reconfig;
 mod serve;
 pub mod service;
 mod tokens;

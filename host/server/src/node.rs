@@ -110,6 +110,8 @@ pub struct Node {
     reads: ReadBatch,
     /// --quota-backend-bytes: the store size past which writes that grow it raise NOSPACE.
     quota: Option<u64>,
+    /// --strict-reconfig-check.
+    strict_reconfig: bool,
     /// Who calls, and what they may do.
     pub auth: Authenticator,
     /// What one client request may carry.
@@ -132,6 +134,8 @@ pub struct Settings {
     pub members: MemberClient,
     /// --max-request-bytes and --max-txn-ops.
     pub limits: RequestLimits,
+    /// --strict-reconfig-check: refuse changes of voters that would break quorum.
+    pub strict_reconfig: bool,
 }
 
 impl Node {
@@ -150,6 +154,7 @@ impl Node {
             bcrypt_cost,
             members,
             limits,
+            strict_reconfig,
         } = settings;
         Arc::new(Self {
             auth: Authenticator::new(store.clone(), token_ttl, token_kind, bcrypt_cost),
@@ -165,6 +170,7 @@ impl Node {
             reads: ReadBatch::default(),
             quota,
             limits,
+            strict_reconfig,
         })
     }
 
@@ -460,6 +466,9 @@ impl Node {
         change: ChangeMembers<u64, Member>,
     ) -> Result<(), Status> {
         let _queued = self.membership_changes.lock().await;
+        if self.strict_reconfig {
+            self.check_reconfig(&change)?;
+        }
         // `retain: false`: a removed voter leaves the nodes too, rather than staying a learner.
         match self.raft.change_membership(change, false).await {
             Ok(_) => Ok(()),
@@ -471,6 +480,28 @@ impl Node {
                 Err(Status::failed_precondition(format!("etcdserver: {e}")))
             }
         }
+    }
+
+    /// --strict-reconfig-check on the leader (elsewhere Raft refuses the change anyway):
+    /// voters are in touch when they acknowledged this leader within etcd's health interval.
+    fn check_reconfig(&self, change: &ChangeMembers<u64, Member>) -> Result<(), Status> {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow_watched();
+        let Some(heartbeat) = &m.heartbeat else {
+            return Ok(());
+        };
+        let voters = m.membership_config.membership().voter_ids().collect();
+        let mut active: std::collections::BTreeSet<u64> = heartbeat
+            .iter()
+            .filter(|(_, at)| {
+                at.as_ref().is_some_and(|at| {
+                    openraft::Instant::elapsed(&**at) < crate::reconfig::HEALTH_INTERVAL
+                })
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        active.insert(self.identity.member_id);
+        crate::reconfig::check(change, &voters, &active)
     }
 
     /// On the leader: sets a member's entry in the membership.

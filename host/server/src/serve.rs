@@ -136,9 +136,26 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     .validate()
     .context("invalid raft settings (--heartbeat-interval, --election-timeout)")?;
-    let log = LogStore::open(&data_dir.join("raft"))
+    let mut log = LogStore::open(&data_dir.join("raft"))
         .await
         .context("cannot open the raft log")?;
+    if config.force_new_cluster {
+        match conclave_raft::force_sole_member(&mut log, member_id, me.clone())
+            .await
+            .context("--force-new-cluster: cannot write the new configuration")?
+        {
+            Some(at) => warn!(
+                index = at.index,
+                "--force-new-cluster: this member is now the only member of its cluster, with \
+                 all its data; keep the old members stopped, remove the flag once it runs, and \
+                 add members back with `member add`"
+            ),
+            None => warn!(
+                "--force-new-cluster: this member holds no Raft log (it never joined a cluster): \
+                 nothing to recover, starting as its flags say"
+            ),
+        }
+    }
     let snapshots = data_dir.join("snapshots");
     let hub = Arc::new(WatchHub::new());
     let plugins =
@@ -189,6 +206,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 max_request_bytes: config.max_request_bytes,
                 max_txn_ops: config.max_txn_ops,
             },
+            strict_reconfig: config.strict_reconfig_check,
         },
     );
     // Stops the client listeners, and the watch streams that would hold them open.

@@ -123,6 +123,11 @@ impl LogStore {
         self.tx.send(op).map_err(|_| writer_gone())
     }
 
+    /// Waits until everything queued before is durable.
+    pub(crate) async fn flush(&mut self) -> io::Result<()> {
+        self.write(Op::new(Done::Nothing)).await
+    }
+
     /// Queues `op` and waits until it is durable.
     async fn write(&mut self, mut op: Op) -> io::Result<()> {
         let (tx, rx) = oneshot::channel();
