@@ -194,3 +194,41 @@ fn an_etcd_config_file_starts_conclave() {
         "{log}"
     );
 }
+
+#[test]
+fn slow_applies_are_logged_past_the_warning_duration() {
+    // 1 ns: every apply is slower, so the warning must appear.
+    let server = Server::start_with(&["--experimental-warning-apply-duration", "1ns"]);
+    stdout_ok(&server.etcdctl(&["put", "k", "v"]));
+    common::wait_until("a slow-apply warning", Duration::from_secs(10), || {
+        server.log().contains("apply request took too long")
+    });
+    let line = server
+        .log()
+        .lines()
+        .find(|l| l.contains("apply request took too long"))
+        .map(str::to_string)
+        .expect("the warning");
+    assert!(line.contains("expected_duration"), "{line}");
+    assert!(line.contains("requests="), "{line}");
+}
+
+#[test]
+fn socket_reuse_port_lets_another_socket_bind_the_client_port() {
+    let try_bind = |port: u16| {
+        let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+        socket.set_reuseport(true).expect("SO_REUSEPORT");
+        socket.bind(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+    };
+    let server = Server::start_with(&["--socket-reuse-port"]);
+    assert!(
+        try_bind(server.port()).is_ok(),
+        "SO_REUSEPORT on the client port"
+    );
+    drop(server);
+    let plain = Server::start();
+    assert!(
+        try_bind(plain.port()).is_err(),
+        "the port is exclusive without the flag"
+    );
+}

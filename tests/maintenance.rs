@@ -147,17 +147,23 @@ fn damage_newest_record(store_dir: &std::path::Path) {
         .expect("persist the damage");
 }
 
-#[test]
-fn the_corruption_check_raises_corrupt_for_a_damaged_member_and_stops_serving() {
-    let mut cluster = Cluster::builder(3)
-        .flags(&["--experimental-corrupt-check-time", "500ms"])
-        .start();
+/// A 3-member cluster with `flags`, five keys written through the leader and read back on a
+/// follower: (cluster, leader, that follower).
+fn with_keys_on_a_follower(flags: &[&str]) -> (Cluster, usize, usize) {
+    let mut cluster = Cluster::builder(3).flags(flags).start();
     let leader = cluster.leader();
     let victim = cluster.followers()[0];
     for i in 0..5 {
         stdout_ok(&cluster.etcdctl(leader, &["put", &format!("k{i}"), "value"]));
     }
     stdout_ok(&cluster.etcdctl(victim, &["get", "k4"]));
+    (cluster, leader, victim)
+}
+
+#[test]
+fn the_corruption_check_raises_corrupt_for_a_damaged_member_and_stops_serving() {
+    let (mut cluster, _, victim) =
+        with_keys_on_a_follower(&["--experimental-corrupt-check-time", "500ms"]);
     cluster.stop(victim);
     damage_newest_record(&cluster.data_dir(victim).join("store"));
     // Not `restart`: that waits for every member to be healthy, and with a check every
@@ -213,4 +219,42 @@ fn periodic_auto_compaction_keeps_the_retention_window() {
         },
     );
     assert!(server.log().contains("auto-compacted history"));
+}
+
+#[test]
+fn the_initial_corruption_check_stops_a_damaged_member_before_it_serves() {
+    let (mut cluster, leader, victim) =
+        with_keys_on_a_follower(&["--experimental-initial-corrupt-check"]);
+    // An undamaged member passes the check on a restart.
+    cluster.stop(victim);
+    cluster.restart(victim);
+    assert!(
+        cluster
+            .log(victim)
+            .contains("initial corruption check passed")
+    );
+    stdout_ok(&cluster.etcdctl(victim, &["get", "k4"]));
+
+    cluster.stop(victim);
+    damage_newest_record(&cluster.data_dir(victim).join("store"));
+    cluster.restart_no_wait(victim);
+    let mut status = None;
+    wait_until(
+        "the damaged member to refuse to start",
+        Duration::from_secs(30),
+        || {
+            status = cluster.exit_status(victim);
+            status.is_some()
+        },
+    );
+    assert!(!status.expect("an exit status").success());
+    assert!(
+        cluster
+            .log(victim)
+            .contains("found data inconsistency with peers"),
+        "{}",
+        cluster.log(victim)
+    );
+    // It served nothing, and the others go on.
+    stdout_ok(&cluster.etcdctl(leader, &["put", "after", "v"]));
 }

@@ -284,6 +284,14 @@ impl Cluster {
         self.members[i].child.is_some()
     }
 
+    /// How member `i`'s process ended, if it has (it is then no longer running).
+    pub fn exit_status(&mut self, i: usize) -> Option<ExitStatus> {
+        let child = self.members[i].child.as_mut()?;
+        let status = child.try_wait().expect("poll a member process")?;
+        self.members[i].child = None;
+        Some(status)
+    }
+
     /// Members that run and hold the cluster's certificates: the ones that should agree.
     pub fn running(&self) -> Vec<usize> {
         (0..self.size())

@@ -5,6 +5,7 @@
 use std::io::BufReader;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use conclave_proto::conclavepb::command::Request;
 use conclave_store::{Applied, Durability, Entry as StoreEntry, Response, Store};
@@ -38,7 +39,12 @@ pub struct StateMachine {
     applied: Option<LogId>,
     membership: StoredMembership,
     listener: Option<Arc<dyn ApplyListener>>,
+    /// An apply slower than this is logged (etcd's --experimental-warning-apply-duration).
+    slow_apply: Duration,
 }
+
+/// etcd's default for --experimental-warning-apply-duration.
+const DEFAULT_SLOW_APPLY: Duration = Duration::from_millis(100);
 
 /// Batches of puts and lease grants (one key each, bounded work) are applied on the async
 /// worker itself while they stay under these bounds: sending them to a blocking thread and
@@ -64,6 +70,32 @@ fn apply_inline(entries: &[StoreEntry]) -> bool {
         )
 }
 
+/// What a batch applied, for a slow-apply warning: each request kind with its count.
+fn request_kinds(entries: &[StoreEntry]) -> String {
+    let mut kinds = std::collections::BTreeMap::<&str, usize>::new();
+    for e in entries {
+        let kind = match e.command.as_ref().and_then(|c| c.request.as_ref()) {
+            None => "raft",
+            Some(Request::Put(_)) => "put",
+            Some(Request::DeleteRange(_)) => "delete_range",
+            Some(Request::Txn(_)) => "txn",
+            Some(Request::Compaction(_)) => "compaction",
+            Some(Request::LeaseGrant(_)) => "lease_grant",
+            Some(Request::LeaseRevoke(_)) => "lease_revoke",
+            Some(Request::LeaseCheckpoint(_)) => "lease_checkpoint",
+            Some(Request::Alarm(_)) => "alarm",
+            Some(Request::Auth(_)) => "auth",
+            Some(_) => "plugin",
+        };
+        *kinds.entry(kind).or_default() += 1;
+    }
+    kinds
+        .iter()
+        .map(|(kind, n)| format!("{kind}={n}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, std::io::Error> + Send + 'static,
 ) -> Result<T, std::io::Error> {
@@ -84,7 +116,14 @@ impl StateMachine {
             applied: state.applied,
             membership: state.membership,
             listener,
+            slow_apply: DEFAULT_SLOW_APPLY,
         })
+    }
+
+    /// Logs a warning for every apply slower than `after`.
+    pub fn warn_slow_applies(mut self, after: Duration) -> Self {
+        self.slow_apply = after;
+        self
     }
 
     pub fn store(&self) -> &Arc<Store> {
@@ -132,19 +171,35 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             applied: self.applied,
             membership: self.membership.clone(),
         });
-        let outcomes = if apply_inline(&store_entries) {
-            self.store
+        let started = std::time::Instant::now();
+        let (outcomes, store_entries) = if apply_inline(&store_entries) {
+            let outcomes = self
+                .store
                 .apply_with_state(&store_entries, Some(&state), Durability::Buffered)
-                .map_err(io_err)?
+                .map_err(io_err)?;
+            (outcomes, store_entries)
         } else {
             let store = self.store.clone();
+            // The entries come back, for the slow-apply warning.
             blocking(move || {
-                store
+                let outcomes = store
                     .apply_with_state(&store_entries, Some(&state), Durability::Buffered)
-                    .map_err(io_err)
+                    .map_err(io_err)?;
+                Ok((outcomes, store_entries))
             })
             .await?
         };
+        let took = started.elapsed();
+        if took > self.slow_apply {
+            warn!(
+                took = ?took,
+                expected_duration = ?self.slow_apply,
+                entries = store_entries.len(),
+                first_index = store_entries.first().map_or(0, |e| e.index),
+                requests = %request_kinds(&store_entries),
+                "apply request took too long"
+            );
+        }
         if let Some(listener) = &self.listener {
             listener.applied(&outcomes);
         }

@@ -144,6 +144,32 @@ pub struct Config {
     )]
     pub experimental_corrupt_check_time: Duration,
 
+    /// Before serving clients, compare this member's HashKV with every peer's at its revision,
+    /// and refuse to start if one differs (etcd's flag).
+    // A Go bool (`--flag`, `--flag=false`): etcd_flags::augment makes it one.
+    #[arg(
+        long,
+        env = "ETCD_EXPERIMENTAL_INITIAL_CORRUPT_CHECK",
+        default_value = "false"
+    )]
+    pub experimental_initial_corrupt_check: bool,
+
+    /// An apply of committed entries that takes longer than this is logged as a warning,
+    /// with what it applied (etcd's "apply request took too long").
+    #[arg(
+        long,
+        default_value = "100ms",
+        value_parser = humantime::parse_duration,
+        env = "ETCD_EXPERIMENTAL_WARNING_APPLY_DURATION"
+    )]
+    pub experimental_warning_apply_duration: Duration,
+
+    /// SO_REUSEPORT on the client and metrics listeners (etcd's flag): several processes may
+    /// listen on one port.
+    // A Go bool (`--flag`, `--flag=false`): etcd_flags::augment makes it one.
+    #[arg(long, env = "ETCD_SOCKET_REUSE_PORT", default_value = "false")]
+    pub socket_reuse_port: bool,
+
     /// On an empty data dir, first restore the store from this snapshot file (from `etcdctl
     /// snapshot save`, `conclavectl snapshot save` or --backup-dir); ignored once the data
     /// dir holds a store. The member then forms a new cluster from its flags.

@@ -1,8 +1,10 @@
-//! The leader's periodic corruption check (etcd's --experimental-corrupt-check-time): it asks
-//! every other member for its HashKV at the leader's revision and raises a CORRUPT alarm for a
-//! member whose hash differs at the same compaction point. Members that applied the same log
-//! hold the same records, so a difference is damage (a disk, a bug), and the cluster stops
-//! serving rather than spread it.
+//! Corruption checks. The leader's periodic one (etcd's --experimental-corrupt-check-time)
+//! asks every other member for its HashKV at the leader's revision and raises a CORRUPT alarm
+//! for a member whose hash differs at the same compaction point. The initial one (etcd's
+//! --experimental-initial-corrupt-check) compares a starting member with its peers before it
+//! serves clients, and stops it if it differs. Members that applied the same log hold the
+//! same records, so a difference is damage (a disk, a bug), and the cluster stops serving
+//! rather than spread it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,6 +15,7 @@ use conclave_proto::etcdserverpb::{
     AlarmRequest, AlarmType, HashKvRequest, HashKvResponse, alarm_request::AlarmAction,
 };
 use conclave_raft::Member;
+use conclave_store::KvHash;
 use openraft::async_runtime::WatchReceiver;
 use tonic::Status;
 use tracing::{debug, error, info};
@@ -22,6 +25,9 @@ use crate::node::Node;
 
 /// How long a member gets to hash its store.
 const HASH_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a peer gets at start-up, as etcd's initial check gives its peers a request
+/// timeout: a peer that is down must not hold the member back for long.
+const INITIAL_HASH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Runs for the member's life, checking every `every` while it leads.
 pub async fn run(node: Arc<Node>, every: Duration) {
@@ -38,35 +44,7 @@ pub async fn run(node: Arc<Node>, every: Duration) {
 /// One round: compares every other member's HashKV with this member's.
 pub async fn check(node: &Arc<Node>) -> Result<(), Status> {
     let mine = node.blocking(|s| s.hash_kv(0)).await?;
-    let others: Vec<(u64, Member)> = {
-        let metrics = node.raft.metrics();
-        let m = metrics.borrow_watched();
-        m.membership_config
-            .membership()
-            .nodes()
-            .filter(|(id, n)| **id != node.identity.member_id && !n.peer_urls.is_empty())
-            .map(|(id, n)| (*id, n.clone()))
-            .collect()
-    };
-    for (id, member) in others {
-        let call = Call::HashKv(HashKvRequest {
-            revision: mine.hash_revision,
-        });
-        let theirs: HashKvResponse = match node.ask(&member, call, HASH_TIMEOUT).await {
-            Ok(Ok(r)) => r,
-            // Behind (a future revision to it), compacted further, or down: next round.
-            Ok(Err(e)) => {
-                debug!(member = %member.name, error = %e, "no hash from a member this round");
-                continue;
-            }
-            Err(e) => {
-                debug!(member = %member.name, error = %e, "no hash from a member this round");
-                continue;
-            }
-        };
-        if theirs.compact_revision != mine.compact_revision || theirs.hash == mine.hash {
-            continue;
-        }
+    for (id, member, theirs) in differing(node, &mine, HASH_TIMEOUT).await {
         error!(
             member = %member.name,
             revision = mine.hash_revision,
@@ -82,4 +60,75 @@ pub async fn check(node: &Arc<Node>) -> Result<(), Status> {
         .await?;
     }
     Ok(())
+}
+
+/// etcd's --experimental-initial-corrupt-check: this member's HashKV against every peer's at
+/// this member's revision, before it serves clients. A peer that differs at the same
+/// compaction point stops the start; one that cannot answer (down, behind, compacted
+/// further) is skipped, as etcd skips it.
+pub async fn initial_check(node: &Arc<Node>) -> anyhow::Result<()> {
+    let mine = node
+        .blocking(|s| s.hash_kv(0))
+        .await
+        .map_err(|e| anyhow::anyhow!("hashing the store: {}", e.message()))?;
+    if let Some((id, member, theirs)) = differing(node, &mine, INITIAL_HASH_TIMEOUT)
+        .await
+        .into_iter()
+        .next()
+    {
+        anyhow::bail!(
+            "found data inconsistency with peers: at revision {} this member's hash is {}, \
+             member {} ({id:x}) has {}",
+            mine.hash_revision,
+            mine.hash,
+            member.name,
+            theirs.hash
+        );
+    }
+    info!(
+        revision = mine.hash_revision,
+        "initial corruption check passed"
+    );
+    Ok(())
+}
+
+/// The other members whose HashKV at `mine`'s revision differs from `mine` at the same
+/// compaction point. Members that give no hash within `timeout` are left out.
+async fn differing(
+    node: &Arc<Node>,
+    mine: &KvHash,
+    timeout: Duration,
+) -> Vec<(u64, Member, HashKvResponse)> {
+    let others: Vec<(u64, Member)> = {
+        let metrics = node.raft.metrics();
+        let m = metrics.borrow_watched();
+        m.membership_config
+            .membership()
+            .nodes()
+            .filter(|(id, n)| **id != node.identity.member_id && !n.peer_urls.is_empty())
+            .map(|(id, n)| (*id, n.clone()))
+            .collect()
+    };
+    let mut differ = Vec::new();
+    for (id, member) in others {
+        let call = Call::HashKv(HashKvRequest {
+            revision: mine.hash_revision,
+        });
+        let theirs: HashKvResponse = match node.ask(&member, call, timeout).await {
+            Ok(Ok(r)) => r,
+            // Behind (a future revision to it), compacted further, or down.
+            Ok(Err(e)) => {
+                debug!(member = %member.name, error = %e, "no hash from a member");
+                continue;
+            }
+            Err(e) => {
+                debug!(member = %member.name, error = %e, "no hash from a member");
+                continue;
+            }
+        };
+        if theirs.compact_revision == mine.compact_revision && theirs.hash != mine.hash {
+            differ.push((id, member, theirs));
+        }
+    }
+    differ
 }

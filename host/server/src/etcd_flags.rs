@@ -171,11 +171,6 @@ const FLAGS: &[Flag] = &[
         NoEffect(CHECKED_PEERS),
     ),
     flag(
-        "experimental-warning-apply-duration",
-        Value,
-        NoEffect(NOT_YET),
-    ),
-    flag(
         "experimental-downgrade-check-time",
         Value,
         NoEffect(NO_DOWNGRADE),
@@ -196,9 +191,9 @@ const FLAGS: &[Flag] = &[
         NoEffect("conclave compares whole-store hashes instead: --experimental-corrupt-check-time"),
     ),
     flag(
-        "experimental-initial-corrupt-check",
+        "socket-reuse-address",
         Bool,
-        NoEffect(NOT_YET),
+        AlwaysOn("listeners always set SO_REUSEADDR, as Go's and Rust's do on Unix"),
     ),
     flag("grpc-keepalive-interval", Value, NoEffect(NOT_YET)),
     flag("grpc-keepalive-min-time", Value, NoEffect(NOT_YET)),
@@ -244,8 +239,6 @@ const FLAGS: &[Flag] = &[
         Bool,
         NoEffect("conclave always syncs its log before acknowledging a write"),
     ),
-    flag("socket-reuse-address", Bool, NoEffect(NOT_YET)),
-    flag("socket-reuse-port", Bool, NoEffect(NOT_YET)),
     flag(
         "raft-read-timeout",
         Value,
@@ -334,6 +327,8 @@ const GO_BOOLS: &[&str] = &[
     "debug",
     "force_new_cluster",
     "strict_reconfig_check",
+    "socket_reuse_port",
+    "experimental_initial_corrupt_check",
 ];
 
 /// `command` with every flag of the table added, hidden from `--help` (docs/OPERATIONS.md

@@ -22,7 +22,7 @@ use conclave_store::{Applied, Store};
 use conclave_tls::PeerTls;
 use openraft::async_runtime::WatchReceiver;
 use openraft::error::{InitializeError, RaftError};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -169,7 +169,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         &snapshots,
         Some(Arc::new(listeners) as Arc<dyn ApplyListener>),
     )
-    .context("cannot open the state machine")?;
+    .context("cannot open the state machine")?
+    .warn_slow_applies(config.experimental_warning_apply_duration);
     let peer_url = config
         .listen_peer_urls
         .first()
@@ -268,6 +269,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         plugins: plugin_service.clone(),
         ingest: ingest.clone(),
     }));
+    if config.experimental_initial_corrupt_check {
+        // Before any client is served; peers starting with the flag too can ask us already.
+        corrupt_check::initial_check(&node).await?;
+    }
     let max_grpc_message = node.limits.grpc_message_bytes();
     let grpc = tonic::service::Routes::new(
         KvServer::new(kv.clone()).max_decoding_message_size(max_grpc_message),
@@ -315,8 +320,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .fallback(gateway::not_found);
 
     let mut servers = Vec::new();
+    let reuse_port = config.socket_reuse_port;
     for url in config.client_urls() {
-        servers.push(listen(url, app.clone(), client_tls.as_ref(), &stop_rx).await?);
+        servers.push(listen(url, app.clone(), client_tls.as_ref(), reuse_port, &stop_rx).await?);
         info!(url, "serving client requests");
     }
     metrics.spawn_upkeep();
@@ -327,7 +333,16 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .merge(metrics.clone().router(node.clone()))
         .fallback(gateway::not_found);
     for url in &config.listen_metrics_urls {
-        servers.push(listen(url, probes.clone(), client_tls.as_ref(), &stop_rx).await?);
+        servers.push(
+            listen(
+                url,
+                probes.clone(),
+                client_tls.as_ref(),
+                reuse_port,
+                &stop_rx,
+            )
+            .await?,
+        );
         info!(url, "serving metrics and health probes");
     }
     let publisher = tokio::spawn(node.clone().publish_self());
@@ -392,18 +407,33 @@ impl ApplyListener for Listeners {
     }
 }
 
+/// A listening socket with SO_REUSEADDR (as `TcpListener::bind` sets it on Unix) and, when
+/// asked, SO_REUSEPORT.
+fn bind(addr: std::net::SocketAddr, reuse_port: bool) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.set_reuseport(reuse_port)?;
+    socket.bind(addr)?;
+    // The backlog std and Go use on Linux.
+    socket.listen(4096)
+}
+
 /// Serves `app` on a client-side URL (`http://` through the `:authority` repair layer,
-/// `https://` with the client TLS settings) until `stop` turns true.
+/// `https://` with the client TLS settings) until `stop` turns true. `reuse_port`:
+/// --socket-reuse-port.
 async fn listen(
     url: &str,
     app: axum::Router,
     client_tls: Option<&ClientTls>,
+    reuse_port: bool,
     stop: &watch::Receiver<bool>,
 ) -> anyhow::Result<tokio::task::JoinHandle<std::io::Result<()>>> {
     let addr = socket_addr(url).await?;
-    let tcp = TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {url}"))?;
+    let tcp = bind(addr, reuse_port).with_context(|| format!("cannot listen on {url}"))?;
     let mut stop = stop.clone();
     let stopped = async move {
         let _ = stop.wait_for(|s| *s).await;
