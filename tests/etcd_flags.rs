@@ -66,7 +66,6 @@ fn etcds_e2e_harness_flags_start_a_member_that_etcdctl_uses() {
         .collect();
     for flag in [
         "--enable-v2=true",
-        "--peer-auto-tls=true",
         "--experimental-compaction-batch-limit=1000",
         "--max-concurrent-streams=100",
     ] {
@@ -77,11 +76,25 @@ fn etcds_e2e_harness_flags_start_a_member_that_etcdctl_uses() {
         );
     }
     // And none for the flags conclave implements.
+    for implemented in [
+        "--snapshot-count",
+        "--auth-token",
+        "--quota-backend-bytes",
+        "--strict-reconfig-check",
+        "--experimental-initial-corrupt-check",
+        "--peer-auto-tls",
+    ] {
+        assert!(
+            !warnings.iter().any(|w| w.starts_with(implemented)),
+            "{implemented}: {warnings:#?}"
+        );
+    }
+    // --peer-auto-tls says what it gives up.
     assert!(
-        !warnings.iter().any(|w| w.starts_with("--snapshot-count")
-            || w.starts_with("--auth-token")
-            || w.starts_with("--quota-backend-bytes")),
-        "{warnings:#?}"
+        lines.iter().any(|l| l["msg"]
+            .as_str()
+            .is_some_and(|m| m.contains("NOT authenticated"))),
+        "no --peer-auto-tls warning"
     );
 }
 
@@ -231,4 +244,130 @@ fn socket_reuse_port_lets_another_socket_bind_the_client_port() {
         try_bind(plain.port()).is_err(),
         "the port is exclusive without the flag"
     );
+}
+
+/// Three members started with `--peer-auto-tls` and no certificates at all, as etcd's
+/// harnesses and many compose files start etcd: they form a cluster and replicate.
+#[test]
+fn peer_auto_tls_members_form_a_cluster_without_certificates() {
+    let dirs = tempfile::tempdir().expect("a temp dir");
+    let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_udp_port())).collect();
+    let initial = ports
+        .iter()
+        .enumerate()
+        .map(|(i, (_, peer))| format!("m{i}=https://127.0.0.1:{peer}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut members = Vec::new();
+    for (i, (client, peer)) in ports.iter().enumerate() {
+        let log = std::fs::File::create(dirs.path().join(format!("m{i}.log"))).expect("a log");
+        let child = Command::new(env!("CARGO_BIN_EXE_conclave"))
+            .args(["--name", &format!("m{i}")])
+            .args([
+                "--data-dir",
+                &dirs.path().join(format!("m{i}")).display().to_string(),
+            ])
+            .args([
+                "--listen-client-urls",
+                &format!("http://127.0.0.1:{client}"),
+            ])
+            .args([
+                "--advertise-client-urls",
+                &format!("http://127.0.0.1:{client}"),
+            ])
+            .args(["--listen-peer-urls", &format!("https://127.0.0.1:{peer}")])
+            .args([
+                "--initial-advertise-peer-urls",
+                &format!("https://127.0.0.1:{peer}"),
+            ])
+            .args(["--initial-cluster", &initial])
+            .arg("--peer-auto-tls")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start conclave");
+        members.push(KillOnDrop(child));
+    }
+    let endpoint = |i: usize| format!("127.0.0.1:{}", ports[i].0);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !etcdctl_at(&endpoint(0), &["put", "auto", "tls"], None)
+        .status
+        .success()
+    {
+        let logs: String = (0..3)
+            .map(|i| {
+                std::fs::read_to_string(dirs.path().join(format!("m{i}.log"))).unwrap_or_default()
+            })
+            .collect();
+        assert!(Instant::now() < deadline, "no cluster formed:\n{logs}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for i in 0..3 {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let got = etcdctl_at(&endpoint(i), &["get", "auto", "--print-value-only"], None);
+            if String::from_utf8_lossy(&got.stdout).trim() == "tls" {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "member {i} never served the key: {got:?}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    let list = stdout_ok(&etcdctl_at(&endpoint(1), &["member", "list"], None));
+    assert_eq!(list.lines().count(), 3, "{list}");
+}
+
+/// `--auto-tls`: an https client URL with no --cert-file serves a certificate conclave made;
+/// etcdctl reaches it when told to skip verification, and not otherwise.
+#[test]
+fn auto_tls_serves_https_clients_without_a_certificate_file() {
+    let port = free_port();
+    let url = format!("https://127.0.0.1:{port}");
+    let server = Server::start_with(&["--listen-client-urls", &url, "--auto-tls"]);
+    // Only the https URL: the server's own http one would answer anything.
+    let https = |args: &[&str]| etcdctl_at(&url, args, None);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    // etcdctl 3.4 uses TLS without certificate files only with --insecure-transport=false.
+    let skip = ["--insecure-transport=false", "--insecure-skip-tls-verify"];
+    while !https(&[skip[0], skip[1], "put", "k", "v"]).status.success() {
+        assert!(
+            Instant::now() < deadline,
+            "no https answer: {}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let got = stdout_ok(&https(&[
+        skip[0],
+        skip[1],
+        "get",
+        "k",
+        "--print-value-only",
+    ]));
+    assert_eq!(got.trim(), "v");
+    let unverified = https(&[
+        skip[0],
+        "--dial-timeout=2s",
+        "--command-timeout=3s",
+        "get",
+        "k",
+    ]);
+    assert!(
+        !unverified.status.success(),
+        "a client that verifies must not connect"
+    );
+}
+
+/// Kills the child when dropped, so a failing test leaves no member running.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

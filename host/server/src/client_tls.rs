@@ -39,8 +39,19 @@ pub struct ClientTls {
 impl ClientTls {
     /// From the flags; None when no certificate is given.
     pub fn load(config: &Config) -> anyhow::Result<Option<ClientTls>> {
+        let https = config.client_urls().any(|u| u.starts_with("https://"));
         let (cert, key) = match (&config.cert_file, &config.key_file) {
-            (Some(c), Some(k)) => (c, k),
+            (Some(c), Some(k)) => (c.clone(), k.clone()),
+            (None, None) if config.auto_tls && https => {
+                let own = conclave_tls::dev_certs(&config.data_dir(), &config.name, &[])
+                    .context("--auto-tls: cannot make a certificate")?;
+                tracing::warn!(
+                    ca = %own.ca.display(),
+                    "--auto-tls: clients get a certificate conclave made itself; they must skip \
+                     verification or trust its CA"
+                );
+                (own.cert, own.key)
+            }
             (None, None) => {
                 if config.client_cert_auth || config.trusted_ca_file.is_some() {
                     bail!(
@@ -51,8 +62,8 @@ impl ClientTls {
             }
             _ => bail!("--cert-file and --key-file go together"),
         };
-        let chain = read_certs(cert).with_context(|| format!("--cert-file {}", cert.display()))?;
-        let private = read_key(key).with_context(|| format!("--key-file {}", key.display()))?;
+        let chain = read_certs(&cert).with_context(|| format!("--cert-file {}", cert.display()))?;
+        let private = read_key(&key).with_context(|| format!("--key-file {}", key.display()))?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()

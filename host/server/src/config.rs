@@ -240,6 +240,20 @@ pub struct Config {
     #[arg(long, env = "ETCD_CLIENT_CERT_AUTH", default_value = "false")]
     pub client_cert_auth: bool,
 
+    /// With https:// client URLs and no --cert-file: serve a certificate conclave makes itself
+    /// (etcd's flag). Clients cannot verify it: they skip verification (etcdctl:
+    /// `--insecure-transport=false --insecure-skip-tls-verify`) or trust `<data-dir>/tls/ca.crt`.
+    // A Go bool (`--flag`, `--flag=false`): etcd_flags::augment makes it one.
+    #[arg(long, env = "ETCD_AUTO_TLS", default_value = "false")]
+    pub auto_tls: bool,
+
+    /// Without --peer-cert-file: each member makes its own certificate, and peers encrypt but
+    /// do NOT authenticate each other (etcd's flag): anyone who reaches the peer port can
+    /// join. For a cluster you trust, give members certificates from one CA.
+    // A Go bool (`--flag`, `--flag=false`): etcd_flags::augment makes it one.
+    #[arg(long, env = "ETCD_PEER_AUTO_TLS", default_value = "false")]
+    pub peer_auto_tls: bool,
+
     /// More URLs to listen on for clients (etcd serves only HTTP, not gRPC, on these; conclave
     /// serves both, as on --listen-client-urls).
     #[arg(long, env = "ETCD_LISTEN_CLIENT_HTTP_URLS", value_delimiter = ',')]

@@ -249,9 +249,11 @@ const FLAGS: &[Flag] = &[
         Value,
         NoEffect("the peer transport is QUIC with its own timeouts"),
     ),
-    flag("auto-tls", Bool, NoEffect(NOT_YET)),
-    flag("peer-auto-tls", Bool, NoEffect(NOT_YET)),
-    flag("self-signed-cert-validity", Value, NoEffect(NOT_YET)),
+    flag(
+        "self-signed-cert-validity",
+        Value,
+        NoEffect("the certificates conclave makes itself are valid for ten years"),
+    ),
     flag("client-cert-file", Value, NoEffect(MEMBER_CLIENT)),
     flag("client-key-file", Value, NoEffect(MEMBER_CLIENT)),
     flag("peer-client-cert-file", Value, NoEffect(MEMBER_CLIENT)),
@@ -329,6 +331,8 @@ const GO_BOOLS: &[&str] = &[
     "strict_reconfig_check",
     "socket_reuse_port",
     "experimental_initial_corrupt_check",
+    "auto_tls",
+    "peer_auto_tls",
 ];
 
 /// `command` with every flag of the table added, hidden from `--help` (docs/OPERATIONS.md

@@ -499,6 +499,18 @@ fn peer_tls(config: &Config, data_dir: &Path, members: usize) -> anyhow::Result<
         (Some(cert), Some(key), Some(ca)) => {
             PeerTls::load(cert, key, ca).context("cannot load the peer certificates")
         }
+        (None, None, None) if config.peer_auto_tls => {
+            let own = conclave_tls::dev_certs(data_dir, &config.name, &[])
+                .context("cannot make this member's peer certificate")?;
+            warn!(
+                cert = %own.cert.display(),
+                "--peer-auto-tls: peers are encrypted but NOT authenticated: anyone who reaches \
+                 the peer port can join the cluster and read its data. Give the members \
+                 certificates from one CA (conclavectl certs init) for a cluster you trust"
+            );
+            PeerTls::load_unauthenticated(&own.cert, &own.key)
+                .context("cannot load the peer certificate")
+        }
         (None, None, None) if members <= 1 => {
             let dev = conclave_tls::dev_certs(data_dir, &config.name, &[])
                 .context("cannot make this member's peer certificates")?;
@@ -514,7 +526,8 @@ fn peer_tls(config: &Config, data_dir: &Path, members: usize) -> anyhow::Result<
         (None, None, None) => bail!(
             "members of a cluster need peer certificates from one CA: make them with \
              `conclavectl certs init --out DIR --names ...` and pass --peer-cert-file, \
-             --peer-key-file and --peer-trusted-ca-file (or try `conclave dev`)"
+             --peer-key-file and --peer-trusted-ca-file (or try `conclave dev`; or \
+             --peer-auto-tls, which encrypts but does not authenticate)"
         ),
         _ => bail!("--peer-cert-file, --peer-key-file and --peer-trusted-ca-file go together"),
     }

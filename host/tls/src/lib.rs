@@ -12,6 +12,7 @@ mod error;
 mod files;
 mod names;
 mod peer;
+mod unauthenticated;
 
 pub use certs::{CertFiles, DevCerts, MemberFiles, add_member_cert, dev_certs, init_certs};
 pub use error::{Result, TlsError};

@@ -7,11 +7,21 @@ use std::sync::Arc;
 
 use rustls::crypto::CryptoProvider;
 use rustls::server::WebPkiClientVerifier;
+use rustls::server::danger::ClientCertVerifier;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use rustls_pki_types::{CertificateDer, UnixTime};
 
 use crate::error::{Result, TlsError};
 use crate::files::{read_certs, read_key};
+use crate::unauthenticated::AnyPeer;
+
+/// How a dialling member checks the member it reaches.
+enum Verify {
+    /// Against the cluster CA.
+    Roots(Arc<RootCertStore>),
+    /// Not at all (`--peer-auto-tls`).
+    Anyone(Arc<AnyPeer>),
+}
 
 /// The ALPN protocol of the peer transport; a connection that does not speak it is refused.
 pub const PEER_ALPN: &[u8] = b"conclave-peer/1";
@@ -75,6 +85,48 @@ impl PeerTls {
                 )
             })?;
 
+        Self::build(
+            chain,
+            key,
+            name,
+            verifier,
+            Verify::Roots(roots),
+            cert_file,
+            key_file,
+        )
+    }
+
+    /// etcd's `--peer-auto-tls`: this member's own certificate (`cert_file`, `key_file`,
+    /// made for it), and peers accepted whatever certificate they show. Connections are
+    /// encrypted, but peers are not authenticated (see `unauthenticated`).
+    pub fn load_unauthenticated(cert_file: &Path, key_file: &Path) -> Result<PeerTls> {
+        let chain = read_certs(cert_file)?;
+        let key = read_key(key_file)?;
+        let name =
+            peer_member_name(&chain).map_err(|e| with_what(e, &cert_file.display().to_string()))?;
+        let any = AnyPeer::new(crypto_provider());
+        Self::build(
+            chain,
+            key,
+            name,
+            any.clone(),
+            Verify::Anyone(any),
+            cert_file,
+            key_file,
+        )
+    }
+
+    /// Both configurations from the member's certificate and how peers are checked.
+    fn build(
+        chain: Vec<CertificateDer<'static>>,
+        key: rustls_pki_types::PrivateKeyDer<'static>,
+        name: String,
+        verifier: Arc<dyn ClientCertVerifier>,
+        servers: Verify,
+        cert_file: &Path,
+        key_file: &Path,
+    ) -> Result<PeerTls> {
+        let provider = crypto_provider();
         let key_context = || {
             format!(
                 "{} with the key {}",
@@ -93,13 +145,17 @@ impl PeerTls {
         // No 0-RTT: early data can be replayed (docs/ARCHITECTURE.md, decision 2).
         server.max_early_data_size = 0;
 
-        let mut client = builder_error(
+        let client = builder_error(
             ClientConfig::builder_with_provider(provider)
                 .with_protocol_versions(&[&rustls::version::TLS13]),
-        )?
-        .with_root_certificates(roots)
-        .with_client_auth_cert(chain, key)
-        .map_err(|e| TlsError::rustls(key_context(), e))?;
+        )?;
+        let client = match servers {
+            Verify::Roots(roots) => client.with_root_certificates(roots),
+            Verify::Anyone(any) => client.dangerous().with_custom_certificate_verifier(any),
+        };
+        let mut client = client
+            .with_client_auth_cert(chain, key)
+            .map_err(|e| TlsError::rustls(key_context(), e))?;
         client.alpn_protocols = vec![PEER_ALPN.to_vec()];
         client.enable_early_data = false;
 
