@@ -95,6 +95,9 @@ const FAMILIES: &[(&str, &str)] = &[
     ("process_open_fds", "gauge"),
     ("process_max_fds", "gauge"),
     ("process_start_time_seconds", "gauge"),
+    // conclave's own.
+    ("conclave_raft_log_group_entries", "histogram"),
+    ("conclave_raft_log_group_writes", "histogram"),
 ];
 
 #[test]
@@ -125,6 +128,13 @@ fn the_client_port_serves_etcds_families_with_live_values() {
     assert!(m.value("process_resident_memory_bytes") > 1e6);
     // Every put was fsynced in the log: etcd's buckets, 1 ms doubling to 8.192 s.
     assert!(m.value("etcd_disk_wal_fsync_duration_seconds_count") >= 20.0);
+    // Each put went through a log group that appended at least one entry.
+    assert!(m.value("conclave_raft_log_group_entries_sum") >= 20.0);
+    assert!(
+        m.samples
+            .contains_key("conclave_raft_log_group_entries_bucket{le=\"4096\"}"),
+        "count buckets for group sizes"
+    );
     assert!(
         m.samples
             .contains_key("etcd_disk_wal_fsync_duration_seconds_bucket{le=\"8.192\"}"),

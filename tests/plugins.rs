@@ -330,6 +330,36 @@ async fn bad_plugins_are_stopped_and_reported_and_the_cluster_serves() {
         assert!(Instant::now() < deadline, "the good plugin wrote nothing");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // The same, as Prometheus sees it on the leader.
+    let metric = |series: &str| {
+        let scrape = c.http(leader, "GET", "/metrics").body;
+        scrape
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse::<f64>().ok())
+    };
+    tokio::task::block_in_place(|| {
+        for name in ["looper", "bomb", "trapper"] {
+            let failures = format!("conclave_plugin_failures_total{{plugin=\"{name}\"}}");
+            assert!(metric(&failures) >= Some(1.0), "{failures}");
+            let restarts = format!("conclave_plugin_restarts_total{{plugin=\"{name}\"}}");
+            wait_until(&restarts, Duration::from_secs(30), || {
+                metric(&restarts) >= Some(1.0)
+            });
+        }
+        let calls = metric(r#"conclave_plugin_calls_total{plugin="rollup"}"#);
+        assert!(calls >= Some(1.0), "rollup calls: {calls:?}");
+        let events = metric(r#"conclave_plugin_events_in_total{plugin="rollup"}"#);
+        assert!(events >= Some(1.0), "rollup events: {events:?}");
+        assert_eq!(
+            metric(r#"conclave_plugin_running{plugin="rollup"}"#),
+            Some(1.0)
+        );
+        let flushed = metric(r#"conclave_plugin_flushed_until_timestamp_seconds{plugin="rollup"}"#);
+        assert!(
+            flushed.is_some_and(|t| t > 1.6e9),
+            "rollup's flush mark: {flushed:?}"
+        );
+    });
     let list =
         tokio::task::block_in_place(|| stdout_ok(&conclavectl(&endpoint, &["plugin", "list"])));
     for name in ["looper", "bomb", "trapper", "rollup"] {

@@ -32,6 +32,11 @@ fn round_trip_buckets() -> Vec<f64> {
     (0..16).map(|i| 0.0001 * f64::from(1u32 << i)).collect()
 }
 
+/// Counts (Raft log group sizes): 1 to 4096, doubling.
+fn count_buckets() -> Vec<f64> {
+    (0..13).map(|i| f64::from(1u32 << i)).collect()
+}
+
 /// How often each peer's round-trip time is sampled (etcd's prober: every few seconds).
 const PEER_PROBE: Duration = Duration::from_secs(2);
 
@@ -67,6 +72,10 @@ impl Metrics {
             .set_buckets_for_metric(
                 Matcher::Full("etcd_network_peer_round_trip_time_seconds".to_string()),
                 &round_trip_buckets(),
+            )?
+            .set_buckets_for_metric(
+                Matcher::Prefix("conclave_raft_log_group_".to_string()),
+                &count_buckets(),
             )?;
         let handle = builder.install_recorder()?;
         describe();
@@ -288,6 +297,46 @@ fn describe() {
     describe_counter!(
         "etcd_network_peer_sent_failures_total",
         "The total number of send failures from peers."
+    );
+    describe_histogram!(
+        "conclave_raft_log_group_writes",
+        "Writes (appends, votes, purges) coalesced into one Raft log group write."
+    );
+    describe_histogram!(
+        "conclave_raft_log_group_entries",
+        "Raft log entries appended by one group write (one fsync)."
+    );
+    describe_counter!(
+        "conclave_plugin_calls_total",
+        "Calls into a plugin by this member's runtime (as leader)."
+    );
+    describe_histogram!(
+        "conclave_plugin_call_duration_seconds",
+        "How long one call into a plugin took."
+    );
+    describe_counter!(
+        "conclave_plugin_events_in_total",
+        "Events delivered to a plugin."
+    );
+    describe_counter!(
+        "conclave_plugin_outputs_total",
+        "Outputs a plugin returned."
+    );
+    describe_counter!(
+        "conclave_plugin_failures_total",
+        "Plugin runs that failed (trap, timeout, out of memory, refused proposal)."
+    );
+    describe_counter!(
+        "conclave_plugin_restarts_total",
+        "Plugin restarts after a failure."
+    );
+    describe_gauge!(
+        "conclave_plugin_running",
+        "1 while this member runs the plugin and it is not failed."
+    );
+    describe_gauge!(
+        "conclave_plugin_flushed_until_timestamp_seconds",
+        "The end of the plugin's last committed window; time() minus it is the flush lag."
     );
 }
 

@@ -130,6 +130,7 @@ impl Rule {
                     None => return Ok(Exit::Restart),
                 }
                 windows.flushed(end_ms);
+                self.ctx.plugins.statuses.flushed(&self.ctx.name, end_ms);
                 if upgrade {
                     // The new version replays the still-open windows from the new mark.
                     return Ok(Exit::Restart);

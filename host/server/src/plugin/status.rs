@@ -1,10 +1,13 @@
 //! How the leader's runtime is doing with each plugin: its state, last error and counters,
-//! for `conclavectl plugin status` and `plugin list`.
+//! for `conclavectl plugin status` and `plugin list`, and the same as Prometheus metrics
+//! (`conclave_plugin_*{plugin}`, docs/OPERATIONS.md). Every runtime event passes here once,
+//! so this is where both are kept.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use conclave_proto::conclavepb::PluginStatus;
+use metrics::{counter, gauge, histogram};
 use parking_lot::Mutex;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,6 +76,7 @@ impl Statuses {
 
     pub fn running(&self, name: &str) {
         self.with(name, |r| r.state = State::Running);
+        gauge!("conclave_plugin_running", "plugin" => name.to_string()).set(1.0);
     }
 
     pub fn failed(&self, name: &str, error: String) {
@@ -80,10 +84,20 @@ impl Statuses {
             r.state = State::Failed;
             r.last_error = error;
         });
+        gauge!("conclave_plugin_running", "plugin" => name.to_string()).set(0.0);
+        counter!("conclave_plugin_failures_total", "plugin" => name.to_string()).increment(1);
     }
 
     pub fn restarted(&self, name: &str) {
         self.with(name, |r| r.restarts += 1);
+        counter!("conclave_plugin_restarts_total", "plugin" => name.to_string()).increment(1);
+    }
+
+    /// A window flush committed: the plugin's output is complete up to `end_ms` (ms since the
+    /// Unix epoch). `time() - conclave_plugin_flushed_until_timestamp_seconds` is its lag.
+    pub fn flushed(&self, name: &str, end_ms: i64) {
+        gauge!("conclave_plugin_flushed_until_timestamp_seconds", "plugin" => name.to_string())
+            .set(end_ms as f64 / 1000.0);
     }
 
     /// A call into the plugin took `took`; it delivered `events` inputs or returned `outputs`.
@@ -96,14 +110,26 @@ impl Statuses {
             r.events_in += events;
             r.outputs += outputs;
         });
+        let plugin = name.to_string();
+        counter!("conclave_plugin_calls_total", "plugin" => plugin.clone()).increment(1);
+        histogram!("conclave_plugin_call_duration_seconds", "plugin" => plugin.clone())
+            .record(took.as_secs_f64());
+        counter!("conclave_plugin_events_in_total", "plugin" => plugin.clone()).increment(events);
+        counter!("conclave_plugin_outputs_total", "plugin" => plugin).increment(outputs);
     }
 
     pub fn forget(&self, name: &str) {
         self.runtimes.lock().remove(name);
+        gauge!("conclave_plugin_running", "plugin" => name.to_string()).set(0.0);
     }
 
+    /// This member stopped running plugins (it no longer leads).
     pub fn clear(&self) {
-        self.runtimes.lock().clear();
+        let mut runtimes = self.runtimes.lock();
+        for name in runtimes.keys() {
+            gauge!("conclave_plugin_running", "plugin" => name.clone()).set(0.0);
+        }
+        runtimes.clear();
     }
 
     /// Fills the runtime half of a status report; "stopped" for a plugin this member does not
