@@ -67,7 +67,6 @@ fn etcds_e2e_harness_flags_start_a_member_that_etcdctl_uses() {
     for flag in [
         "--enable-v2=true",
         "--experimental-compaction-batch-limit=1000",
-        "--max-concurrent-streams=100",
     ] {
         assert_eq!(
             warnings.iter().filter(|w| w.starts_with(flag)).count(),
@@ -83,6 +82,7 @@ fn etcds_e2e_harness_flags_start_a_member_that_etcdctl_uses() {
         "--strict-reconfig-check",
         "--experimental-initial-corrupt-check",
         "--peer-auto-tls",
+        "--max-concurrent-streams",
     ] {
         assert!(
             !warnings.iter().any(|w| w.starts_with(implemented)),
@@ -370,4 +370,30 @@ impl Drop for KillOnDrop {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// `--max-concurrent-streams 2`: with two watch streams open on a connection, a third call
+/// on it waits until one of them ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_concurrent_streams_holds_back_the_stream_beyond_it() {
+    let server =
+        tokio::task::block_in_place(|| Server::start_with(&["--max-concurrent-streams", "2"]));
+    let mut client = etcd_client::Client::connect([server.url()], None)
+        .await
+        .expect("connect");
+    client.put("k", "v", None).await.expect("a put");
+    let first = client.watch("a", None).await.expect("a watch");
+    let second = client.watch("b", None).await.expect("a watch");
+    let held = tokio::time::timeout(Duration::from_secs(2), client.get("k", None)).await;
+    assert!(
+        held.is_err(),
+        "a third stream was served while two were open"
+    );
+    drop(first);
+    let got = tokio::time::timeout(Duration::from_secs(10), client.get("k", None))
+        .await
+        .expect("the get once a stream ended")
+        .expect("a get");
+    assert_eq!(got.kvs()[0].value(), b"v");
+    drop(second);
 }

@@ -11,8 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use axum::extract::connect_info::Connected;
-use axum::serve::{IncomingStream, Listener};
+use axum::serve::Listener;
 use conclave_tls::{peer_member_name, read_certs, read_key};
 use rustls::RootCertStore;
 use rustls::server::WebPkiClientVerifier;
@@ -24,6 +23,7 @@ use tracing::debug;
 
 use crate::authority::{AuthorityFix, AuthorityListener};
 use crate::config::Config;
+use crate::http_serve::ClientListener;
 
 /// How long a client gets to finish its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -159,9 +159,9 @@ impl Listener for TlsListener {
 #[derive(Debug, Clone, Default)]
 pub struct ClientIdentity(pub Option<String>);
 
-impl Connected<IncomingStream<'_, TlsListener>> for ClientIdentity {
-    fn connect_info(stream: IncomingStream<'_, TlsListener>) -> Self {
-        let (_, session) = stream.io().get_ref().get_ref();
+impl ClientListener for TlsListener {
+    fn identity(io: &Self::Io) -> ClientIdentity {
+        let (_, session) = io.get_ref().get_ref();
         ClientIdentity(
             session
                 .peer_certificates()
@@ -170,8 +170,8 @@ impl Connected<IncomingStream<'_, TlsListener>> for ClientIdentity {
     }
 }
 
-impl Connected<IncomingStream<'_, AuthorityListener>> for ClientIdentity {
-    fn connect_info(_: IncomingStream<'_, AuthorityListener>) -> Self {
+impl ClientListener for AuthorityListener {
+    fn identity(_: &Self::Io) -> ClientIdentity {
         ClientIdentity(None)
     }
 }

@@ -154,6 +154,29 @@ pub struct Config {
     )]
     pub experimental_initial_corrupt_check: bool,
 
+    /// Ping a client connection idle this long, to see whether it is alive (etcd's flag).
+    #[arg(
+        long,
+        default_value = "2h",
+        value_parser = humantime::parse_duration,
+        env = "ETCD_GRPC_KEEPALIVE_INTERVAL"
+    )]
+    pub grpc_keepalive_interval: Duration,
+
+    /// Close a client connection whose ping goes unanswered this long (etcd's flag).
+    #[arg(
+        long,
+        default_value = "20s",
+        value_parser = humantime::parse_duration,
+        env = "ETCD_GRPC_KEEPALIVE_TIMEOUT"
+    )]
+    pub grpc_keepalive_timeout: Duration,
+
+    /// Streams (RPCs, watch and keep-alive streams) one client connection may have open at
+    /// once; more wait for one to end (etcd's flag; unlimited by default, as etcd's).
+    #[arg(long, default_value_t = u32::MAX, env = "ETCD_MAX_CONCURRENT_STREAMS")]
+    pub max_concurrent_streams: u32,
+
     /// An apply of committed entries that takes longer than this is logged as a warning,
     /// with what it applied (etcd's "apply request took too long").
     #[arg(

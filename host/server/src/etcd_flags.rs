@@ -195,10 +195,13 @@ const FLAGS: &[Flag] = &[
         Bool,
         AlwaysOn("listeners always set SO_REUSEADDR, as Go's and Rust's do on Unix"),
     ),
-    flag("grpc-keepalive-interval", Value, NoEffect(NOT_YET)),
-    flag("grpc-keepalive-min-time", Value, NoEffect(NOT_YET)),
-    flag("grpc-keepalive-timeout", Value, NoEffect(NOT_YET)),
-    flag("max-concurrent-streams", Value, NoEffect(NOT_YET)),
+    flag(
+        "grpc-keepalive-min-time",
+        Value,
+        NoEffect(
+            "clients' pings are answered however often they come (no ping policy in HTTP/2 here)",
+        ),
+    ),
     flag(
         "host-whitelist",
         Value,

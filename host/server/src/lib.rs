@@ -18,6 +18,7 @@ mod gateway;
 mod grpc_limit;
 mod grpc_metrics;
 mod health;
+mod http_serve;
 mod ids;
 mod leader_ticks;
 mod lease;

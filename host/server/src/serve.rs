@@ -29,11 +29,12 @@ use tracing::{info, warn};
 use crate::authority::AuthorityListener;
 use crate::auto_compact::{self, Retention};
 use crate::backup;
-use crate::client_tls::{ClientIdentity, ClientTls, TlsListener};
+use crate::client_tls::{ClientTls, TlsListener};
 use crate::config::{ClusterState, Config, peer_addr, socket_addr};
 use crate::corrupt_check;
 use crate::gateway::{self, Gateway};
 use crate::grpc_metrics::GrpcMetrics;
+use crate::http_serve::{self, Http2Settings};
 use crate::ids;
 use crate::lease::{Lessor, min_lease_ttl};
 use crate::member_calls::MemberCalls;
@@ -321,8 +322,23 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     let mut servers = Vec::new();
     let reuse_port = config.socket_reuse_port;
+    let http2 = Http2Settings {
+        keepalive_interval: config.grpc_keepalive_interval,
+        keepalive_timeout: config.grpc_keepalive_timeout,
+        max_concurrent_streams: config.max_concurrent_streams,
+    };
     for url in config.client_urls() {
-        servers.push(listen(url, app.clone(), client_tls.as_ref(), reuse_port, &stop_rx).await?);
+        servers.push(
+            listen(
+                url,
+                app.clone(),
+                client_tls.as_ref(),
+                reuse_port,
+                http2,
+                &stop_rx,
+            )
+            .await?,
+        );
         info!(url, "serving client requests");
     }
     metrics.spawn_upkeep();
@@ -339,6 +355,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 probes.clone(),
                 client_tls.as_ref(),
                 reuse_port,
+                http2,
                 &stop_rx,
             )
             .await?,
@@ -424,12 +441,13 @@ fn bind(addr: std::net::SocketAddr, reuse_port: bool) -> std::io::Result<TcpList
 
 /// Serves `app` on a client-side URL (`http://` through the `:authority` repair layer,
 /// `https://` with the client TLS settings) until `stop` turns true. `reuse_port`:
-/// --socket-reuse-port.
+/// --socket-reuse-port; `http2`: etcd's gRPC keep-alive and stream flags.
 async fn listen(
     url: &str,
     app: axum::Router,
     client_tls: Option<&ClientTls>,
     reuse_port: bool,
+    http2: Http2Settings,
     stop: &watch::Receiver<bool>,
 ) -> anyhow::Result<tokio::task::JoinHandle<std::io::Result<()>>> {
     let addr = socket_addr(url).await?;
@@ -438,23 +456,14 @@ async fn listen(
     let stopped = async move {
         let _ = stop.wait_for(|s| *s).await;
     };
-    let app = app.into_make_service_with_connect_info::<ClientIdentity>();
     Ok(if url.starts_with("https://") {
         let tls = client_tls
             .with_context(|| format!("{url}: https:// needs --cert-file and --key-file"))?;
         let listener = TlsListener::new(tcp, tls.server.clone())?;
-        tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(stopped)
-                .await
-        })
+        tokio::spawn(http_serve::serve(listener, app, http2, stopped))
     } else {
         let listener = AuthorityListener::new(tcp);
-        tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(stopped)
-                .await
-        })
+        tokio::spawn(http_serve::serve(listener, app, http2, stopped))
     })
 }
 
