@@ -387,7 +387,10 @@ pub fn free_udp_port() -> u16 {
 pub struct HttpResponse {
     pub status: u16,
     pub headers: Vec<(String, String)>,
+    /// The body as text (bytes that are not UTF-8 replaced).
     pub body: String,
+    /// The body as sent.
+    pub bytes: Vec<u8>,
 }
 
 impl HttpResponse {
@@ -495,7 +498,8 @@ fn parse_response(raw: &[u8]) -> Result<HttpResponse, String> {
     Ok(HttpResponse {
         status,
         headers,
-        body: String::from_utf8(body).map_err(|e| e.to_string())?,
+        body: String::from_utf8_lossy(&body).into_owned(),
+        bytes: body,
     })
 }
 

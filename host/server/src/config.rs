@@ -154,6 +154,12 @@ pub struct Config {
     )]
     pub experimental_initial_corrupt_check: bool,
 
+    /// Serve CPU profiles in pprof's format at /debug/pprof/profile on the client port
+    /// (etcd's flag; root only when auth is on).
+    // A Go bool (`--flag`, `--flag=false`): etcd_flags::augment makes it one.
+    #[arg(long, env = "ETCD_ENABLE_PPROF", default_value = "false")]
+    pub enable_pprof: bool,
+
     /// Ping a client connection idle this long, to see whether it is alive (etcd's flag).
     #[arg(
         long,

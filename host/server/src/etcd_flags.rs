@@ -39,7 +39,6 @@ const fn flag(name: &'static str, takes: Takes, fate: Fate) -> Flag {
 use Fate::{AlwaysOn, NoEffect, Refused};
 use Takes::{Bool, Value};
 
-const NOT_YET: &str = "conclave does not implement it yet";
 const FJALL: &str = "conclave's store is fjall (an LSM tree), not bbolt";
 const NO_V2: &str = "conclave serves only the v3 API";
 const NO_PROXY: &str = "conclave has no v2 proxy mode";
@@ -309,7 +308,6 @@ const FLAGS: &[Flag] = &[
     ),
     flag("enable-log-rotation", Bool, NoEffect(NO_ROTATION)),
     flag("log-rotation-config-json", Value, NoEffect(NO_ROTATION)),
-    flag("enable-pprof", Bool, NoEffect(NOT_YET)),
 ];
 
 /// The environment variable etcd reads for a flag.
@@ -336,6 +334,7 @@ const GO_BOOLS: &[&str] = &[
     "experimental_initial_corrupt_check",
     "auto_tls",
     "peer_auto_tls",
+    "enable_pprof",
 ];
 
 /// `command` with every flag of the table added, hidden from `--help` (docs/OPERATIONS.md

@@ -295,7 +295,7 @@ unary_handler!(
 
 /// A request as the gRPC services take it, with the token from etcd's gateway header
 /// (`Authorization: <token>`) in the metadata where gRPC clients put it.
-fn with_token<T>(headers: &HeaderMap, message: T) -> tonic::Request<T> {
+pub(crate) fn with_token<T>(headers: &HeaderMap, message: T) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
     if let Some(token) = headers
         .get(http::header::AUTHORIZATION)

@@ -27,6 +27,7 @@ mod member_calls;
 mod monitoring;
 pub mod node;
 mod plugin;
+mod pprof;
 mod propose;
 mod read_batch;
 mod recipe;

@@ -316,9 +316,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             watch: watches,
         }))
         .merge(crate::health::router(node.clone()))
-        .merge(metrics.clone().router(node.clone()))
-        // Last, so that it takes whatever neither the gRPC services nor the gateway serve.
-        .fallback(gateway::not_found);
+        .merge(metrics.clone().router(node.clone()));
+    let app = if config.enable_pprof {
+        info!("--enable-pprof: CPU profiles at /debug/pprof/profile (root only with auth on)");
+        app.merge(crate::pprof::router(node.clone()))
+    } else {
+        app
+    }
+    // Last, so that it takes whatever neither the gRPC services nor the gateway serve.
+    .fallback(gateway::not_found);
 
     let mut servers = Vec::new();
     let reuse_port = config.socket_reuse_port;
