@@ -6,7 +6,8 @@
 //! does, so with auth on only root may take one (a token in `Authorization`, as the gateway
 //! takes it), one profile runs at a time, and a profile lasts at most five minutes. Heap
 //! profiles need an allocator that records allocations (jemalloc's profiling); conclave runs
-//! the system allocator, so `/debug/pprof/heap` says so instead of answering with nothing.
+//! mimalloc, which keeps no such record, so `/debug/pprof/heap` says so instead of answering
+//! with nothing.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -59,8 +60,7 @@ async fn index(State(p): State<Profiler>) -> Response {
         StatusCode::OK,
         &format!(
             "/debug/pprof/\n\nprofile: CPU profile, ?seconds=N (default 30, at most 300); {now}\n\
-             heap: not available (conclave runs the system allocator, which records no heap \
-             profile)\n"
+             heap: not available (conclave's allocator, mimalloc, records no heap profile)\n"
         ),
     )
 }
@@ -68,8 +68,8 @@ async fn index(State(p): State<Profiler>) -> Response {
 async fn heap() -> Response {
     text(
         StatusCode::NOT_IMPLEMENTED,
-        "heap profiles need an allocator that records allocations; conclave runs the system \
-         allocator: use /debug/pprof/profile for CPU, and process_resident_memory_bytes\n",
+        "heap profiles need an allocator that records allocations; conclave's, mimalloc, \
+         does not: use /debug/pprof/profile for CPU, and process_resident_memory_bytes\n",
     )
 }
 
