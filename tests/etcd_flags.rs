@@ -172,21 +172,23 @@ fn an_etcd_config_file_starts_conclave() {
     );
     let config = dir.path().join("etcd.conf.yml");
     std::fs::write(&config, yaml).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_conclave"))
-        .arg("--config-file")
-        .arg(&config)
-        // Ignored with a config file, as etcd ignores it.
-        .env("ETCD_NAME", "from-env")
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn conclave");
+    let mut child = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_conclave"))
+            .arg("--config-file")
+            .arg(&config)
+            // Ignored with a config file, as etcd ignores it.
+            .env("ETCD_NAME", "from-env")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn conclave"),
+    );
     let endpoint = format!("127.0.0.1:{client}");
     let deadline = Instant::now() + Duration::from_secs(30);
     while TcpStream::connect(&endpoint).is_err() {
-        if let Some(status) = child.try_wait().unwrap() {
+        if let Some(status) = child.0.try_wait().unwrap() {
             panic!(
                 "exited with {status}: {}",
                 std::fs::read_to_string(&log_file).unwrap_or_default()
@@ -196,8 +198,7 @@ fn an_etcd_config_file_starts_conclave() {
         std::thread::sleep(Duration::from_millis(100));
     }
     let members = stdout_ok(&etcdctl_at(&endpoint, &["member", "list"], None));
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
     assert!(members.contains("from-yaml"), "{members}");
     let log = std::fs::read_to_string(&log_file).expect("the log file");
     let first: Value = serde_json::from_str(log.lines().next().expect("a line")).unwrap();
