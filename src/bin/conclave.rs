@@ -1,22 +1,31 @@
 //! The `conclave` server binary; everything lives in the conclave-server crate.
 
-/// mimalloc rather than glibc's malloc: under a put load, a member spent a fifth of its CPU in
-/// glibc's allocator (small, short-lived buffers freed on other threads); see docs/BENCHMARKS.md.
+/// jemalloc rather than glibc's malloc: under a put load, a member spent a fifth of its CPU in
+/// glibc's allocator (small, short-lived buffers freed on other threads); see
+/// docs/BENCHMARKS.md. jemalloc rather than mimalloc (within 2% of it, docs/BENCHMARKS.md)
+/// because it can sample allocations for `/debug/pprof/heap`.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// jemalloc's start-up options (read before the first allocation): idle memory goes back to
+/// the kernel from jemalloc's own thread, not in the middle of a request's allocation. The
+/// heap profiler is off: `--enable-pprof` restarts the process with it on (the server's
+/// pprof.rs says why).
+#[allow(non_upper_case_globals)]
+#[unsafe(export_name = "_rjem_malloc_conf")]
+pub static malloc_conf: &[u8] = b"background_thread:true\0";
 
 fn main() -> std::process::ExitCode {
     disable_transparent_huge_pages();
     conclave_server::main()
 }
 
-/// mimalloc asks for transparent huge pages on its arenas and returns idle memory to the
-/// kernel a second later; every fault after that zeroes a whole 2 MiB page for buffers of a
-/// few hundred bytes. Under a 3-member put load that zeroing was 7% of all CPU (perf:
-/// `clear_page_erms` under `do_huge_pmd_anonymous_page`); with 4 KiB pages the members' system
-/// time fell by a fifth. This is what `MIMALLOC_ALLOW_THP=0` does, made the default; it holds
-/// for the whole process and the members `conclave dev` starts, and changes nothing where THP
-/// is off.
+/// Allocators that ask for transparent huge pages and return idle memory to the kernel soon
+/// after make every fault zero a whole 2 MiB page for buffers of a few hundred bytes. Under a
+/// 3-member put load (with mimalloc) that zeroing was 7% of all CPU (perf: `clear_page_erms`
+/// under `do_huge_pmd_anonymous_page`); with 4 KiB pages the members' system time fell by a
+/// fifth. This holds for the whole process and the members `conclave dev` starts, and changes
+/// nothing where THP is off.
 fn disable_transparent_huge_pages() {
     #[cfg(target_os = "linux")]
     // SAFETY: PR_SET_THP_DISABLE takes plain integers and touches no memory of ours.

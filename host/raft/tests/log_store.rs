@@ -743,12 +743,14 @@ const KILL_CHILD_ENV: &str = "CONCLAVE_RAFT_LOG_KILL_CHILD";
 const FLUSHED: &str = "conclave-flushed ";
 const VOTED: &str = "conclave-voted";
 
-/// The child's side of `kill_9_loses_no_flushed_append`; a no-op in a normal test run.
+/// The child's side of `kill_9_loses_no_flushed_append`, which runs it (with `--ignored`) in a
+/// process of its own and kills it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "the child process of kill_9_loses_no_flushed_append, run by it"]
 async fn kill_child() {
-    let Ok(path) = std::env::var(KILL_CHILD_ENV) else {
-        return;
-    };
+    let path = std::env::var(KILL_CHILD_ENV).unwrap_or_else(|_| {
+        panic!("run by kill_9_loses_no_flushed_append, which sets {KILL_CHILD_ENV}")
+    });
     let mut store = LogStore::open(&path).await.unwrap();
     store.save_vote(&Vote::new_committed(5, 1)).await.unwrap();
     println!("{VOTED}");
@@ -776,7 +778,13 @@ async fn kill_9_loses_no_flushed_append() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("raft");
     let mut child = Process::new(std::env::current_exe().unwrap())
-        .args(["--exact", "kill_child", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "kill_child",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(KILL_CHILD_ENV, &path)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

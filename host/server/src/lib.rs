@@ -73,6 +73,10 @@ pub fn main() -> ExitCode {
         eprintln!("conclave: {e:#}");
         return ExitCode::FAILURE;
     }
+    // First, before anything else is done: it may exec this process again.
+    if config.enable_pprof {
+        pprof::ensure_heap_profiler();
+    }
     for warning in &notices.warnings {
         tracing::warn!("{warning}");
     }

@@ -1,13 +1,14 @@
-//! `--enable-pprof`: CPU profiles in pprof's format at etcd's path, for `go tool pprof
-//! http://member:2379/debug/pprof/profile?seconds=30` (or `pprof` from Google's Go-free
-//! build). Sampled with the pprof crate (SIGPROF, 100 Hz) for the seconds asked.
+//! `--enable-pprof`: CPU and heap profiles in pprof's format at etcd's paths, for `go tool
+//! pprof http://member:2379/debug/pprof/profile?seconds=30` and `.../debug/pprof/heap` (or
+//! `pprof` from Google's Go-free build). CPU: sampled with the pprof crate (SIGPROF, 100 Hz)
+//! for the seconds asked. Heap: jemalloc's own sampling profiler (the binary's allocator, see
+//! src/bin/conclave.rs), which the flag switches on at start-up, read with jemalloc_pprof:
+//! the memory in use now, by the stack that allocated it, one sample per 512 KiB as Go does.
 //!
 //! An attacker's view: a profile costs CPU for as long as it runs and shows what the server
 //! does, so with auth on only root may take one (a token in `Authorization`, as the gateway
-//! takes it), one profile runs at a time, and a profile lasts at most five minutes. Heap
-//! profiles need an allocator that records allocations (jemalloc's profiling); conclave runs
-//! mimalloc, which keeps no such record, so `/debug/pprof/heap` says so instead of answering
-//! with nothing.
+//! takes it), one CPU profile runs at a time, and it lasts at most five minutes; heap dumps
+//! take turns on jemalloc's profiler lock.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -60,17 +61,111 @@ async fn index(State(p): State<Profiler>) -> Response {
         StatusCode::OK,
         &format!(
             "/debug/pprof/\n\nprofile: CPU profile, ?seconds=N (default 30, at most 300); {now}\n\
-             heap: not available (conclave's allocator, mimalloc, records no heap profile)\n"
+             heap: memory in use by allocation site, sampled every 512 KiB on average; {heap}\n",
+            heap = if heap_profiler().is_some() {
+                "on"
+            } else {
+                "not available (this binary's allocator is not jemalloc with profiling)"
+            }
         ),
     )
 }
 
-async fn heap() -> Response {
-    text(
-        StatusCode::NOT_IMPLEMENTED,
-        "heap profiles need an allocator that records allocations; conclave's, mimalloc, \
-         does not: use /debug/pprof/profile for CPU, and process_resident_memory_bytes\n",
-    )
+/// jemalloc's heap profiler, if this process allocates with it and it was built in.
+fn heap_profiler() -> Option<&'static Arc<Mutex<jemalloc_pprof::JemallocProfCtl>>> {
+    jemalloc_pprof::PROF_CTL.as_ref()
+}
+
+/// The environment variable jemalloc (as tikv-jemallocator builds it) reads its options from,
+/// and the options that turn its heap profiler on from the first allocation.
+const JEMALLOC_OPTIONS_ENV: &str = "_RJEM_MALLOC_CONF";
+const HEAP_PROFILER_OPTIONS: &str = "prof:true,prof_active:true,lg_prof_sample:19";
+
+/// Makes sure jemalloc's heap profiler runs in this process (`--enable-pprof`).
+///
+/// jemalloc reads its options once, before the first allocation, and its profiler can only be
+/// switched on then. Built in but idle it still cost 2-3% of put throughput (docs/BENCHMARKS.md),
+/// so the binary starts without it, and a member asked for profiles execs itself again, same
+/// process, arguments and environment, with the profiler's options added: before anything is
+/// opened, bound or logged. Returns only if no exec was needed or it failed; a member that
+/// cannot get the profiler serves CPU profiles and answers 501 for the heap.
+pub fn ensure_heap_profiler() {
+    let asked = std::env::var(JEMALLOC_OPTIONS_ENV).unwrap_or_default();
+    // Already on, or asked for once already (an allocator that is not jemalloc ignores it):
+    // never exec twice.
+    if heap_profiler().is_some() || asked.contains(HEAP_PROFILER_OPTIONS) {
+        start_heap_sampling();
+        return;
+    }
+    let options = if asked.is_empty() {
+        HEAP_PROFILER_OPTIONS.to_string()
+    } else {
+        format!("{asked},{HEAP_PROFILER_OPTIONS}")
+    };
+    let failed = match std::env::current_exe() {
+        Ok(exe) => {
+            use std::os::unix::process::CommandExt;
+            let mut args = std::env::args_os();
+            let mut command = std::process::Command::new(exe);
+            if let Some(arg0) = args.next() {
+                command.arg0(arg0);
+            }
+            command.args(args).env(JEMALLOC_OPTIONS_ENV, options).exec()
+        }
+        Err(e) => e,
+    };
+    tracing::warn!(error = %failed, "--enable-pprof: could not restart with jemalloc's heap profiler");
+}
+
+/// Turns sampling on where the profiler is built in but idle (options given by hand).
+fn start_heap_sampling() {
+    let Some(profiler) = heap_profiler() else {
+        tracing::warn!(
+            "--enable-pprof: this binary's allocator has no heap profiler; /debug/pprof/heap \
+             will answer 501"
+        );
+        return;
+    };
+    let mut profiler = profiler.blocking_lock();
+    if !profiler.activated()
+        && let Err(e) = profiler.activate()
+    {
+        tracing::warn!(error = %e, "--enable-pprof: jemalloc's heap profiler did not start");
+    }
+}
+
+async fn heap(State(p): State<Profiler>, headers: HeaderMap) -> Response {
+    if let Err(status) = root_only(&p.node, &headers) {
+        return text(StatusCode::FORBIDDEN, &format!("{}\n", status.message()));
+    }
+    let Some(profiler) = heap_profiler() else {
+        return text(
+            StatusCode::NOT_IMPLEMENTED,
+            "heap profiles need jemalloc's profiler, which this binary's allocator lacks: \
+             use /debug/pprof/profile for CPU, and process_resident_memory_bytes\n",
+        );
+    };
+    let mut profiler = profiler.clone().lock_owned().await;
+    if !profiler.activated() {
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "heap sampling is not running\n",
+        );
+    }
+    // The dump writes and parses a file and reads /proc/self/maps: off the async workers.
+    match tokio::task::spawn_blocking(move || profiler.dump_pprof()).await {
+        Ok(Ok(gzipped)) => (
+            StatusCode::OK,
+            [
+                (header::CONTENT_TYPE, "application/octet-stream"),
+                (header::CONTENT_DISPOSITION, "attachment; filename=\"heap\""),
+            ],
+            gzipped,
+        )
+            .into_response(),
+        Ok(Err(e)) => text(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e:#}\n")),
+        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e}\n")),
+    }
 }
 
 async fn profile(

@@ -318,7 +318,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .merge(crate::health::router(node.clone()))
         .merge(metrics.clone().router(node.clone()));
     let app = if config.enable_pprof {
-        info!("--enable-pprof: CPU profiles at /debug/pprof/profile (root only with auth on)");
+        info!(
+            "--enable-pprof: CPU profiles at /debug/pprof/profile, heap profiles at \
+             /debug/pprof/heap (root only with auth on)"
+        );
         app.merge(crate::pprof::router(node.clone()))
     } else {
         app

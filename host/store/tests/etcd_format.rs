@@ -1,7 +1,7 @@
 //! etcd's snapshot format: what the store writes as an etcd snapshot restores into another
 //! store with the same history, leases, users and roles; damaged or hostile files are
 //! refused without a panic and leave no store behind. (Round trips with a real etcd are in
-//! the workspace's tests/etcd_snapshot.rs.)
+//! the workspace's tests/integration/etcd_snapshot.rs.)
 
 mod common;
 
