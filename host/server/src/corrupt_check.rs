@@ -9,6 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use conclave_proto::conclavepb::command::Request;
 use conclave_proto::conclavepb::member_request::Call;
 use conclave_proto::etcdserverpb::{
@@ -70,7 +71,7 @@ pub async fn initial_check(node: &Arc<Node>) -> anyhow::Result<()> {
     let mine = node
         .blocking(|s| s.hash_kv(0))
         .await
-        .map_err(|e| anyhow::anyhow!("hashing the store: {}", e.message()))?;
+        .context("hashing the store")?;
     if let Some((id, member, theirs)) = differing(node, &mine, INITIAL_HASH_TIMEOUT)
         .await
         .into_iter()

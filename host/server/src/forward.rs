@@ -14,10 +14,9 @@ use conclave_raft::Member;
 use conclave_raft::network::{MemberCallError, MemberClient};
 use prost::Message;
 use tokio::sync::{Semaphore, mpsc, oneshot};
-use tonic::Status;
 
-use crate::error::{LEADER_CHANGED, REQUEST_TIMED_OUT};
-use crate::member_calls::{Asked, ask_with, failure, status_of};
+use crate::error::ProposeError;
+use crate::member_calls::{Asked, ask_with};
 use crate::node::REQUEST_TIMEOUT;
 
 /// Batches on the way at once; more writes wait and go in the next batch. Two keep the leader
@@ -33,7 +32,7 @@ pub enum Forward {
     /// It never reached the leader: safe to send again.
     Unreached,
     /// It may have reached the leader, or the leader refused it.
-    Failed(Status),
+    Failed(ProposeError),
 }
 
 struct Pending {
@@ -80,7 +79,7 @@ impl Forwarder {
         // A batch that ended without answering (its task was cancelled) may have been sent.
         answer
             .await
-            .unwrap_or_else(|_| Err(Forward::Failed(LEADER_CHANGED.into())))
+            .unwrap_or(Err(Forward::Failed(ProposeError::LeaderChanged)))
     }
 }
 
@@ -134,18 +133,24 @@ async fn send(batch: Vec<Pending>) {
     let outcomes = match answer {
         Ok(Ok(response)) if response.outcomes.len() == sent => response.outcomes,
         Ok(Ok(response)) => {
-            let status = Status::internal(format!(
+            let failed = ProposeError::Internal(format!(
                 "the leader answered {} of {sent} forwarded writes",
                 response.outcomes.len()
             ));
             for reply in replies {
-                let _ = reply.send(Err(Forward::Failed(status.clone())));
+                let _ = reply.send(Err(Forward::Failed(failed.clone())));
             }
             return;
         }
+        // The leader refused the call as a whole (it answers each write on its own, so only
+        // a malformed call gets here): nothing to retry, the text for the log.
         Ok(Err(status)) => {
+            let failed = ProposeError::Internal(format!(
+                "the leader refused the forwarded writes: {}",
+                status.message()
+            ));
             for reply in replies {
-                let _ = reply.send(Err(Forward::Failed(status.clone())));
+                let _ = reply.send(Err(Forward::Failed(failed.clone())));
             }
             return;
         }
@@ -164,9 +169,9 @@ async fn send(batch: Vec<Pending>) {
 fn from_outcome(outcome: ProposeOutcome) -> Result<ProposeResponse, Forward> {
     match outcome.outcome {
         Some(propose_outcome::Outcome::Applied(response)) => Ok(response),
-        Some(propose_outcome::Outcome::Failed(f)) => Err(Forward::Failed(status_of(f))),
-        None => Err(Forward::Failed(Status::internal(
-            "the leader answered a forwarded write with nothing",
+        Some(propose_outcome::Outcome::Failed(f)) => Err(Forward::Failed(f.into())),
+        None => Err(Forward::Failed(ProposeError::Internal(
+            "the leader answered a forwarded write with nothing".to_string(),
         ))),
     }
 }
@@ -177,16 +182,16 @@ fn from_outcome(outcome: ProposeOutcome) -> Result<ProposeResponse, Forward> {
 fn from_call_error(e: &MemberCallError) -> Forward {
     match e {
         _ if e.never_sent() => Forward::Unreached,
-        MemberCallError::Timeout { .. } => Forward::Failed(REQUEST_TIMED_OUT.into()),
-        _ => Forward::Failed(LEADER_CHANGED.into()),
+        MemberCallError::Timeout { .. } => Forward::Failed(ProposeError::TimedOut),
+        _ => Forward::Failed(ProposeError::LeaderChanged),
     }
 }
 
 /// The leader's side: one outcome per proposed write.
-pub fn to_outcome(result: Result<ProposeResponse, Status>) -> ProposeOutcome {
+pub fn to_outcome(result: Result<ProposeResponse, ProposeError>) -> ProposeOutcome {
     let outcome = match result {
         Ok(response) => propose_outcome::Outcome::Applied(response),
-        Err(status) => propose_outcome::Outcome::Failed(failure(&status)),
+        Err(e) => propose_outcome::Outcome::Failed((&e).into()),
     };
     ProposeOutcome {
         outcome: Some(outcome),

@@ -85,9 +85,8 @@ async fn read(node: &Arc<Node>, serializable: bool) -> Result<(), Status> {
             limit: 1,
             ..Default::default()
         };
-        node.blocking(move |store| store.range(&probe))
-            .await
-            .map(|_| ())
+        node.blocking(move |store| store.range(&probe)).await?;
+        Ok::<_, Status>(())
     };
     tokio::time::timeout(REQUEST_TIMEOUT, attempt)
         .await

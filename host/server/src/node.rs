@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use conclave_proto::conclavepb::{
     Command, ProposeResponse, PublishMemberRequest, PublishMemberResponse, RaftMember,
-    ReadIndexRequest, ReadIndexResponse, command::Request, member_request::Call, propose_response,
+    ReadIndexRequest, ReadIndexResponse, RequestErrorCode, command::Request, member_request::Call,
+    propose_response,
 };
 use conclave_proto::etcdserverpb::{
     AlarmRequest, AlarmType, HashKvResponse, ResponseHeader, alarm_request::AlarmAction,
@@ -27,8 +28,8 @@ use tracing::{debug, info, warn};
 
 use crate::auth::{Authenticator, Caller};
 use crate::error::{
-    LEADER_CHANGED, NO_LEADER, REQUEST_TIMED_OUT, REQUEST_TOO_LARGE, STOPPED, request_status,
-    store_status,
+    BlockingError, LEADER_CHANGED, NO_LEADER, ProposeError, REQUEST_TIMED_OUT, STOPPED,
+    request_status,
 };
 use crate::forward::{Forward, Forwarder};
 use crate::propose::Proposer;
@@ -191,9 +192,9 @@ impl Node {
     /// What the alarms and the quota say of a write before it is proposed: refused while an
     /// alarm forbids it, and a write that would take the store past its quota raises this
     /// member's NOSPACE alarm (as etcd's quota check does) and is refused.
-    async fn admit(&self, request: &Request, cost: usize) -> Result<(), Status> {
+    async fn admit(&self, request: &Request, cost: usize) -> Result<(), ProposeError> {
         if let Some(refused) = self.store.alarm_refuses(request) {
-            return Err(request_status(&refused));
+            return Err(refused.into());
         }
         let Some(quota) = self.quota else {
             return Ok(());
@@ -221,7 +222,7 @@ impl Node {
         if let Err(e) = tokio::time::timeout(REQUEST_TIMEOUT, self.propose_routed(alarm)).await {
             warn!(error = %e, "could not raise the NOSPACE alarm");
         }
-        Err(request_status(&RequestError::NoSpace))
+        Err(RequestError::NoSpace.into())
     }
 
     /// The current leader and its membership entry, once it has published its client URLs.
@@ -250,7 +251,7 @@ impl Node {
     /// Proposes one of this member's own writes (an expired lease, a plugin's output, an
     /// alarm) and waits until it is applied on this member. It is held to
     /// [`Node::proposal_limit`].
-    pub async fn propose(&self, request: Request) -> Result<Applied, Status> {
+    pub async fn propose(&self, request: Request) -> Result<Applied, ProposeError> {
         self.propose_command(Command {
             request: Some(request),
             ..Default::default()
@@ -260,7 +261,11 @@ impl Node {
 
     /// Proposes a client's write, checked for `caller` already: apply checks it again
     /// against the auth state it meets (see `CheckedFor`).
-    pub async fn propose_for(&self, caller: &Caller, request: Request) -> Result<Applied, Status> {
+    pub async fn propose_for(
+        &self,
+        caller: &Caller,
+        request: Request,
+    ) -> Result<Applied, ProposeError> {
         self.propose_command(Command {
             request: Some(request),
             checked_for: Some(caller.checked_for()),
@@ -271,14 +276,14 @@ impl Node {
 
     /// Proposes `command` as it came (a follower's forwarded write keeps whom it was checked
     /// for); only the leader's clock dates it.
-    pub async fn propose_command(&self, command: Command) -> Result<Applied, Status> {
+    pub async fn propose_command(&self, command: Command) -> Result<Applied, ProposeError> {
         let Some(request) = &command.request else {
-            return Err(Status::invalid_argument("etcdserver: empty proposal"));
+            return Err(ProposeError::EmptyProposal);
         };
         let limit = self.proposal_limit(request);
         let cost = command.encoded_len();
         if cost > limit {
-            return Err(REQUEST_TOO_LARGE.into());
+            return Err(ProposeError::TooLarge);
         }
         self.admit(request, cost).await?;
         let command = Command {
@@ -289,7 +294,7 @@ impl Node {
         pending.increment(1.0);
         let outcome = tokio::time::timeout(REQUEST_TIMEOUT, self.propose_routed(command))
             .await
-            .map_err(|_| Status::from(REQUEST_TIMED_OUT))
+            .map_err(|_| ProposeError::TimedOut)
             .and_then(|routed| routed);
         pending.decrement(1.0);
         // A proposal that was not applied (timed out, lost to a leader change): etcd's
@@ -311,7 +316,7 @@ impl Node {
         }
     }
 
-    async fn propose_routed(&self, command: Command) -> Result<Applied, Status> {
+    async fn propose_routed(&self, command: Command) -> Result<Applied, ProposeError> {
         loop {
             // A follower that knows the leader forwards at once, without asking its Raft core.
             let (leader_id, leader) = match self.leader_peer() {
@@ -329,10 +334,12 @@ impl Node {
                             }
                         }
                     }
-                    Err(RaftError::APIError(e)) => return Err(Status::internal(e.to_string())),
+                    Err(RaftError::APIError(e)) => {
+                        return Err(ProposeError::Internal(e.to_string()));
+                    }
                     Err(RaftError::Fatal(e)) => {
                         warn!(error = %e, "raft stopped");
-                        return Err(STOPPED.into());
+                        return Err(ProposeError::Stopped);
                     }
                 },
             };
@@ -345,7 +352,7 @@ impl Node {
                 // it times out. Anything that may have reached it is not retried: a write must
                 // not apply twice.
                 Err(Forward::Unreached) => self.await_leader_change(Some(leader_id)).await,
-                Err(Forward::Failed(status)) => return Err(status),
+                Err(Forward::Failed(e)) => return Err(e),
                 Ok(applied) => return Ok(applied),
             }
         }
@@ -382,7 +389,7 @@ impl Node {
         let resp = tokio::select! {
             resp = forwarded => resp?,
             () = self.leader_gone(leader_id) => {
-                return Err(Forward::Failed(LEADER_CHANGED.into()));
+                return Err(Forward::Failed(ProposeError::LeaderChanged));
             }
         };
         let applied = applied_from_wire(resp).map_err(Forward::Failed)?;
@@ -390,7 +397,7 @@ impl Node {
         // right after sees it (as etcd's followers answer after their own apply).
         self.wait_applied(applied.index)
             .await
-            .map_err(Forward::Failed)?;
+            .map_err(|_| Forward::Failed(ProposeError::TimedOut))?;
         Ok(applied)
     }
 
@@ -615,12 +622,9 @@ impl Node {
     pub async fn blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Store) -> Result<T, conclave_store::StoreError> + Send + 'static,
-    ) -> Result<T, Status> {
+    ) -> Result<T, BlockingError> {
         let store = self.store.clone();
-        tokio::task::spawn_blocking(move || f(&store))
-            .await
-            .map_err(|e| Status::internal(format!("etcdserver: {e}")))?
-            .map_err(store_status)
+        Ok(tokio::task::spawn_blocking(move || f(&store)).await??)
     }
 }
 
@@ -652,7 +656,7 @@ fn stamped(command: &Command) -> Command {
 }
 
 /// The leader's answer to a forwarded write, as the store would have given it.
-fn applied_from_wire(resp: ProposeResponse) -> Result<Applied, Status> {
+fn applied_from_wire(resp: ProposeResponse) -> Result<Applied, ProposeError> {
     use propose_response::Result as R;
     let result = match resp.result {
         Some(R::Put(r)) => Ok(Response::Put(r)),
@@ -665,8 +669,8 @@ fn applied_from_wire(resp: ProposeResponse) -> Result<Applied, Status> {
         Some(R::Plugin(r)) => Ok(Response::Plugin(r)),
         Some(R::Alarm(r)) => Ok(Response::Alarm(r)),
         Some(R::Auth(r)) => Ok(Response::Auth(r)),
-        Some(R::Error(message)) => Err(RequestError::from_message(&message)
-            .ok_or_else(|| Status::internal(format!("leader answered: {message}")))?),
+        Some(R::Error(code)) => Err(RequestError::try_from(code)
+            .map_err(|e| ProposeError::Internal(format!("the leader answered an {e}")))?),
         None => Ok(Response::Empty),
     };
     Ok(Applied {
@@ -692,7 +696,7 @@ pub fn applied_to_wire(applied: Applied) -> ProposeResponse {
         Ok(Response::Alarm(r)) => Some(R::Alarm(r)),
         Ok(Response::Auth(r)) => Some(R::Auth(r)),
         Ok(Response::Empty) => None,
-        Err(e) => Some(R::Error(e.to_string())),
+        Err(e) => Some(R::Error(RequestErrorCode::from(&e) as i32)),
     };
     ProposeResponse {
         revision: applied.revision,

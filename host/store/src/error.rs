@@ -2,6 +2,7 @@
 //! member gives the same one, so they are safe to return from apply); `StoreError` adds the
 //! failures of the disk underneath, which stop the member rather than diverge it.
 
+use conclave_proto::conclavepb::RequestErrorCode;
 use thiserror::Error;
 
 /// What a well-formed request can be refused for. The messages are etcd's, byte for byte;
@@ -66,43 +67,66 @@ pub enum RequestError {
     PermissionDenied,
 }
 
-impl RequestError {
-    /// Every variant, for mapping messages back.
-    const ALL: [RequestError; 26] = [
-        RequestError::Compacted,
-        RequestError::FutureRevision,
-        RequestError::LeaseNotFound,
-        RequestError::KeyNotFound,
-        RequestError::LeaseExists,
-        RequestError::PluginNotFound,
-        RequestError::NoPreviousVersion,
-        RequestError::FlushMarkMoved,
-        RequestError::PluginNameInvalid,
-        RequestError::PluginDigestMismatch,
-        RequestError::FlushOpInvalid,
-        RequestError::NoSpace,
-        RequestError::Corrupt,
-        RequestError::RootUserNotExist,
-        RequestError::RootRoleNotExist,
-        RequestError::UserAlreadyExist,
-        RequestError::UserEmpty,
-        RequestError::UserNotFound,
-        RequestError::RoleAlreadyExist,
-        RequestError::RoleNotFound,
-        RequestError::RoleEmpty,
-        RequestError::PermissionNotGiven,
-        RequestError::RoleNotGranted,
-        RequestError::PermissionNotGranted,
-        RequestError::InvalidAuthManagement,
-        RequestError::PermissionDenied,
-    ];
+/// A code no variant has: a member of a newer version answered, or the message was damaged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[error("unknown request error code {0}")]
+pub struct UnknownRequestErrorCode(pub i32);
 
-    /// The error whose message this is: a member that forwarded a write reads the leader's
-    /// answer back this way.
-    pub fn from_message(message: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|e| e.to_string() == message)
-    }
+/// One table for both ways across members (`RequestErrorCode` in
+/// proto/conclave/internal.proto): a new variant does not compile until it has a code.
+macro_rules! request_error_codes {
+    ($($variant:ident => $code:ident),* $(,)?) => {
+        impl From<&RequestError> for RequestErrorCode {
+            fn from(e: &RequestError) -> Self {
+                match e {
+                    $(RequestError::$variant => RequestErrorCode::$code,)*
+                }
+            }
+        }
+
+        impl TryFrom<i32> for RequestError {
+            type Error = UnknownRequestErrorCode;
+
+            fn try_from(code: i32) -> std::result::Result<Self, UnknownRequestErrorCode> {
+                match RequestErrorCode::try_from(code) {
+                    $(Ok(RequestErrorCode::$code) => Ok(RequestError::$variant),)*
+                    Ok(RequestErrorCode::Unspecified) | Err(_) => {
+                        Err(UnknownRequestErrorCode(code))
+                    }
+                }
+            }
+        }
+    };
 }
+
+request_error_codes!(
+    Compacted => Compacted,
+    FutureRevision => FutureRevision,
+    LeaseNotFound => LeaseNotFound,
+    KeyNotFound => KeyNotFound,
+    LeaseExists => LeaseExists,
+    PluginNotFound => PluginNotFound,
+    NoPreviousVersion => NoPreviousVersion,
+    FlushMarkMoved => FlushMarkMoved,
+    PluginNameInvalid => PluginNameInvalid,
+    PluginDigestMismatch => PluginDigestMismatch,
+    FlushOpInvalid => FlushOpInvalid,
+    NoSpace => NoSpace,
+    Corrupt => Corrupt,
+    RootUserNotExist => RootUserNotExist,
+    RootRoleNotExist => RootRoleNotExist,
+    UserAlreadyExist => UserAlreadyExist,
+    UserEmpty => UserEmpty,
+    UserNotFound => UserNotFound,
+    RoleAlreadyExist => RoleAlreadyExist,
+    RoleNotFound => RoleNotFound,
+    RoleEmpty => RoleEmpty,
+    PermissionNotGiven => PermissionNotGiven,
+    RoleNotGranted => RoleNotGranted,
+    PermissionNotGranted => PermissionNotGranted,
+    InvalidAuthManagement => InvalidAuthManagement,
+    PermissionDenied => PermissionDenied,
+);
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -139,42 +163,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_request_error_reads_back_from_its_message() {
-        // Exhaustive on purpose: a new variant stops compiling here until it is in ALL too.
-        match RequestError::Compacted {
-            RequestError::Compacted
-            | RequestError::FutureRevision
-            | RequestError::LeaseNotFound
-            | RequestError::KeyNotFound
-            | RequestError::LeaseExists
-            | RequestError::PluginNotFound
-            | RequestError::NoPreviousVersion
-            | RequestError::FlushMarkMoved
-            | RequestError::PluginNameInvalid
-            | RequestError::PluginDigestMismatch
-            | RequestError::FlushOpInvalid
-            | RequestError::NoSpace
-            | RequestError::Corrupt
-            | RequestError::RootUserNotExist
-            | RequestError::RootRoleNotExist
-            | RequestError::UserAlreadyExist
-            | RequestError::UserEmpty
-            | RequestError::UserNotFound
-            | RequestError::RoleAlreadyExist
-            | RequestError::RoleNotFound
-            | RequestError::RoleEmpty
-            | RequestError::PermissionNotGiven
-            | RequestError::RoleNotGranted
-            | RequestError::PermissionNotGranted
-            | RequestError::InvalidAuthManagement
-            | RequestError::PermissionDenied => {}
+    fn every_request_error_code_reads_back_as_its_error() {
+        let mut seen = 0;
+        for code in 0..64 {
+            match RequestError::try_from(code) {
+                Ok(e) => {
+                    assert_eq!(RequestErrorCode::from(&e) as i32, code, "{e}");
+                    seen += 1;
+                }
+                Err(UnknownRequestErrorCode(c)) => assert_eq!(c, code),
+            }
         }
-        for e in RequestError::ALL {
-            assert_eq!(RequestError::from_message(&e.to_string()), Some(e.clone()));
-        }
-        assert_eq!(
-            RequestError::from_message("etcdserver: something else"),
-            None
-        );
+        // Every code but UNSPECIFIED names an error, and no two the same one.
+        assert_eq!(seen, RequestErrorCode::PermissionDenied as i32);
+        assert!(RequestError::try_from(0).is_err());
     }
 }

@@ -24,7 +24,7 @@ mod write;
 pub use alarm::grows;
 pub use apply::{Applied, Durability, Entry, Response};
 pub use auth::{Access, AuthState, ROOT};
-pub use error::{RequestError, Result, StoreError};
+pub use error::{RequestError, Result, StoreError, UnknownRequestErrorCode};
 pub use hash::KvHash;
 pub use history::History;
 pub use key_range::{KeyRange, prefix_end};

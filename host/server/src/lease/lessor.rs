@@ -253,10 +253,17 @@ impl Lessor {
         info!(leases = ids.len(), "revoking expired leases");
         let proposals = ids.into_iter().map(|id| async move {
             let request = Request::LeaseRevoke(LeaseRevokeRequest { id });
-            match self.node.propose(request).await {
-                Ok(_) => {}
-                // Revoked by a client meanwhile.
-                Err(s) if s.message() == RequestError::LeaseNotFound.to_string() => {}
+            match self
+                .node
+                .propose(request)
+                .await
+                .map(|applied| applied.result)
+            {
+                // Revoked by a client meanwhile, or by this very proposal.
+                Ok(Ok(_) | Err(RequestError::LeaseNotFound)) => {}
+                Ok(Err(e)) => {
+                    warn!(lease = id, error = %e, "revoking an expired lease was refused")
+                }
                 Err(e) => {
                     warn!(lease = id, error = %e, "revoking an expired lease failed; will retry")
                 }

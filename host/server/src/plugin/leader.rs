@@ -81,7 +81,7 @@ impl OnLeader {
         let applied = self
             .runtime
             .block_on(self.node.propose(request))
-            .map_err(|s| format!("{what} not committed: {}", s.message()))?;
+            .map_err(|e| format!("{what} not committed: {e}"))?;
         Ok(applied.result)
     }
 

@@ -245,7 +245,7 @@ impl WatchStream {
             .await;
         let history = match read {
             Ok(history) => history,
-            Err(status) if status.message() == RequestError::Compacted.to_string() => {
+            Err(e) if e.as_request() == Some(&RequestError::Compacted) => {
                 // etcd cancels a watcher whose start has been compacted away, saying from
                 // where it could resume.
                 self.watchers.remove(&id);
@@ -260,9 +260,9 @@ impl WatchStream {
                     })
                     .await;
             }
-            Err(status) => {
-                debug!(error = %status, "reading history for a watcher failed");
-                return self.send_status(status).await;
+            Err(e) => {
+                debug!(error = %e, "reading history for a watcher failed");
+                return self.send_status(e.into()).await;
             }
         };
         let Some(w) = self.watchers.get_mut(&id) else {
