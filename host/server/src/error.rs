@@ -1,7 +1,7 @@
 //! etcd's errors as gRPC statuses: the exact codes and messages that etcd clients match on.
 
 use conclave_proto::conclavepb::{ProposeErrorCode, ProposeFailure, RequestErrorCode};
-use conclave_store::{RequestError, StoreError};
+use conclave_store::{Applied, RequestError, Response, StoreError, UnexpectedResponse};
 use tonic::{Code, Status};
 
 /// An etcd error: its gRPC code and its message, byte for byte.
@@ -191,6 +191,24 @@ impl From<BlockingError> for Status {
             BlockingError::Task(e) => Status::internal(format!("etcdserver: {e}")),
         }
     }
+}
+
+fn unexpected_status(e: UnexpectedResponse) -> Status {
+    tracing::error!(error = %e, "a write got the wrong kind of answer");
+    Status::internal(format!("etcdserver: {e}"))
+}
+
+/// A proposed write's answer as the response its request gets (`PutResponse`, ...), with the
+/// store revision after it; a refusal at apply becomes etcd's status.
+pub fn answer<T>(applied: Applied) -> Result<(T, i64), Status>
+where
+    T: TryFrom<Response, Error = UnexpectedResponse>,
+{
+    let response = applied.result.map_err(|e| request_status(&e))?;
+    Ok((
+        T::try_from(response).map_err(unexpected_status)?,
+        applied.revision,
+    ))
 }
 
 /// The status a store error becomes.

@@ -10,13 +10,13 @@ use std::sync::Arc;
 use conclave_proto::conclavepb::command::Request;
 use conclave_proto::etcdserverpb::{
     Compare, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, ResponseHeader, TxnRequest,
+    TxnResponse,
     compare::{CompareResult, CompareTarget, TargetUnion},
     range_request::{SortOrder, SortTarget},
     request_op, response_op,
 };
 use conclave_proto::mvccpb::KeyValue;
 use conclave_proto::prefix_range_end;
-use conclave_store::Response;
 use tokio::sync::broadcast::error::RecvError;
 use tonic::Status;
 
@@ -109,12 +109,8 @@ pub async fn acquire(
     // The caller needs what etcd's recipe asks of its user, the txn's own reads and writes
     // (read and write on the name's prefix), checked here and again at apply.
     caller.check_txn(&txn)?;
-    let applied_txn = node.propose_for(caller, Request::Txn(txn)).await?;
-    let resp = match applied_txn.result {
-        Ok(Response::Txn(t)) => t,
-        Ok(other) => return Err(Status::internal(format!("a txn answered {other:?}"))),
-        Err(e) => return Err(crate::error::request_status(&e)),
-    };
+    let (resp, revision_after): (TxnResponse, i64) =
+        crate::error::answer(node.propose_for(caller, Request::Txn(txn)).await?)?;
     // Both branches answer [put or get of the key, get of the first in line].
     let range_at = |i: usize| -> &[KeyValue] {
         match resp.responses.get(i).and_then(|r| r.response.as_ref()) {
@@ -123,7 +119,7 @@ pub async fn acquire(
         }
     };
     let revision = if resp.succeeded {
-        applied_txn.revision
+        revision_after
     } else {
         range_at(0)
             .first()
@@ -134,7 +130,7 @@ pub async fn acquire(
     let held = Held {
         key: key.clone(),
         revision,
-        header: node.header(applied_txn.revision),
+        header: node.header(revision_after),
         created: resp.succeeded,
     };
     if owner.is_none_or(|r| r == revision) {

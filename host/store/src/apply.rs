@@ -62,6 +62,66 @@ pub enum Response {
     Empty,
 }
 
+/// A write's answer was not the kind its request gets: a bug, reported, never guessed at.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the store answered {got} to a request that gets {expected}")]
+pub struct UnexpectedResponse {
+    pub expected: &'static str,
+    pub got: &'static str,
+}
+
+impl Response {
+    /// The variant's name, for reports.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Response::Put(_) => "Put",
+            Response::DeleteRange(_) => "DeleteRange",
+            Response::Txn(_) => "Txn",
+            Response::Compaction(_) => "Compaction",
+            Response::LeaseGrant(_) => "LeaseGrant",
+            Response::LeaseRevoke(_) => "LeaseRevoke",
+            Response::LeaseCheckpoint(_) => "LeaseCheckpoint",
+            Response::Plugin(_) => "Plugin",
+            Response::Alarm(_) => "Alarm",
+            Response::Auth(_) => "Auth",
+            Response::Empty => "Empty",
+        }
+    }
+}
+
+/// `PutResponse::try_from(response)` and the like: what a caller that knows its request's
+/// kind takes out of the store's answer.
+macro_rules! response_conversions {
+    ($($variant:ident => $answer:ty),* $(,)?) => {
+        $(impl TryFrom<Response> for $answer {
+            type Error = UnexpectedResponse;
+
+            fn try_from(response: Response) -> std::result::Result<Self, UnexpectedResponse> {
+                match response {
+                    Response::$variant(answer) => Ok(answer),
+                    other => Err(UnexpectedResponse {
+                        expected: stringify!($variant),
+                        got: other.kind(),
+                    }),
+                }
+            }
+        })*
+    };
+}
+
+response_conversions!(
+    Put => PutResponse,
+    DeleteRange => DeleteRangeResponse,
+    Txn => TxnResponse,
+    Compaction => CompactionResponse,
+    LeaseGrant => LeaseGrantResponse,
+    LeaseRevoke => LeaseRevokeResponse,
+    LeaseCheckpoint => LeaseCheckpointResponse,
+    Plugin => PluginChanged,
+    Alarm => AlarmResponse,
+    Auth => AuthChanged,
+);
+
 /// The outcome of one entry.
 #[derive(Debug, Clone)]
 pub struct Applied {
@@ -83,4 +143,28 @@ pub enum Durability {
     /// the applied position travels in each batch, so the replay starts where the disk ends).
     /// This saves a write(2) per batch; [`crate::Store::persist`] reaches the disk on demand.
     Buffered,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_response_converts_to_its_own_kind_only() {
+        let put = PutResponse::default();
+        assert_eq!(PutResponse::try_from(Response::Put(put.clone())), Ok(put));
+        assert_eq!(
+            PutResponse::try_from(Response::Empty),
+            Err(UnexpectedResponse {
+                expected: "Put",
+                got: "Empty"
+            })
+        );
+        assert_eq!(
+            TxnResponse::try_from(Response::Put(PutResponse::default()))
+                .unwrap_err()
+                .to_string(),
+            "the store answered Put to a request that gets Txn"
+        );
+    }
 }

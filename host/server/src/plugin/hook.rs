@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use conclave_plugin::{HookInstance, KeyValue, Member, Output, World};
 use conclave_proto::conclavepb::command::Request;
-use conclave_proto::etcdserverpb::TxnRequest;
+use conclave_proto::etcdserverpb::{LeaseGrantResponse, TxnRequest};
 use conclave_proto::mvccpb::{self, event::EventType};
 use conclave_store::{RequestError, Response, StoreError};
 use openraft::async_runtime::WatchReceiver;
@@ -278,10 +278,9 @@ impl Hook {
         let (leases, ops) = output_ops(outputs, crate::service::random_lease_id)?;
         for lease in leases {
             let (id, ttl) = (lease.id, lease.ttl);
-            match self.propose_one(Request::LeaseGrant(lease))? {
-                Response::LeaseGrant(_) => self.ctx.lessor.granted(id, ttl),
-                other => return Err(format!("a lease grant answered {other:?}")),
-            }
+            LeaseGrantResponse::try_from(self.propose_one(Request::LeaseGrant(lease))?)
+                .map_err(|e| e.to_string())?;
+            self.ctx.lessor.granted(id, ttl);
         }
         self.propose_one(Request::Txn(TxnRequest {
             success: ops,

@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use conclave_proto::conclavepb::AuthChanged;
 use conclave_proto::conclavepb::{
     AuthCommand, auth_command::Request as Cmd, command::Request as Command,
 };
@@ -21,10 +22,11 @@ use conclave_proto::etcdserverpb::{
     AuthUserRevokeRoleResponse, AuthenticateRequest, AuthenticateResponse, ResponseHeader,
     auth_server::Auth,
 };
-use conclave_store::{RequestError, Response as Applied};
+use conclave_store::RequestError;
 use tonic::{Request, Response, Status};
 
 use crate::auth::{self, Caller};
+use crate::error::answer;
 use crate::error::request_status;
 use crate::node::Node;
 
@@ -58,12 +60,8 @@ impl AuthService {
                 token_key,
             }))
             .await?;
-        match applied.result.map_err(|e| request_status(&e))? {
-            Applied::Auth(_) => Ok(self.node.header(applied.revision)),
-            _ => Err(Status::internal(
-                "etcdserver: unexpected apply result for auth",
-            )),
-        }
+        let (_, revision): (AuthChanged, i64) = answer(applied)?;
+        Ok(self.node.header(revision))
     }
 
     /// A root-only change made of the request's message as it is.

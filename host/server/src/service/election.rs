@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use conclave_proto::conclavepb::command::Request as Command;
 use conclave_proto::etcdserverpb::{
-    Compare, DeleteRangeRequest, PutRequest, RequestOp, TxnRequest,
+    Compare, DeleteRangeRequest, PutRequest, RequestOp, TxnRequest, TxnResponse,
     compare::{CompareResult, CompareTarget, TargetUnion},
     request_op,
 };
@@ -16,13 +16,13 @@ use conclave_proto::v3electionpb::{
     CampaignRequest, CampaignResponse, LeaderKey, LeaderRequest, LeaderResponse, ProclaimRequest,
     ProclaimResponse, ResignRequest, ResignResponse, election_server::Election,
 };
-use conclave_store::Response as StoreResponse;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::auth::Caller;
+use crate::error::answer;
 use crate::node::Node;
 use crate::recipe;
 use crate::watch::WatchHub;
@@ -67,12 +67,9 @@ impl ElectionService {
         // What etcd's recipe asks of its user: read the leader key, write what `then` writes;
         // checked here and again at apply.
         caller.check_txn(&txn)?;
-        let applied = self.node.propose_for(caller, Command::Txn(txn)).await?;
-        match applied.result {
-            Ok(StoreResponse::Txn(t)) => Ok((t.succeeded, applied.revision)),
-            Ok(other) => Err(Status::internal(format!("a txn answered {other:?}"))),
-            Err(e) => Err(crate::error::request_status(&e)),
-        }
+        let (t, revision): (TxnResponse, i64) =
+            answer(self.node.propose_for(caller, Command::Txn(txn)).await?)?;
+        Ok((t.succeeded, revision))
     }
 
     async fn proclaim_value(

@@ -8,11 +8,11 @@ use conclave_proto::etcdserverpb::{
     CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
     PutResponse, RangeRequest, RangeResponse, TxnRequest, TxnResponse, kv_server::Kv,
 };
-use conclave_store::Response as Applied;
+use conclave_store::{Response as StoreResponse, UnexpectedResponse};
 use tonic::{Request, Response, Status};
 
 use crate::auth::Caller;
-use crate::error::request_status;
+use crate::error::answer;
 use crate::node::Node;
 use crate::validate;
 
@@ -26,18 +26,14 @@ impl KvService {
         Self { node }
     }
 
-    /// Proposes a write checked for `caller` (and checked again at apply) and unwraps the
-    /// store's answer.
-    async fn write(&self, caller: &Caller, command: Command) -> Result<(Applied, i64), Status> {
-        let applied = self.node.propose_for(caller, command).await?;
-        let revision = applied.revision;
-        let response = applied.result.map_err(|e| request_status(&e))?;
-        Ok((response, revision))
+    /// Proposes a write checked for `caller` (and checked again at apply) and takes the
+    /// store's answer as the response its request gets, with the revision after it.
+    async fn write<T>(&self, caller: &Caller, command: Command) -> Result<(T, i64), Status>
+    where
+        T: TryFrom<StoreResponse, Error = UnexpectedResponse>,
+    {
+        answer(self.node.propose_for(caller, command).await?)
     }
-}
-
-fn unexpected(what: &str) -> Status {
-    Status::internal(format!("etcdserver: unexpected apply result for {what}"))
 }
 
 #[tonic::async_trait]
@@ -64,13 +60,10 @@ impl Kv for KvService {
         let req = request.into_inner();
         validate::put(&req)?;
         caller.check_put(&req)?;
-        match self.write(&caller, Command::Put(req)).await? {
-            (Applied::Put(mut resp), revision) => {
-                resp.header = self.node.header(revision);
-                Ok(Response::new(resp))
-            }
-            _ => Err(unexpected("put")),
-        }
+        let (mut resp, revision): (PutResponse, i64) =
+            self.write(&caller, Command::Put(req)).await?;
+        resp.header = self.node.header(revision);
+        Ok(Response::new(resp))
     }
 
     async fn delete_range(
@@ -81,13 +74,10 @@ impl Kv for KvService {
         let req = request.into_inner();
         validate::delete_range(&req)?;
         caller.check_delete(&req)?;
-        match self.write(&caller, Command::DeleteRange(req)).await? {
-            (Applied::DeleteRange(mut resp), revision) => {
-                resp.header = self.node.header(revision);
-                Ok(Response::new(resp))
-            }
-            _ => Err(unexpected("delete")),
-        }
+        let (mut resp, revision): (DeleteRangeResponse, i64) =
+            self.write(&caller, Command::DeleteRange(req)).await?;
+        resp.header = self.node.header(revision);
+        Ok(Response::new(resp))
     }
 
     async fn txn(&self, request: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
@@ -95,13 +85,10 @@ impl Kv for KvService {
         let req = request.into_inner();
         validate::txn(&req, self.node.limits.max_txn_ops)?;
         caller.check_txn(&req)?;
-        match self.write(&caller, Command::Txn(req)).await? {
-            (Applied::Txn(mut resp), revision) => {
-                resp.header = self.node.header(revision);
-                Ok(Response::new(resp))
-            }
-            _ => Err(unexpected("txn")),
-        }
+        let (mut resp, revision): (TxnResponse, i64) =
+            self.write(&caller, Command::Txn(req)).await?;
+        resp.header = self.node.header(revision);
+        Ok(Response::new(resp))
     }
 
     async fn compact(
@@ -113,20 +100,17 @@ impl Kv for KvService {
         let req = request.into_inner();
         let physical = req.physical;
         let at = req.revision;
-        match self.write(&caller, Command::Compaction(req)).await? {
-            (Applied::Compaction(mut resp), revision) => {
-                if physical {
-                    self.node
-                        .blocking(move |s| {
-                            s.wait_compacted(at);
-                            Ok(())
-                        })
-                        .await?;
-                }
-                resp.header = self.node.header(revision);
-                Ok(Response::new(resp))
-            }
-            _ => Err(unexpected("compaction")),
+        let (mut resp, revision): (CompactionResponse, i64) =
+            self.write(&caller, Command::Compaction(req)).await?;
+        if physical {
+            self.node
+                .blocking(move |s| {
+                    s.wait_compacted(at);
+                    Ok(())
+                })
+                .await?;
         }
+        resp.header = self.node.header(revision);
+        Ok(Response::new(resp))
     }
 }

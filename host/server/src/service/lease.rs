@@ -9,13 +9,14 @@ use conclave_proto::etcdserverpb::{
     LeaseLeasesRequest, LeaseLeasesResponse, LeaseRevokeRequest, LeaseRevokeResponse, LeaseStatus,
     LeaseTimeToLiveRequest, LeaseTimeToLiveResponse, lease_server::Lease,
 };
-use conclave_store::{RequestError, Response as StoreResponse};
+use conclave_store::RequestError;
 use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::auth::Caller;
+use crate::error::answer;
 use crate::lease::{Lessor, MAX_LEASE_TTL};
 use crate::node::Node;
 use conclave_store::Access;
@@ -64,20 +65,13 @@ impl LeaseService {
             let id = if chosen { req.id } else { random_lease_id() };
             let command = Command::LeaseGrant(LeaseGrantRequest { ttl, id });
             let applied = self.node.propose(command).await?;
-            match applied.result {
-                Ok(StoreResponse::LeaseGrant(mut resp)) => {
-                    self.lessor.granted(id, ttl);
-                    resp.header = self.node.header(applied.revision);
-                    return Ok(resp);
-                }
-                Err(RequestError::LeaseExists) if !chosen => continue,
-                Err(e) => return Err(crate::error::request_status(&e)),
-                Ok(other) => {
-                    return Err(Status::internal(format!(
-                        "a lease grant answered {other:?}"
-                    )));
-                }
+            if !chosen && applied.result == Err(RequestError::LeaseExists) {
+                continue;
             }
+            let (mut resp, revision): (LeaseGrantResponse, i64) = answer(applied)?;
+            self.lessor.granted(id, ttl);
+            resp.header = self.node.header(revision);
+            return Ok(resp);
         }
         Err(Status::internal("could not choose a free lease ID"))
     }

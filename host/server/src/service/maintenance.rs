@@ -14,12 +14,11 @@ use conclave_proto::etcdserverpb::{
     MoveLeaderRequest, MoveLeaderResponse, SnapshotRequest, SnapshotResponse, StatusRequest,
     StatusResponse, alarm_request::AlarmAction, maintenance_server::Maintenance,
 };
-use conclave_store::Response as Applied;
 use futures::Stream;
 use tonic::{Request, Response, Status};
 
 use crate::backup;
-use crate::error::{STOPPED, request_status};
+use crate::error::{STOPPED, answer};
 use crate::node::{Node, REQUEST_TIMEOUT};
 use openraft::async_runtime::WatchReceiver;
 
@@ -64,16 +63,10 @@ impl Maintenance for MaintenanceService {
             })),
             Ok(AlarmAction::Activate | AlarmAction::Deactivate) => {
                 caller.require_root()?;
-                let applied = self.node.propose(Command::Alarm(req)).await?;
-                match applied.result.map_err(|e| request_status(&e))? {
-                    Applied::Alarm(mut resp) => {
-                        resp.header = self.node.header(applied.revision);
-                        Ok(Response::new(resp))
-                    }
-                    _ => Err(Status::internal(
-                        "etcdserver: unexpected apply result for alarm",
-                    )),
-                }
+                let (mut resp, revision): (AlarmResponse, i64) =
+                    answer(self.node.propose(Command::Alarm(req)).await?)?;
+                resp.header = self.node.header(revision);
+                Ok(Response::new(resp))
             }
             Err(_) => Err(Status::invalid_argument("etcdserver: unknown alarm action")),
         }

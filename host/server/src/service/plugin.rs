@@ -12,11 +12,11 @@ use conclave_proto::conclavepb::{
     PluginRollbackResponse, PluginSpec, PluginStatus, PluginStatusRequest, PluginStatusResponse,
     command::Request as Command, member_request::Call, plugin_server::Plugin,
 };
-use conclave_store::{RequestError, Response as StoreResponse};
+use conclave_store::RequestError;
 use sha2::{Digest, Sha256};
 use tonic::{Request, Response, Status};
 
-use crate::error::request_status;
+use crate::error::{answer, request_status};
 use crate::node::Node;
 use crate::plugin::{Plugins, StoreReads};
 
@@ -98,14 +98,7 @@ impl PluginService {
     }
 
     async fn change(&self, command: Command) -> Result<(PluginChanged, i64), Status> {
-        let applied = self.node.propose(command).await?;
-        match applied.result {
-            Ok(StoreResponse::Plugin(changed)) => Ok((changed, applied.revision)),
-            Err(e) => Err(request_status(&e)),
-            Ok(other) => Err(Status::internal(format!(
-                "a plugin command answered {other:?}"
-            ))),
-        }
+        answer(self.node.propose(command).await?)
     }
 }
 
@@ -209,13 +202,8 @@ impl Plugin for PluginService {
                 wasm,
             }))
             .await?;
-        let version = match applied.result {
-            Ok(StoreResponse::Plugin(changed)) => changed.version,
-            Err(e) => return Err(request_status(&e)),
-            Ok(other) => {
-                return Err(Status::internal(format!("a deploy answered {other:?}")));
-            }
-        };
+        let (changed, revision): (PluginChanged, i64) = answer(applied)?;
+        let version = changed.version;
         let record = self.record(&req.name).await?;
         let spec = record
             .versions
@@ -223,7 +211,7 @@ impl Plugin for PluginService {
             .find(|v| v.version == version)
             .cloned();
         Ok(Response::new(PluginDeployResponse {
-            header: self.node.header(applied.revision),
+            header: self.node.header(revision),
             spec,
         }))
     }
