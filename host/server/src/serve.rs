@@ -63,99 +63,22 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         &config.auto_compaction_retention,
     )?;
     let data_dir = config.data_dir();
-    std::fs::create_dir_all(&data_dir)
-        .with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
-    let store_dir = data_dir.join("store");
-    if let Some(file) = config.restore_from.clone() {
-        let dir = store_dir.clone();
-        tokio::task::spawn_blocking(move || backup::restore_if_empty(&file, &dir)).await??;
-    }
-    if config.backup_interval.is_zero() {
-        bail!("--backup-interval must be longer than 0");
-    }
-    let store = tokio::task::spawn_blocking(move || Store::open(&store_dir))
-        .await?
-        .context("cannot open the store")?;
-    let store = Arc::new(store);
-
+    let store = open_store(&config, &data_dir).await?;
     let token = config.initial_cluster_token.clone();
-    let initial = config.initial_members()?;
-    let my_peer_urls = config.advertise_peer_urls();
-    let member_id = ids::member_id(&my_peer_urls, &token);
-    let initial_ids: Vec<(u64, String, Vec<String>)> = initial
-        .iter()
-        .map(|(name, urls)| (ids::member_id(urls, &token), name.clone(), urls.clone()))
-        .collect();
-    if config.initial_cluster_state == ClusterState::New
-        && !initial_ids.iter().any(|(id, ..)| *id == member_id)
-    {
-        bail!(
-            "--initial-cluster gives {} other peer URLs than --initial-advertise-peer-urls {:?}",
-            config.name,
-            my_peer_urls
-        );
-    }
-    let identity = Identity {
-        cluster_id: ids::cluster_id(
-            &initial_ids.iter().map(|(id, ..)| *id).collect::<Vec<_>>(),
-            &token,
-        ),
-        member_id,
-    };
-    let me = Member {
-        name: config.name.clone(),
-        peer_urls: my_peer_urls,
-        client_urls: config.advertise_client_urls(),
-    };
-
-    let tls = peer_tls(&config, &data_dir, initial.len())?;
+    let Membership {
+        identity,
+        me,
+        initial_ids,
+    } = membership(&config)?;
+    let member_id = identity.member_id;
+    let tls = peer_tls(&config, &data_dir, initial_ids.len())?;
     let client_tls = ClientTls::load(&config).context("client TLS (--cert-file, --key-file)")?;
-    if config.election_timeout < 5 * config.heartbeat_interval {
-        // etcd's rule and words.
-        bail!(
-            "--election-timeout[{}ms] should be at least as 5 times as --heartbeat-interval[{}ms]",
-            config.election_timeout,
-            config.heartbeat_interval
-        );
-    }
-    let raft_config = openraft::Config {
-        cluster_name: token.clone(),
-        heartbeat_interval: config.heartbeat_interval,
-        // A follower campaigns once it has heard nothing for openraft's leader lease (which is
-        // election_timeout_max) plus a timeout drawn from [min, max): between 1 and 1.5 times
-        // --election-timeout with these. etcd campaigns after 1 to 2 times it; taking the
-        // timeout itself as min and max, as before, failed over in 2.5 to 3 s, not 1 to 2.
-        election_timeout_min: config.election_timeout / 4,
-        election_timeout_max: config.election_timeout * 3 / 4,
-        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.snapshot_count),
-        max_in_snapshot_log_to_keep: config.experimental_snapshot_catchup_entries,
-        // A member that has been away asks before it disrupts a working leader.
-        enable_pre_vote: Some(true),
-        // Bounds each snapshot chunk and the follower's install: snapshots are large.
-        install_snapshot_timeout: SNAPSHOT_INSTALL_TIMEOUT_MS,
-        ..Default::default()
-    }
-    .validate()
-    .context("invalid raft settings (--heartbeat-interval, --election-timeout)")?;
+    let raft_config = raft_config(&config)?;
     let mut log = LogStore::open(&data_dir.join("raft"))
         .await
         .context("cannot open the raft log")?;
     if config.force_new_cluster {
-        match conclave_raft::force_sole_member(&mut log, member_id, me.clone())
-            .await
-            .context("--force-new-cluster: cannot write the new configuration")?
-        {
-            Some(at) => warn!(
-                index = at.index,
-                "--force-new-cluster: this member is now the only member of its cluster, with \
-                 all its data; keep the old members stopped, remove the flag once it runs, and \
-                 add members back with `member add`"
-            ),
-            None => warn!(
-                "--force-new-cluster: this member holds no Raft log (it never joined a cluster): \
-                 nothing to recover, starting as its flags say"
-            ),
-        }
+        force_new_cluster(&mut log, member_id, &me).await?;
     }
     let snapshots = data_dir.join("snapshots");
     let hub = Arc::new(WatchHub::new());
@@ -242,15 +165,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         background.push(tokio::spawn(backup::run(node.clone(), schedule)));
     }
     let lessor = Lessor::new(node.clone());
-    let lessor_task = tokio::spawn(lessor.clone().run());
-    let supervisor = tokio::spawn(
+    background.push(tokio::spawn(lessor.clone().run()));
+    background.push(tokio::spawn(
         Supervisor {
             plugins: plugins.clone(),
             node: node.clone(),
             lessor: lessor.clone(),
         }
         .run(),
-    );
+    ));
     let leases = LeaseService::new(
         node.clone(),
         lessor.clone(),
@@ -274,24 +197,99 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         // Before any client is served; peers starting with the flag too can ask us already.
         corrupt_check::initial_check(&node).await?;
     }
+    let app = client_router(
+        &node,
+        Services {
+            kv,
+            auth,
+            maintenance,
+            cluster,
+            watch: watches,
+            lease: leases,
+            lock: locks,
+            election: elections,
+            plugin: plugin_service,
+            ingest,
+        },
+        &metrics,
+        &config,
+    );
+
+    let servers =
+        serve_clients(&config, &node, app, &metrics, client_tls.as_ref(), &stop_rx).await?;
+    metrics.spawn_upkeep();
+    Metrics::spawn_leader_watch(node.clone());
+    Metrics::spawn_peer_probe(node.clone());
+    background.push(tokio::spawn(node.clone().publish_self()));
+    info!(
+        name = %config.name,
+        data_dir = %data_dir.display(),
+        member_id = format!("{:x}", identity.member_id),
+        cluster_id = format!("{:x}", identity.cluster_id),
+        "ready to serve client requests"
+    );
+
+    shutdown_signal().await;
+    info!("shutting down");
+    stop(Running {
+        tasks: background,
+        plugins,
+        node,
+        stop_clients: stop_tx,
+        servers,
+        raft,
+        transport,
+        peer_server,
+        store,
+    })
+    .await?;
+    info!(data_dir = %data_dir.display(), "stopped; data is in the data dir");
+    Ok(())
+}
+
+/// The client port's services, each as its gRPC server and the gateway share it.
+struct Services {
+    kv: KvService,
+    auth: AuthService,
+    maintenance: MaintenanceService,
+    cluster: ClusterService,
+    watch: WatchService,
+    lease: LeaseService,
+    lock: LockService,
+    election: ElectionService,
+    plugin: PluginService,
+    ingest: Arc<IngestService>,
+}
+
+/// Everything a client URL serves: the gRPC services (held to the request limits, counted),
+/// the JSON gateway, the health probes, /metrics and, with --enable-pprof, the profiles.
+fn client_router(
+    node: &Arc<Node>,
+    services: Services,
+    metrics: &Metrics,
+    config: &Config,
+) -> axum::Router {
     let max_grpc_message = node.limits.grpc_message_bytes();
     let grpc = tonic::service::Routes::new(
-        KvServer::new(kv.clone()).max_decoding_message_size(max_grpc_message),
+        KvServer::new(services.kv.clone()).max_decoding_message_size(max_grpc_message),
     )
     .add_service(
-        MaintenanceServer::new(maintenance.clone()).max_decoding_message_size(max_grpc_message),
+        MaintenanceServer::new(services.maintenance.clone())
+            .max_decoding_message_size(max_grpc_message),
     )
-    .add_service(ClusterServer::new(cluster.clone()))
-    .add_service(AuthServer::new(auth.clone()))
-    .add_service(WatchServer::new(watches.clone()))
-    .add_service(LeaseServer::new(leases.clone()))
-    .add_service(LockServer::new(locks.clone()))
-    .add_service(ElectionServer::new(elections.clone()))
+    .add_service(ClusterServer::new(services.cluster))
+    .add_service(AuthServer::new(services.auth.clone()))
+    .add_service(WatchServer::new(services.watch.clone()))
+    .add_service(LeaseServer::new(services.lease.clone()))
+    .add_service(LockServer::new(services.lock.clone()))
+    .add_service(ElectionServer::new(services.election.clone()))
     .add_service(
-        PluginServer::new(plugin_service.clone())
+        PluginServer::new(services.plugin)
             .max_decoding_message_size(MAX_PLUGIN_BYTES + max_grpc_message),
     )
-    .add_service(IngestServer::from_arc(ingest.clone()).max_decoding_message_size(max_grpc_message))
+    .add_service(
+        IngestServer::from_arc(services.ingest).max_decoding_message_size(max_grpc_message),
+    )
     .into_axum_router()
     // Inside grpc_only, so that only gRPC requests count; every handle resolved here.
     .layer(axum::middleware::from_fn_with_state(
@@ -307,17 +305,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let app = grpc
         .merge(gateway::router(Gateway {
             node: node.clone(),
-            auth,
-            kv,
-            maintenance,
-            lease: leases.clone(),
-            lock: locks,
-            election: elections,
-            watch: watches,
+            auth: services.auth,
+            kv: services.kv,
+            maintenance: services.maintenance,
+            lease: services.lease,
+            lock: services.lock,
+            election: services.election,
+            watch: services.watch,
         }))
         .merge(crate::health::router(node.clone()))
         .merge(metrics.clone().router(node.clone()));
-    let app = if config.enable_pprof {
+    if config.enable_pprof {
         info!(
             "--enable-pprof: CPU profiles at /debug/pprof/profile, heap profiles at \
              /debug/pprof/heap (root only with auth on)"
@@ -327,67 +325,186 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         app
     }
     // Last, so that it takes whatever neither the gRPC services nor the gateway serve.
-    .fallback(gateway::not_found);
+    .fallback(gateway::not_found)
+}
 
-    let mut servers = Vec::new();
+/// `--force-new-cluster`: makes this member the sole voter of its cluster, keeping its data.
+async fn force_new_cluster(log: &mut LogStore, member_id: u64, me: &Member) -> anyhow::Result<()> {
+    match conclave_raft::force_sole_member(log, member_id, me.clone())
+        .await
+        .context("--force-new-cluster: cannot write the new configuration")?
+    {
+        Some(at) => warn!(
+            index = at.index,
+            "--force-new-cluster: this member is now the only member of its cluster, with \
+             all its data; keep the old members stopped, remove the flag once it runs, and \
+             add members back with `member add`"
+        ),
+        None => warn!(
+            "--force-new-cluster: this member holds no Raft log (it never joined a cluster): \
+             nothing to recover, starting as its flags say"
+        ),
+    }
+    Ok(())
+}
+
+/// Listens on every client URL (everything) and every `--listen-metrics-urls` URL (etcd's
+/// /metrics and the health probes, nothing else), until `stop` turns true.
+async fn serve_clients(
+    config: &Config,
+    node: &Arc<Node>,
+    app: axum::Router,
+    metrics: &Metrics,
+    client_tls: Option<&ClientTls>,
+    stop: &watch::Receiver<bool>,
+) -> anyhow::Result<Vec<tokio::task::JoinHandle<std::io::Result<()>>>> {
     let reuse_port = config.socket_reuse_port;
     let http2 = Http2Settings {
         keepalive_interval: config.grpc_keepalive_interval,
         keepalive_timeout: config.grpc_keepalive_timeout,
         max_concurrent_streams: config.max_concurrent_streams,
     };
+    let mut servers = Vec::new();
     for url in config.client_urls() {
-        servers.push(
-            listen(
-                url,
-                app.clone(),
-                client_tls.as_ref(),
-                reuse_port,
-                http2,
-                &stop_rx,
-            )
-            .await?,
-        );
+        servers.push(listen(url, app.clone(), client_tls, reuse_port, http2, stop).await?);
         info!(url, "serving client requests");
     }
-    metrics.spawn_upkeep();
-    Metrics::spawn_leader_watch(node.clone());
-    Metrics::spawn_peer_probe(node.clone());
-    // etcd's --listen-metrics-urls: /metrics and the health probes, nothing else.
     let probes = crate::health::router(node.clone())
         .merge(metrics.clone().router(node.clone()))
         .fallback(gateway::not_found);
     for url in &config.listen_metrics_urls {
-        servers.push(
-            listen(
-                url,
-                probes.clone(),
-                client_tls.as_ref(),
-                reuse_port,
-                http2,
-                &stop_rx,
-            )
-            .await?,
-        );
+        servers.push(listen(url, probes.clone(), client_tls, reuse_port, http2, stop).await?);
         info!(url, "serving metrics and health probes");
     }
-    let publisher = tokio::spawn(node.clone().publish_self());
-    info!(
-        name = %config.name,
-        data_dir = %data_dir.display(),
-        member_id = format!("{:x}", identity.member_id),
-        cluster_id = format!("{:x}", identity.cluster_id),
-        "ready to serve client requests"
-    );
+    Ok(servers)
+}
 
-    shutdown_signal().await;
-    info!("shutting down");
-    publisher.abort();
-    lessor_task.abort();
-    for task in background {
+/// Opens (after restoring, if `--restore-from` asks) the member's store.
+async fn open_store(config: &Config, data_dir: &Path) -> anyhow::Result<Arc<Store>> {
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
+    let store_dir = data_dir.join("store");
+    if let Some(file) = config.restore_from.clone() {
+        let dir = store_dir.clone();
+        tokio::task::spawn_blocking(move || backup::restore_if_empty(&file, &dir)).await??;
+    }
+    if config.backup_interval.is_zero() {
+        bail!("--backup-interval must be longer than 0");
+    }
+    let store = tokio::task::spawn_blocking(move || Store::open(&store_dir))
+        .await?
+        .context("cannot open the store")?;
+    Ok(Arc::new(store))
+}
+
+/// Who this member is and whom it starts with, from its flags.
+struct Membership {
+    identity: Identity,
+    me: Member,
+    /// The initial cluster: member ID, name, peer URLs.
+    initial_ids: Vec<(u64, String, Vec<String>)>,
+}
+
+fn membership(config: &Config) -> anyhow::Result<Membership> {
+    let token = &config.initial_cluster_token;
+    let initial = config.initial_members()?;
+    let my_peer_urls = config.advertise_peer_urls();
+    let member_id = ids::member_id(&my_peer_urls, token);
+    let initial_ids: Vec<(u64, String, Vec<String>)> = initial
+        .iter()
+        .map(|(name, urls)| (ids::member_id(urls, token), name.clone(), urls.clone()))
+        .collect();
+    if config.initial_cluster_state == ClusterState::New
+        && !initial_ids.iter().any(|(id, ..)| *id == member_id)
+    {
+        bail!(
+            "--initial-cluster gives {} other peer URLs than --initial-advertise-peer-urls {:?}",
+            config.name,
+            my_peer_urls
+        );
+    }
+    let identity = Identity {
+        cluster_id: ids::cluster_id(
+            &initial_ids.iter().map(|(id, ..)| *id).collect::<Vec<_>>(),
+            token,
+        ),
+        member_id,
+    };
+    let me = Member {
+        name: config.name.clone(),
+        peer_urls: my_peer_urls,
+        client_urls: config.advertise_client_urls(),
+    };
+    Ok(Membership {
+        identity,
+        me,
+        initial_ids,
+    })
+}
+
+/// openraft's settings from etcd's timing flags.
+fn raft_config(config: &Config) -> anyhow::Result<openraft::Config> {
+    if config.election_timeout < 5 * config.heartbeat_interval {
+        // etcd's rule and words.
+        bail!(
+            "--election-timeout[{}ms] should be at least as 5 times as --heartbeat-interval[{}ms]",
+            config.election_timeout,
+            config.heartbeat_interval
+        );
+    }
+    openraft::Config {
+        cluster_name: config.initial_cluster_token.clone(),
+        heartbeat_interval: config.heartbeat_interval,
+        // A follower campaigns once it has heard nothing for openraft's leader lease (which is
+        // election_timeout_max) plus a timeout drawn from [min, max): between 1 and 1.5 times
+        // --election-timeout with these. etcd campaigns after 1 to 2 times it; taking the
+        // timeout itself as min and max, as before, failed over in 2.5 to 3 s, not 1 to 2.
+        election_timeout_min: config.election_timeout / 4,
+        election_timeout_max: config.election_timeout * 3 / 4,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.snapshot_count),
+        max_in_snapshot_log_to_keep: config.experimental_snapshot_catchup_entries,
+        // A member that has been away asks before it disrupts a working leader.
+        enable_pre_vote: Some(true),
+        // Bounds each snapshot chunk and the follower's install: snapshots are large.
+        install_snapshot_timeout: SNAPSHOT_INSTALL_TIMEOUT_MS,
+        ..Default::default()
+    }
+    .validate()
+    .context("invalid raft settings (--heartbeat-interval, --election-timeout)")
+}
+
+/// What a running member must stop, in order, when it is told to.
+struct Running {
+    /// Background tasks: publishing, the lessor, compaction, checks, backups, the plugin
+    /// supervisor.
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    plugins: Arc<Plugins>,
+    node: Arc<Node>,
+    stop_clients: watch::Sender<bool>,
+    servers: Vec<tokio::task::JoinHandle<std::io::Result<()>>>,
+    raft: Raft,
+    transport: PeerTransport,
+    peer_server: tokio::task::JoinHandle<()>,
+    store: Arc<Store>,
+}
+
+/// Stops a member: its own tasks and plugins, then (handing leadership over first) its client
+/// listeners, Raft and the peer transport, and last writes the store out.
+async fn stop(running: Running) -> anyhow::Result<()> {
+    let Running {
+        tasks,
+        plugins,
+        node,
+        stop_clients,
+        servers,
+        raft,
+        transport,
+        peer_server,
+        store,
+    } = running;
+    for task in tasks {
         task.abort();
     }
-    supervisor.abort();
     // Plugin threads wait on the runtime and propose through Raft: they end before either.
     let stopping = plugins.clone();
     tokio::task::spawn_blocking(move || stopping.stop_threads()).await?;
@@ -396,7 +513,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     if node.is_leader() {
         hand_over_leadership(&node).await;
     }
-    let _ = stop_tx.send(true);
+    let _ = stop_clients.send(true);
     for server in servers {
         match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
             Ok(Ok(Ok(()))) => {}
@@ -412,7 +529,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     peer_server.abort();
     drop(node);
     tokio::task::spawn_blocking(move || store.persist()).await??;
-    info!(data_dir = %data_dir.display(), "stopped; data is in the data dir");
     Ok(())
 }
 
