@@ -154,8 +154,8 @@ pub struct Config {
     )]
     pub experimental_initial_corrupt_check: bool,
 
-    /// Serve CPU profiles in pprof's format at /debug/pprof/profile on the client port
-    /// (etcd's flag; root only when auth is on).
+    /// Serve CPU and heap profiles in pprof's format at /debug/pprof/profile and
+    /// /debug/pprof/heap on the client port (etcd's flag; root only when auth is on).
     // A Go bool (`--flag`, `--flag=false`): etcd_flags::augment makes it one.
     #[arg(long, env = "ETCD_ENABLE_PPROF", default_value = "false")]
     pub enable_pprof: bool,

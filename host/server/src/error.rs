@@ -188,7 +188,7 @@ impl From<BlockingError> for Status {
     fn from(e: BlockingError) -> Self {
         match e {
             BlockingError::Store(e) => store_status(e),
-            BlockingError::Task(e) => Status::internal(format!("etcdserver: {e}")),
+            task @ BlockingError::Task(_) => Status::internal(task.to_string()),
         }
     }
 }

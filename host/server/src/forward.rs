@@ -27,7 +27,7 @@ const MAX_BATCH_WRITES: usize = 1024;
 pub const MAX_BATCH_BYTES: usize = 2 * 1024 * 1024;
 
 /// Why a forwarded write has no answer.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum Forward {
     /// It never reached the leader: safe to send again.
     Unreached,
@@ -130,39 +130,28 @@ async fn send(batch: Vec<Pending>) {
     let call = Call::ProposeBatch(ProposeBatchRequest { commands });
     let answer: Asked<ProposeBatchResponse> =
         ask_with(&members, &leader, call, REQUEST_TIMEOUT).await;
-    let outcomes = match answer {
-        Ok(Ok(response)) if response.outcomes.len() == sent => response.outcomes,
-        Ok(Ok(response)) => {
-            let failed = ProposeError::Internal(format!(
-                "the leader answered {} of {sent} forwarded writes",
-                response.outcomes.len()
-            ));
-            for reply in replies {
-                let _ = reply.send(Err(Forward::Failed(failed.clone())));
+    // Either one outcome per write, or one failure for all of them.
+    let failed = match answer {
+        Ok(Ok(response)) if response.outcomes.len() == sent => {
+            for (reply, outcome) in replies.into_iter().zip(response.outcomes) {
+                let _ = reply.send(from_outcome(outcome));
             }
             return;
         }
+        Ok(Ok(response)) => Forward::Failed(ProposeError::Internal(format!(
+            "the leader answered {} of {sent} forwarded writes",
+            response.outcomes.len()
+        ))),
         // The leader refused the call as a whole (it answers each write on its own, so only
         // a malformed call gets here): nothing to retry, the text for the log.
-        Ok(Err(status)) => {
-            let failed = ProposeError::Internal(format!(
-                "the leader refused the forwarded writes: {}",
-                status.message()
-            ));
-            for reply in replies {
-                let _ = reply.send(Err(Forward::Failed(failed.clone())));
-            }
-            return;
-        }
-        Err(e) => {
-            for reply in replies {
-                let _ = reply.send(Err(from_call_error(&e)));
-            }
-            return;
-        }
+        Ok(Err(status)) => Forward::Failed(ProposeError::Internal(format!(
+            "the leader refused the forwarded writes: {}",
+            status.message()
+        ))),
+        Err(e) => from_call_error(&e),
     };
-    for (reply, outcome) in replies.into_iter().zip(outcomes) {
-        let _ = reply.send(from_outcome(outcome));
+    for reply in replies {
+        let _ = reply.send(Err(failed.clone()));
     }
 }
 

@@ -84,7 +84,7 @@ const HEAP_PROFILER_OPTIONS: &str = "prof:true,prof_active:true,lg_prof_sample:1
 /// Makes sure jemalloc's heap profiler runs in this process (`--enable-pprof`).
 ///
 /// jemalloc reads its options once, before the first allocation, and its profiler can only be
-/// switched on then. Built in but idle it still cost 2-3% of put throughput (docs/BENCHMARKS.md),
+/// switched on then. Built in but idle it still cost 3-4% of put throughput (docs/BENCHMARKS.md),
 /// so the binary starts without it, and a member asked for profiles execs itself again, same
 /// process, arguments and environment, with the profiler's options added: before anything is
 /// opened, bound or logged. Returns only if no exec was needed or it failed; a member that
@@ -154,15 +154,7 @@ async fn heap(State(p): State<Profiler>, headers: HeaderMap) -> Response {
     }
     // The dump writes and parses a file and reads /proc/self/maps: off the async workers.
     match tokio::task::spawn_blocking(move || profiler.dump_pprof()).await {
-        Ok(Ok(gzipped)) => (
-            StatusCode::OK,
-            [
-                (header::CONTENT_TYPE, "application/octet-stream"),
-                (header::CONTENT_DISPOSITION, "attachment; filename=\"heap\""),
-            ],
-            gzipped,
-        )
-            .into_response(),
+        Ok(Ok(gzipped)) => profile_file("heap", gzipped),
         Ok(Err(e)) => text(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e:#}\n")),
         Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e}\n")),
     }
@@ -214,18 +206,7 @@ async fn profile(
     })
     .await;
     match encoded {
-        Ok(Ok(bytes)) => (
-            StatusCode::OK,
-            [
-                (header::CONTENT_TYPE, "application/octet-stream"),
-                (
-                    header::CONTENT_DISPOSITION,
-                    "attachment; filename=\"profile\"",
-                ),
-            ],
-            bytes,
-        )
-            .into_response(),
+        Ok(Ok(bytes)) => profile_file("profile", bytes),
         Ok(Err(e)) => text(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e}\n")),
         Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e}\n")),
     }
@@ -236,6 +217,22 @@ fn root_only(node: &Node, headers: &HeaderMap) -> Result<(), tonic::Status> {
     node.auth
         .caller(&crate::gateway::with_token(headers, ()))?
         .require_root()
+}
+
+/// A profile as Go's handlers send it: binary, as a file named `name`.
+fn profile_file(name: &'static str, bytes: Vec<u8>) -> Response {
+    (
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{name}\""),
+            ),
+        ],
+        bytes,
+    )
+        .into_response()
 }
 
 fn text(code: StatusCode, body: &str) -> Response {

@@ -64,7 +64,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     )?;
     let data_dir = config.data_dir();
     let store = open_store(&config, &data_dir).await?;
-    let token = config.initial_cluster_token.clone();
     let Membership {
         identity,
         me,
@@ -121,7 +120,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         identity,
         me,
         Settings {
-            token: token.clone(),
+            token: config.initial_cluster_token.clone(),
             quota: config.quota_bytes(),
             token_ttl: Duration::from_secs(config.auth_token_ttl),
             token_kind: TokenKind::parse(&config.auth_token)?,
@@ -506,8 +505,7 @@ async fn stop(running: Running) -> anyhow::Result<()> {
         task.abort();
     }
     // Plugin threads wait on the runtime and propose through Raft: they end before either.
-    let stopping = plugins.clone();
-    tokio::task::spawn_blocking(move || stopping.stop_threads()).await?;
+    tokio::task::spawn_blocking(move || plugins.stop_threads()).await?;
     // As etcd does: a leader that is asked to stop hands over first, so writes pause for a
     // transfer rather than for an election timeout.
     if node.is_leader() {

@@ -5,9 +5,8 @@
 
 use std::sync::Arc;
 
-use conclave_proto::conclavepb::AuthChanged;
 use conclave_proto::conclavepb::{
-    AuthCommand, auth_command::Request as Cmd, command::Request as Command,
+    AuthChanged, AuthCommand, auth_command::Request as Cmd, command::Request as Command,
 };
 use conclave_proto::etcdserverpb::{
     AuthDisableRequest, AuthDisableResponse, AuthEnableRequest, AuthEnableResponse,
@@ -26,8 +25,7 @@ use conclave_store::RequestError;
 use tonic::{Request, Response, Status};
 
 use crate::auth::{self, Caller};
-use crate::error::answer;
-use crate::error::request_status;
+use crate::error::{answer, request_status};
 use crate::node::Node;
 
 #[derive(Clone)]

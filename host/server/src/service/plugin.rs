@@ -195,14 +195,12 @@ impl Plugin for PluginService {
             ..Default::default()
         };
         // Held to the deploy limit (see `Node::proposal_limit`), here and on the leader.
-        let applied = self
-            .node
-            .propose(Command::PluginDeploy(PluginDeploy {
+        let (changed, revision) = self
+            .change(Command::PluginDeploy(PluginDeploy {
                 spec: Some(spec),
                 wasm,
             }))
             .await?;
-        let (changed, revision): (PluginChanged, i64) = answer(applied)?;
         let version = changed.version;
         let record = self.record(&req.name).await?;
         let spec = record
