@@ -176,6 +176,9 @@ pub mod messages {
     pub const PERMISSION_DENIED: &str = "etcdserver: permission denied";
     /// Unavailable: the cluster has no leader.
     pub const NO_LEADER: &str = "etcdserver: no leader";
+    /// Unknown: nobody leads the election asked about. etcd's wire protocol says so by this
+    /// message alone (its Go client compares the same text).
+    pub const ELECTION_NO_LEADER: &str = "election: no leader";
 }
 
 #[cfg(test)]

@@ -263,7 +263,12 @@ impl Client {
         let mut service = ElectionClient::new(self.channel.clone());
         match service.leader(self.request(LeaderRequest { name })).await {
             Ok(resp) => Ok(resp.into_inner().kv),
-            Err(status) if status.message() == "election: no leader" => Ok(None),
+            Err(status)
+                if status.code() == tonic::Code::Unknown
+                    && status.message() == crate::messages::ELECTION_NO_LEADER =>
+            {
+                Ok(None)
+            }
             Err(status) => Err(Error::from_status(status)),
         }
     }

@@ -4,15 +4,18 @@
 
 pub mod codec;
 mod force_new_cluster;
-pub mod log_store;
-pub mod network;
-pub mod snapshot;
-pub mod state_machine;
+mod log_store;
+mod network;
+mod snapshot;
+mod state_machine;
 pub mod types;
 
 pub use force_new_cluster::force_sole_member;
 pub use log_store::{LogReader, LogStore};
-pub use network::{NetworkError, PeerNetwork, PeerNetworkFactory, PeerTransport};
+pub use network::{
+    MemberCallError, MemberClient, MemberService, NetworkError, PeerNetwork, PeerNetworkFactory,
+    PeerTransport,
+};
 pub use snapshot::SnapshotSource;
-pub use state_machine::{ApplyListener, StateMachine};
-pub use types::{Member, Raft, TypeConfig};
+pub use state_machine::{ApplyListener, Raft, StateMachine};
+pub use types::{Member, TypeConfig};

@@ -33,6 +33,9 @@ pub trait ApplyListener: Send + Sync + 'static {
     }
 }
 
+/// The Raft instance a member runs: conclave's type configuration over this state machine.
+pub type Raft = openraft::Raft<TypeConfig, StateMachine>;
+
 pub struct StateMachine {
     store: Arc<Store>,
     outgoing: Arc<Outgoing>,

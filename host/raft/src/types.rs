@@ -33,7 +33,6 @@ openraft::declare_raft_types!(
         Node = Member,
 );
 
-pub type Raft = openraft::Raft<TypeConfig, crate::state_machine::StateMachine>;
 pub type LogId = alias::LogIdOf<TypeConfig>;
 pub type Vote = alias::VoteOf<TypeConfig>;
 pub type Entry = alias::EntryOf<TypeConfig>;

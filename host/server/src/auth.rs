@@ -24,18 +24,16 @@ use conclave_store::{Access, AuthState, KeyRange, RequestError, Store};
 use hmac::{Hmac, Mac};
 use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
+use tonic::Code;
 use tonic::metadata::MetadataMap;
-use tonic::{Code, Status};
 
-use crate::client_tls::ClientIdentity;
+use crate::error::AuthError;
 use crate::tokens::TokenKind;
 
 /// Where clients put their token, as etcd's clients do.
 pub const TOKEN_METADATA: &str = "token";
 /// The gateway's header for it.
 pub const AUTHORIZATION: &str = "authorization";
-/// etcd's bcrypt cost.
-pub const BCRYPT_COST: u32 = 10;
 /// Verified logins remembered, at most; the set starts over beyond that.
 const MAX_VERIFIED: usize = 100_000;
 
@@ -58,6 +56,12 @@ pub const AUTH_OLD_REVISION: crate::error::EtcdError = crate::error::EtcdError::
 pub const USER_EMPTY: crate::error::EtcdError =
     crate::error::EtcdError::new(Code::InvalidArgument, "etcdserver: user name is empty");
 
+/// Who is on the other end of a client connection: the CN of its verified certificate, if it
+/// showed one. Requests carry it (as axum's `ConnectInfo`), so that auth can take it as the
+/// user.
+#[derive(Debug, Clone, Default)]
+pub struct ClientIdentity(pub Option<String>);
+
 /// Who is calling.
 #[derive(Debug, Clone)]
 pub enum Caller {
@@ -77,7 +81,7 @@ impl Caller {
         }
     }
 
-    pub fn require_root(&self) -> Result<(), Status> {
+    pub fn require_root(&self) -> Result<(), AuthError> {
         if self.is_root() {
             Ok(())
         } else {
@@ -86,11 +90,11 @@ impl Caller {
     }
 
     /// Whether the caller may read or write the keys `key`..`range_end` (etcd's forms).
-    pub fn check(&self, key: &[u8], range_end: &[u8], access: Access) -> Result<(), Status> {
+    pub fn check(&self, key: &[u8], range_end: &[u8], access: Access) -> Result<(), AuthError> {
         self.checked(|state, user| state.check(user, key, range_end, access))
     }
 
-    pub fn check_range(&self, range: &KeyRange, access: Access) -> Result<(), Status> {
+    pub fn check_range(&self, range: &KeyRange, access: Access) -> Result<(), AuthError> {
         match self {
             Caller::Anyone => Ok(()),
             Caller::User { name, state } if state.permits(name, range, access) => Ok(()),
@@ -99,36 +103,34 @@ impl Caller {
     }
 
     /// A range request's keys.
-    pub fn check_read(&self, r: &RangeRequest) -> Result<(), Status> {
+    pub fn check_read(&self, r: &RangeRequest) -> Result<(), AuthError> {
         self.checked(|state, user| state.check_read(user, r))
     }
 
     /// A put's key (and its old value, when asked for).
-    pub fn check_put(&self, r: &PutRequest) -> Result<(), Status> {
+    pub fn check_put(&self, r: &PutRequest) -> Result<(), AuthError> {
         self.checked(|state, user| state.check_put(user, r))
     }
 
     /// A delete's keys (and their old values, when asked for).
-    pub fn check_delete(&self, r: &DeleteRangeRequest) -> Result<(), Status> {
+    pub fn check_delete(&self, r: &DeleteRangeRequest) -> Result<(), AuthError> {
         self.checked(|state, user| state.check_delete(user, r))
     }
 
     /// Every compare and every operation of both branches, nested txns included, as etcd
     /// checks a txn whichever branch it takes. Apply checks writes again with the same rules
     /// (the store's `AuthState`).
-    pub fn check_txn(&self, t: &TxnRequest) -> Result<(), Status> {
+    pub fn check_txn(&self, t: &TxnRequest) -> Result<(), AuthError> {
         self.checked(|state, user| state.check_txn(user, t))
     }
 
     fn checked(
         &self,
         check: impl FnOnce(&AuthState, &str) -> Result<(), RequestError>,
-    ) -> Result<(), Status> {
+    ) -> Result<(), AuthError> {
         match self {
             Caller::Anyone => Ok(()),
-            Caller::User { name, state } => {
-                check(state, name).map_err(|e| crate::error::request_status(&e))
-            }
+            Caller::User { name, state } => Ok(check(state, name)?),
         }
     }
 
@@ -173,7 +175,7 @@ impl Authenticator {
     }
 
     /// Who sent `request`.
-    pub fn caller<T>(&self, request: &tonic::Request<T>) -> Result<Caller, Status> {
+    pub fn caller<T>(&self, request: &tonic::Request<T>) -> Result<Caller, AuthError> {
         let certificate = request
             .extensions()
             .get::<ConnectInfo<ClientIdentity>>()
@@ -185,7 +187,7 @@ impl Authenticator {
         &self,
         metadata: &MetadataMap,
         certificate: Option<&str>,
-    ) -> Result<Caller, Status> {
+    ) -> Result<Caller, AuthError> {
         let state = self.store.auth();
         if !state.enabled {
             return Ok(Caller::Anyone);
@@ -204,7 +206,7 @@ impl Authenticator {
     }
 
     /// Checks a user's password and hands out a token.
-    pub async fn authenticate(&self, name: &str, password: &str) -> Result<String, Status> {
+    pub async fn authenticate(&self, name: &str, password: &str) -> Result<String, AuthError> {
         let state = self.store.auth();
         if !state.enabled {
             return Err(AUTH_NOT_ENABLED.into());
@@ -227,7 +229,7 @@ impl Authenticator {
             let password = password.to_string();
             let ok = tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash))
                 .await
-                .map_err(|e| Status::internal(format!("etcdserver: {e}")))?
+                .map_err(|e| AuthError::Internal(e.to_string()))?
                 .unwrap_or(false);
             if !ok {
                 return Err(AUTH_FAILED.into());
@@ -243,23 +245,24 @@ impl Authenticator {
             TokenKind::Simple => {
                 if state.token_key.len() < MIN_TOKEN_KEY {
                     // A key anyone could guess would let anyone sign a token.
-                    return Err(Status::failed_precondition(
-                        "etcdserver: the cluster has no token signing key; run `auth disable` then `auth enable` to make one",
+                    return Err(AuthError::CannotSign(
+                        "the cluster has no token signing key; run `auth disable` then `auth enable` to make one",
                     ));
                 }
                 let expires = now + self.token_ttl.as_millis() as i64;
                 Ok(sign_token(&state.token_key, name, expires, &user.password))
             }
-            TokenKind::Jwt(jwt) => jwt.issue(name, state.revision, now).ok_or_else(|| {
-                Status::failed_precondition(
-                    "etcdserver: this member has no key to sign tokens (--auth-token jwt without priv-key)",
-                )
-            }),
+            TokenKind::Jwt(jwt) => {
+                jwt.issue(name, state.revision, now)
+                    .ok_or(AuthError::CannotSign(
+                        "this member has no key to sign tokens (--auth-token jwt without priv-key)",
+                    ))
+            }
         }
     }
 
     /// The user a token names, if it is valid now.
-    fn verify_token(&self, state: &AuthState, token: &str) -> Result<String, Status> {
+    fn verify_token(&self, state: &AuthState, token: &str) -> Result<String, AuthError> {
         match &self.kind {
             TokenKind::Simple => self.verify_signed(state, token),
             TokenKind::Jwt(jwt) => {
@@ -278,8 +281,8 @@ impl Authenticator {
     }
 
     /// A token of our own signed kind (`name.expiry.fp.mac`).
-    fn verify_signed(&self, state: &AuthState, token: &str) -> Result<String, Status> {
-        let invalid = || Status::from(INVALID_AUTH_TOKEN);
+    fn verify_signed(&self, state: &AuthState, token: &str) -> Result<String, AuthError> {
+        let invalid = || AuthError::from(INVALID_AUTH_TOKEN);
         if state.token_key.len() < MIN_TOKEN_KEY {
             return Err(invalid());
         }
@@ -316,12 +319,12 @@ impl Authenticator {
 
 impl Authenticator {
     /// A bcrypt hash of `password` at `--bcrypt-cost`, off the async workers.
-    pub async fn hash_password(&self, password: String) -> Result<String, Status> {
+    pub async fn hash_password(&self, password: String) -> Result<String, AuthError> {
         let cost = self.bcrypt_cost;
         tokio::task::spawn_blocking(move || bcrypt::hash(password, cost))
             .await
-            .map_err(|e| Status::internal(format!("etcdserver: {e}")))?
-            .map_err(|e| Status::internal(format!("etcdserver: hashing the password: {e}")))
+            .map_err(|e| AuthError::Internal(e.to_string()))?
+            .map_err(|e| AuthError::Internal(format!("hashing the password: {e}")))
     }
 }
 
@@ -330,10 +333,9 @@ impl Authenticator {
 const MIN_TOKEN_KEY: usize = 32;
 
 /// 32 random bytes for a new token key.
-pub fn new_token_key() -> Result<Vec<u8>, Status> {
+pub fn new_token_key() -> Result<Vec<u8>, AuthError> {
     let mut key = vec![0u8; MIN_TOKEN_KEY];
-    getrandom::fill(&mut key)
-        .map_err(|e| Status::internal(format!("etcdserver: no randomness: {e}")))?;
+    getrandom::fill(&mut key).map_err(|e| AuthError::Internal(format!("no randomness: {e}")))?;
     Ok(key)
 }
 

@@ -21,6 +21,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tracing::debug;
 
+use crate::auth::ClientIdentity;
 use crate::authority::{AuthorityFix, AuthorityListener};
 use crate::config::Config;
 use crate::http_serve::ClientListener;
@@ -152,12 +153,6 @@ impl Listener for TlsListener {
         Ok(self.local)
     }
 }
-
-/// Who is on the other end of a client connection: the CN of its verified certificate, if it
-/// showed one. Requests carry it (as axum's `ConnectInfo`), so that auth can take it as the
-/// user.
-#[derive(Debug, Clone, Default)]
-pub struct ClientIdentity(pub Option<String>);
 
 impl ClientListener for TlsListener {
     fn identity(io: &Self::Io) -> ClientIdentity {

@@ -7,6 +7,10 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Parser, ValueEnum};
 
+/// The etcd API version conclave speaks; clients use it to decide which features to use.
+pub const ETCD_API_VERSION: &str = "3.5.0";
+/// etcd's bcrypt cost (--bcrypt-cost's default).
+pub const BCRYPT_COST: u32 = 10;
 /// etcd's default backend quota.
 pub const DEFAULT_QUOTA_BYTES: u64 = 2 * 1024 * 1024 * 1024;
 
@@ -225,11 +229,11 @@ pub struct Config {
 
     /// The largest client request, in bytes (etcd's flag): writes over it are refused with
     /// "etcdserver: request is too large".
-    #[arg(long, default_value_t = 1536 * 1024, env = "ETCD_MAX_REQUEST_BYTES")]
+    #[arg(long, default_value_t = crate::limits::MAX_REQUEST_BYTES, env = "ETCD_MAX_REQUEST_BYTES")]
     pub max_request_bytes: usize,
 
     /// The most operations one txn may run, nested txns counted (etcd's flag).
-    #[arg(long, default_value_t = 128, env = "ETCD_MAX_TXN_OPS")]
+    #[arg(long, default_value_t = crate::limits::MAX_TXN_OPS, env = "ETCD_MAX_TXN_OPS")]
     pub max_txn_ops: usize,
 
     /// What tokens are (etcd's flag): `simple` (opaque tokens signed with the cluster's key),
@@ -242,7 +246,7 @@ pub struct Config {
     /// hashes keep theirs.
     #[arg(
         long,
-        default_value_t = crate::auth::BCRYPT_COST,
+        default_value_t = BCRYPT_COST,
         value_parser = clap::value_parser!(u32).range(4..=31),
         env = "ETCD_BCRYPT_COST"
     )]
@@ -310,8 +314,8 @@ pub struct Config {
     pub log_outputs: Vec<String>,
 
     /// `basic` or `extensive` (adds per-method gRPC latency histograms), as etcd's.
-    #[arg(long, value_enum, default_value_t = crate::monitoring::Level::Basic, env = "ETCD_METRICS")]
-    pub metrics: crate::monitoring::Level,
+    #[arg(long, value_enum, default_value_t = MetricsLevel::Basic, env = "ETCD_METRICS")]
+    pub metrics: MetricsLevel,
 
     /// More URLs serving `/metrics` and the health probes (etcd's flag), e.g.
     /// `http://127.0.0.1:2381` for a Prometheus kept off the client port.
@@ -355,7 +359,25 @@ pub struct Config {
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum Subcommand {
     /// Start a local cluster of N members on loopback, for trying things out.
-    Dev(crate::dev::DevArgs),
+    Dev(DevArgs),
+}
+
+/// `conclave dev`'s flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DevArgs {
+    /// How many members.
+    #[arg(long, default_value_t = 3)]
+    pub members: usize,
+    /// Where the members' data dirs and the certificates go.
+    #[arg(long, default_value = "conclave-dev")]
+    pub dir: PathBuf,
+}
+
+/// `--metrics`: etcd's `basic`, or `extensive` with per-method gRPC latency histograms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MetricsLevel {
+    Basic,
+    Extensive,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -18,7 +18,6 @@ use conclave_proto::etcdserverpb::{
 use conclave_raft::Member;
 use conclave_store::KvHash;
 use openraft::async_runtime::WatchReceiver;
-use tonic::Status;
 use tracing::{debug, error, info};
 
 use crate::leader_ticks::LeaderTicks;
@@ -43,7 +42,7 @@ pub async fn run(node: Arc<Node>, every: Duration) {
 }
 
 /// One round: compares every other member's HashKV with this member's.
-pub async fn check(node: &Arc<Node>) -> Result<(), Status> {
+pub async fn check(node: &Arc<Node>) -> anyhow::Result<()> {
     let mine = node.blocking(|s| s.hash_kv(0)).await?;
     for (id, member, theirs) in differing(node, &mine, HASH_TIMEOUT).await {
         error!(

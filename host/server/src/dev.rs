@@ -3,25 +3,14 @@
 //! usual local ports (2379/2380, 22379/22380, 32379/32380, ...), prefixes their logs with
 //! their names, and on Ctrl-C (or SIGTERM) stops them all cleanly and says where the data is.
 
-use std::path::PathBuf;
 use std::process::Stdio;
 
 use anyhow::{Context, bail};
-use clap::Args;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
+use crate::config::DevArgs;
 use crate::serve::shutdown_signal;
-
-#[derive(Debug, Clone, Args)]
-pub struct DevArgs {
-    /// How many members.
-    #[arg(long, default_value_t = 3)]
-    pub members: usize,
-    /// Where the members' data dirs and the certificates go.
-    #[arg(long, default_value = "conclave-dev")]
-    pub dir: PathBuf,
-}
 
 /// Member i's (client, peer) ports, as etcd's Procfile numbers them.
 fn ports(i: usize) -> (u32, u32) {

@@ -1,6 +1,6 @@
 //! etcd's errors as gRPC statuses: the exact codes and messages that etcd clients match on.
 
-use conclave_proto::conclavepb::{ProposeErrorCode, ProposeFailure, RequestErrorCode};
+use conclave_proto::conclavepb::Failure;
 use conclave_store::{Applied, RequestError, Response, StoreError, UnexpectedResponse};
 use tonic::{Code, Status};
 
@@ -47,6 +47,12 @@ pub const LEADER_CHANGED: EtcdError =
     EtcdError::new(Code::Unavailable, "etcdserver: leader changed");
 pub const REQUEST_TIMED_OUT: EtcdError =
     EtcdError::new(Code::Unavailable, "etcdserver: request timed out");
+/// etcd's words for a change of voters that --strict-reconfig-check refuses.
+pub const UNHEALTHY_CLUSTER: EtcdError =
+    EtcdError::new(Code::Unavailable, "etcdserver: unhealthy cluster");
+/// conclave's own: a member that publishes its attributes before it is in the membership.
+pub const NOT_A_MEMBER_YET: EtcdError =
+    EtcdError::new(Code::Unavailable, "conclave: not in the membership yet");
 /// conclave's own: a proposal with no request in it (only a confused member sends one).
 pub const EMPTY_PROPOSAL: EtcdError =
     EtcdError::new(Code::InvalidArgument, "etcdserver: empty proposal");
@@ -72,12 +78,61 @@ pub enum ProposeError {
     Internal(String),
 }
 
-/// What a [`ProposeError`] says to a client.
+/// What a core error says to a client: one of etcd's errors, a refusal of the store's, or
+/// words of another member or of our own. [`ProposeError`] and [`ClusterError`] both say it
+/// this way, so that each error has one text and one status, both decided here.
 enum Said<'a> {
     /// One of etcd's errors.
     Etcd(EtcdError),
     Refused(&'a RequestError),
+    /// Another member's answer, as it travelled (`Failure`): its gRPC code and message.
+    Member(Code, &'a str),
+    /// A condition this member cannot meet, in its own words.
+    Precondition(&'a str),
+    /// What should not happen.
     Internal(&'a str),
+}
+
+impl std::fmt::Display for Said<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Said::Etcd(etcd) => f.write_str(etcd.message),
+            Said::Refused(e) => e.fmt(f),
+            Said::Member(_, message) => f.write_str(message),
+            Said::Precondition(what) | Said::Internal(what) => write!(f, "etcdserver: {what}"),
+        }
+    }
+}
+
+impl From<Said<'_>> for Status {
+    fn from(said: Said<'_>) -> Self {
+        match said {
+            Said::Etcd(etcd) => etcd.into(),
+            Said::Refused(r) => request_status(r),
+            Said::Member(code, message) => Status::new(code, message),
+            Said::Precondition(_) => Status::failed_precondition(said.to_string()),
+            Said::Internal(_) => Status::internal(said.to_string()),
+        }
+    }
+}
+
+/// `Display`, `Error` and the gRPC status of an error that says itself with [`Said`].
+macro_rules! said_as_text_and_status {
+    ($error:ty) => {
+        impl std::fmt::Display for $error {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                self.said().fmt(f)
+            }
+        }
+
+        impl std::error::Error for $error {}
+
+        impl From<$error> for Status {
+            fn from(e: $error) -> Self {
+                e.said().into()
+            }
+        }
+    };
 }
 
 impl ProposeError {
@@ -94,17 +149,7 @@ impl ProposeError {
     }
 }
 
-impl std::fmt::Display for ProposeError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.said() {
-            Said::Etcd(etcd) => f.write_str(etcd.message),
-            Said::Refused(e) => e.fmt(f),
-            Said::Internal(what) => write!(f, "etcdserver: {what}"),
-        }
-    }
-}
-
-impl std::error::Error for ProposeError {}
+said_as_text_and_status!(ProposeError);
 
 impl From<RequestError> for ProposeError {
     fn from(e: RequestError) -> Self {
@@ -112,59 +157,91 @@ impl From<RequestError> for ProposeError {
     }
 }
 
-impl From<ProposeError> for Status {
-    fn from(e: ProposeError) -> Self {
-        match e.said() {
-            Said::Etcd(etcd) => etcd.into(),
-            Said::Refused(r) => request_status(r),
-            Said::Internal(_) => Status::internal(e.to_string()),
+/// Why a member could not do its part in a read, a membership change or a call to another
+/// member (`Node::linearize`, `read_index`, `change_membership`, `ask_leader`), turned into
+/// a gRPC status once, by `From`, at the edge.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClusterError {
+    NoLeader,
+    /// The leader lost its leadership, or went away, while it had the request.
+    LeaderChanged,
+    TimedOut,
+    /// Raft stopped on this member.
+    Stopped,
+    /// Refused for the store's state: a CORRUPT alarm stands.
+    Refused(RequestError),
+    /// --strict-reconfig-check: the change would leave the cluster without a working quorum.
+    Unhealthy,
+    /// Raft refused a membership change for another reason than leadership; the text is
+    /// for people.
+    MembershipRefused(String),
+    /// This member is not in the membership yet (it cannot publish itself).
+    NotAMember,
+    /// Another member refused the call: its answer for the client, as it travelled.
+    Member(Failure),
+    /// A member answered nonsense; the text is for people.
+    Internal(String),
+}
+
+impl ClusterError {
+    fn said(&self) -> Said<'_> {
+        match self {
+            ClusterError::NoLeader => Said::Etcd(NO_LEADER),
+            ClusterError::LeaderChanged => Said::Etcd(LEADER_CHANGED),
+            ClusterError::TimedOut => Said::Etcd(REQUEST_TIMED_OUT),
+            ClusterError::Stopped => Said::Etcd(STOPPED),
+            ClusterError::Refused(e) => Said::Refused(e),
+            ClusterError::Unhealthy => Said::Etcd(UNHEALTHY_CLUSTER),
+            ClusterError::MembershipRefused(what) => Said::Precondition(what),
+            ClusterError::NotAMember => Said::Etcd(NOT_A_MEMBER_YET),
+            ClusterError::Member(f) => Said::Member(Code::from_i32(f.code), &f.message),
+            ClusterError::Internal(what) => Said::Internal(what),
         }
     }
 }
 
-/// The only way a `ProposeError` crosses between members (the leader's answer to a
-/// forwarded write): a code, never its text.
-impl From<&ProposeError> for ProposeFailure {
-    fn from(e: &ProposeError) -> Self {
-        let (code, refused, detail) = match e {
-            ProposeError::EmptyProposal => (ProposeErrorCode::EmptyProposal, None, ""),
-            ProposeError::TooLarge => (ProposeErrorCode::TooLarge, None, ""),
-            ProposeError::Refused(r) => (ProposeErrorCode::Refused, Some(r), ""),
-            ProposeError::TimedOut => (ProposeErrorCode::TimedOut, None, ""),
-            ProposeError::LeaderChanged => (ProposeErrorCode::LeaderChanged, None, ""),
-            ProposeError::Stopped => (ProposeErrorCode::Stopped, None, ""),
-            ProposeError::Internal(what) => (ProposeErrorCode::Internal, None, what.as_str()),
-        };
-        ProposeFailure {
-            code: code as i32,
-            refused: refused.map_or(0, |r| RequestErrorCode::from(r) as i32),
-            detail: detail.to_string(),
+said_as_text_and_status!(ClusterError);
+
+/// Why a caller may not do what it asks (`auth::Caller`'s checks) or could not log in
+/// (`Authenticator`), turned into a gRPC status once, by `From`, at the edge.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AuthError {
+    /// One of etcd's auth errors: no token, an invalid or stale one, a failed login, ...
+    Etcd(EtcdError),
+    /// The auth state refuses it (permission denied, ...), in the words apply would use.
+    Refused(RequestError),
+    /// This member cannot sign tokens; the text says what to do.
+    CannotSign(&'static str),
+    /// What should not happen (bcrypt failed, no randomness); the text is for people.
+    Internal(String),
+}
+
+impl AuthError {
+    fn said(&self) -> Said<'_> {
+        match self {
+            AuthError::Etcd(etcd) => Said::Etcd(*etcd),
+            AuthError::Refused(e) => Said::Refused(e),
+            AuthError::CannotSign(what) => Said::Precondition(what),
+            AuthError::Internal(what) => Said::Internal(what),
         }
     }
 }
 
-impl From<ProposeFailure> for ProposeError {
-    fn from(f: ProposeFailure) -> Self {
-        match ProposeErrorCode::try_from(f.code) {
-            Ok(ProposeErrorCode::EmptyProposal) => ProposeError::EmptyProposal,
-            Ok(ProposeErrorCode::TooLarge) => ProposeError::TooLarge,
-            Ok(ProposeErrorCode::Refused) => match RequestError::try_from(f.refused) {
-                Ok(e) => ProposeError::Refused(e),
-                Err(unknown) => ProposeError::Internal(format!("the leader answered an {unknown}")),
-            },
-            Ok(ProposeErrorCode::TimedOut) => ProposeError::TimedOut,
-            Ok(ProposeErrorCode::LeaderChanged) => ProposeError::LeaderChanged,
-            Ok(ProposeErrorCode::Stopped) => ProposeError::Stopped,
-            Ok(ProposeErrorCode::Internal) => ProposeError::Internal(f.detail),
-            Ok(ProposeErrorCode::Unspecified) | Err(_) => ProposeError::Internal(format!(
-                "the leader answered an unknown failure code {}",
-                f.code
-            )),
-        }
+said_as_text_and_status!(AuthError);
+
+impl From<EtcdError> for AuthError {
+    fn from(e: EtcdError) -> Self {
+        AuthError::Etcd(e)
     }
 }
 
-/// Store work run off the async workers ([`crate::node::Node::blocking`]) that failed.
+impl From<RequestError> for AuthError {
+    fn from(e: RequestError) -> Self {
+        AuthError::Refused(e)
+    }
+}
+
+/// Store work run off the async workers (`Node::blocking`) that failed.
 #[derive(Debug, thiserror::Error)]
 pub enum BlockingError {
     #[error(transparent)]
@@ -253,10 +330,10 @@ pub fn request_status(e: &RequestError) -> Status {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn every_propose_error() -> Vec<ProposeError> {
+    pub(crate) fn every_propose_error() -> Vec<ProposeError> {
         vec![
             ProposeError::EmptyProposal,
             ProposeError::TooLarge,
@@ -267,32 +344,6 @@ mod tests {
             ProposeError::Stopped,
             ProposeError::Internal("raft said no".to_string()),
         ]
-    }
-
-    #[test]
-    fn a_propose_error_crosses_members_as_itself() {
-        for e in every_propose_error() {
-            let wire = ProposeFailure::from(&e);
-            assert_eq!(ProposeError::from(wire), e);
-        }
-        // A code this member does not know is an internal error, not a guess.
-        let unknown = ProposeFailure {
-            code: 99,
-            ..Default::default()
-        };
-        assert!(matches!(
-            ProposeError::from(unknown),
-            ProposeError::Internal(_)
-        ));
-        let unknown_refusal = ProposeFailure {
-            code: ProposeErrorCode::Refused as i32,
-            refused: 999,
-            detail: String::new(),
-        };
-        assert!(matches!(
-            ProposeError::from(unknown_refusal),
-            ProposeError::Internal(_)
-        ));
     }
 
     #[test]

@@ -7,24 +7,23 @@
 use std::sync::Arc;
 
 use conclave_proto::conclavepb::{
-    Command, ProposeBatchRequest, ProposeBatchResponse, ProposeOutcome, ProposeResponse,
-    member_request::Call, propose_outcome,
+    Command, ProposeBatchRequest, ProposeBatchResponse, ProposeResponse, member_request::Call,
 };
 use conclave_raft::Member;
-use conclave_raft::network::{MemberCallError, MemberClient};
+use conclave_raft::{MemberCallError, MemberClient};
 use prost::Message;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::error::ProposeError;
-use crate::member_calls::{Asked, ask_with};
-use crate::node::REQUEST_TIMEOUT;
+use crate::limits::{MAX_BATCH_BYTES, REQUEST_TIMEOUT};
+use crate::wire::{Asked, ask_with, from_outcome};
 
 /// Batches on the way at once; more writes wait and go in the next batch. Two keep the leader
 /// busy while the next batch fills.
 const BATCHES_IN_FLIGHT: usize = 2;
-/// A batch stops growing past this many writes or bytes (one write may take it beyond).
+/// A batch stops growing past this many writes, or at [`MAX_BATCH_BYTES`] (one write may take
+/// it beyond).
 const MAX_BATCH_WRITES: usize = 1024;
-pub const MAX_BATCH_BYTES: usize = 2 * 1024 * 1024;
 
 /// Why a forwarded write has no answer.
 #[derive(Debug, Clone)]
@@ -134,7 +133,7 @@ async fn send(batch: Vec<Pending>) {
     let failed = match answer {
         Ok(Ok(response)) if response.outcomes.len() == sent => {
             for (reply, outcome) in replies.into_iter().zip(response.outcomes) {
-                let _ = reply.send(from_outcome(outcome));
+                let _ = reply.send(from_outcome(outcome).map_err(Forward::Failed));
             }
             return;
         }
@@ -144,24 +143,13 @@ async fn send(batch: Vec<Pending>) {
         ))),
         // The leader refused the call as a whole (it answers each write on its own, so only
         // a malformed call gets here): nothing to retry, the text for the log.
-        Ok(Err(status)) => Forward::Failed(ProposeError::Internal(format!(
-            "the leader refused the forwarded writes: {}",
-            status.message()
+        Ok(Err(refused)) => Forward::Failed(ProposeError::Internal(format!(
+            "the leader refused the forwarded writes: {refused}"
         ))),
         Err(e) => from_call_error(&e),
     };
     for reply in replies {
         let _ = reply.send(Err(failed.clone()));
-    }
-}
-
-fn from_outcome(outcome: ProposeOutcome) -> Result<ProposeResponse, Forward> {
-    match outcome.outcome {
-        Some(propose_outcome::Outcome::Applied(response)) => Ok(response),
-        Some(propose_outcome::Outcome::Failed(f)) => Err(Forward::Failed(f.into())),
-        None => Err(Forward::Failed(ProposeError::Internal(
-            "the leader answered a forwarded write with nothing".to_string(),
-        ))),
     }
 }
 
@@ -173,16 +161,5 @@ fn from_call_error(e: &MemberCallError) -> Forward {
         _ if e.never_sent() => Forward::Unreached,
         MemberCallError::Timeout { .. } => Forward::Failed(ProposeError::TimedOut),
         _ => Forward::Failed(ProposeError::LeaderChanged),
-    }
-}
-
-/// The leader's side: one outcome per proposed write.
-pub fn to_outcome(result: Result<ProposeResponse, ProposeError>) -> ProposeOutcome {
-    let outcome = match result {
-        Ok(response) => propose_outcome::Outcome::Applied(response),
-        Err(e) => propose_outcome::Outcome::Failed((&e).into()),
-    };
-    ProposeOutcome {
-        outcome: Some(outcome),
     }
 }

@@ -33,7 +33,8 @@ use serde::de::DeserializeOwned;
 use tonic::{Code, Status};
 
 use crate::auth;
-use crate::node::{Node, RequestLimits};
+use crate::limits::RequestLimits;
+use crate::node::Node;
 use crate::service::{
     AuthService, ElectionService, KvService, LeaseService, LockService, MaintenanceService,
     WatchService,
@@ -194,7 +195,7 @@ pub async fn grpc_only(
     }
     let mut limit = limits.grpc_message_bytes();
     if request.uri().path().starts_with("/conclavepb.Plugin/") {
-        limit = limit.saturating_add(crate::service::MAX_PLUGIN_BYTES);
+        limit = limit.saturating_add(crate::limits::MAX_PLUGIN_BYTES);
     }
     let request = request.map(|body| crate::grpc_limit::limit(body, limit));
     next.run(request).await
@@ -380,7 +381,7 @@ async fn watch(State(g): State<Gateway>, headers: HeaderMap, JsonBody(body): Jso
     use futures::StreamExt;
     let caller = match g.node.auth.caller(&with_token(&headers, ())) {
         Ok(c) => c,
-        Err(status) => return error(&status),
+        Err(denied) => return error(&denied.into()),
     };
     let req: WatchRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
@@ -424,8 +425,8 @@ async fn lease_keep_alive(
         Ok(r) => r,
         Err(e) => return error(&Status::invalid_argument(e.to_string())),
     };
-    if let Err(status) = g.node.auth.caller(&with_token(&headers, ())) {
-        return error(&status);
+    if let Err(denied) = g.node.auth.caller(&with_token(&headers, ())) {
+        return error(&denied.into());
     }
     match g.lease.keep_alive_once(req).await {
         Ok(resp) => json(StatusCode::OK, &Streamed { result: resp }),

@@ -14,6 +14,7 @@
 
 use std::sync::Arc;
 
+use crate::error::{BlockingError, ClusterError};
 use axum::Router;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{StatusCode, header};
@@ -21,10 +22,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use conclave_proto::etcdserverpb::{AlarmType, RangeRequest};
 use serde::Serialize;
-use tonic::Status;
 
-use crate::node::{Node, REQUEST_TIMEOUT};
-use crate::service::ETCD_API_VERSION;
+use crate::config::ETCD_API_VERSION;
+use crate::limits::REQUEST_TIMEOUT;
+use crate::node::Node;
 
 /// The handlers' state.
 type Node_ = State<Arc<Node>>;
@@ -72,9 +73,18 @@ fn values<'a>(pairs: &[(&'a str, &'a str)], name: &str) -> Vec<&'a str> {
         .collect()
 }
 
+/// Why a probe read failed.
+#[derive(Debug, thiserror::Error)]
+enum ReadFailed {
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+    #[error(transparent)]
+    Store(#[from] BlockingError),
+}
+
 /// A local read of one key, keys only, as etcd's checks make; linearizable first unless
 /// `serializable`. Bounded by the request timeout.
-async fn read(node: &Arc<Node>, serializable: bool) -> Result<(), Status> {
+async fn read(node: &Arc<Node>, serializable: bool) -> Result<(), ReadFailed> {
     let attempt = async {
         if !serializable {
             node.linearize().await?;
@@ -86,11 +96,11 @@ async fn read(node: &Arc<Node>, serializable: bool) -> Result<(), Status> {
             ..Default::default()
         };
         node.blocking(move |store| store.range(&probe)).await?;
-        Ok::<_, Status>(())
+        Ok::<_, ReadFailed>(())
     };
     tokio::time::timeout(REQUEST_TIMEOUT, attempt)
         .await
-        .unwrap_or_else(|_| Err(crate::error::REQUEST_TIMED_OUT.into()))
+        .unwrap_or_else(|_| Err(ClusterError::TimedOut.into()))
 }
 
 #[derive(Serialize)]
@@ -120,7 +130,7 @@ async fn health(State(node): State<Arc<Node>>, RawQuery(query): RawQuery) -> Res
         }
         read(&node, serializable)
             .await
-            .map_err(|e| format!("RANGE ERROR:{}", e.message()))
+            .map_err(|e| format!("RANGE ERROR:{}", e))
     };
     let verdict = verdict.await;
     // etcd's counters of /health answers.
@@ -184,8 +194,8 @@ impl Check {
                     Err("alarm activated: CORRUPT".to_string())
                 }
             }
-            Check::SerializableRead => read(node, true).await.map_err(|e| e.message().into()),
-            Check::LinearizableRead => read(node, false).await.map_err(|e| e.message().into()),
+            Check::SerializableRead => read(node, true).await.map_err(|e| e.to_string()),
+            Check::LinearizableRead => read(node, false).await.map_err(|e| e.to_string()),
             Check::NonLearner => {
                 if node.status().is_learner {
                     Err("not supported for learner".to_string())

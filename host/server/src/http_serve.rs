@@ -20,7 +20,7 @@ use tokio::sync::watch;
 use tower::{Layer, ServiceExt};
 use tracing::trace;
 
-use crate::client_tls::ClientIdentity;
+use crate::auth::ClientIdentity;
 
 /// The HTTP/2 settings of a client connection, from etcd's flags.
 #[derive(Debug, Clone, Copy)]

@@ -1,5 +1,6 @@
 //! Member and cluster IDs: stable 64-bit numbers derived from the member's name, its URLs and
-//! the cluster token, as etcd derives its IDs, so that a restart keeps them.
+//! the cluster token, as etcd derives its IDs, so that a restart keeps them; and lease IDs,
+//! random.
 
 /// FNV-1a, 64 bit: stable across builds and platforms, unlike std's hasher.
 fn fnv1a(parts: &[&[u8]]) -> u64 {
@@ -30,6 +31,29 @@ pub fn cluster_id(members: &[u64], token: &str) -> u64 {
     let mut parts: Vec<&[u8]> = vec![token.as_bytes()];
     parts.extend(bytes.iter().map(|b| b.as_slice()));
     fnv1a(&parts)
+}
+
+/// A lease ID nobody chose: positive, so that etcdctl prints it as it prints etcd's.
+pub fn random_lease_id() -> i64 {
+    loop {
+        let id = (rand_u64() >> 1) as i64;
+        if id != 0 {
+            return id;
+        }
+    }
+}
+
+fn rand_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    // RandomState is seeded from the OS per instance: enough for IDs, no extra crate.
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    h.finish()
 }
 
 #[cfg(test)]

@@ -18,8 +18,9 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use openraft::async_runtime::WatchReceiver;
 use tracing::info;
 
+use crate::config::ETCD_API_VERSION;
+use crate::config::MetricsLevel;
 use crate::node::Node;
-use crate::service::ETCD_API_VERSION;
 
 /// etcd's disk histograms: 1 ms to 8 s, doubling (prometheus.ExponentialBuckets(0.001, 2, 14)).
 fn disk_buckets() -> Vec<f64> {
@@ -48,13 +49,6 @@ const DEFAULT_BUCKETS: [f64; 11] = [
 /// How often the exporter folds recorded samples into its histograms.
 const UPKEEP: Duration = Duration::from_secs(5);
 
-/// `--metrics`: etcd's `basic`, or `extensive` with per-method gRPC latency histograms.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Level {
-    Basic,
-    Extensive,
-}
-
 /// The installed exporter; cheap to clone into handlers.
 #[derive(Clone)]
 pub struct Metrics {
@@ -65,7 +59,7 @@ pub struct Metrics {
 impl Metrics {
     /// Installs the process-wide recorder. Call before anything records: a handle taken
     /// earlier stays bound to the no-op recorder.
-    pub fn install(level: Level) -> anyhow::Result<Metrics> {
+    pub fn install(level: MetricsLevel) -> anyhow::Result<Metrics> {
         let builder = PrometheusBuilder::new()
             .set_buckets(&DEFAULT_BUCKETS)?
             .set_buckets_for_metric(Matcher::Prefix("etcd_disk_".to_string()), &disk_buckets())?

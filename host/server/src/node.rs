@@ -8,64 +8,28 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use conclave_proto::conclavepb::{
-    Command, ProposeResponse, PublishMemberRequest, PublishMemberResponse, RaftMember,
-    ReadIndexRequest, ReadIndexResponse, RequestErrorCode, command::Request, member_request::Call,
-    propose_response,
+    Command, PublishMemberRequest, PublishMemberResponse, ReadIndexRequest, ReadIndexResponse,
+    command::Request, member_request::Call,
 };
 use conclave_proto::etcdserverpb::{
     AlarmRequest, AlarmType, HashKvResponse, ResponseHeader, alarm_request::AlarmAction,
 };
-use conclave_raft::network::MemberClient;
-use conclave_raft::{Member, Raft};
-use conclave_store::{Applied, RequestError, Response, Store};
+use conclave_raft::{Member, MemberCallError, MemberClient, Raft};
+use conclave_store::{Applied, RequestError, Store};
 use openraft::ChangeMembers;
 use openraft::async_runtime::WatchReceiver;
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::raft::ReadPolicy;
 use prost::Message;
-use tonic::Status;
 use tracing::{debug, info, warn};
 
 use crate::auth::{Authenticator, Caller};
-use crate::error::{
-    BlockingError, LEADER_CHANGED, NO_LEADER, ProposeError, REQUEST_TIMED_OUT, STOPPED,
-    request_status,
-};
+use crate::error::{BlockingError, ClusterError, ProposeError};
 use crate::forward::{Forward, Forwarder};
+use crate::limits::{REQUEST_TIMEOUT, RequestLimits};
 use crate::propose::Proposer;
 use crate::read_batch::ReadBatch;
-
-/// etcd's --max-request-bytes default: the largest write proposal.
-pub const MAX_REQUEST_BYTES: usize = 1536 * 1024;
-
-/// What one client request may carry (etcd's flags of the same names).
-#[derive(Debug, Clone, Copy)]
-pub struct RequestLimits {
-    /// --max-request-bytes: the largest write proposal, and the watch fragment size.
-    pub max_request_bytes: usize,
-    /// --max-txn-ops: the operations one txn may run (see `validate::txn`).
-    pub max_txn_ops: usize,
-}
-
-impl Default for RequestLimits {
-    fn default() -> Self {
-        Self {
-            max_request_bytes: MAX_REQUEST_BYTES,
-            max_txn_ops: crate::validate::MAX_TXN_OPS,
-        }
-    }
-}
-
-impl RequestLimits {
-    /// gRPC's receive limit, as etcd sets it: the request limit plus room for framing, so that
-    /// a request a little over the limit gets etcd's "request is too large" rather than a
-    /// transport error.
-    pub fn grpc_message_bytes(&self) -> usize {
-        self.max_request_bytes.saturating_add(512 * 1024)
-    }
-}
-/// How long a request may wait for a leader, a forward or an apply: etcd's request timeout.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+use crate::wire::{Answered, Asked, applied_from_wire, ask_with, member_to_wire};
 
 // Handles resolved once (at the first proposal, after `serve::run` installed the recorder),
 // so that a proposal costs two atomic adds, not a registry lookup.
@@ -181,11 +145,11 @@ impl Node {
     }
 
     /// Refuses reads while a CORRUPT alarm stands, as etcd stops serving a corrupt cluster.
-    pub fn check_readable(&self) -> Result<(), Status> {
+    pub fn check_readable(&self) -> Result<(), ClusterError> {
         if self.store.alarms(AlarmType::Corrupt).is_empty() {
             Ok(())
         } else {
-            Err(request_status(&RequestError::Corrupt))
+            Err(ClusterError::Refused(RequestError::Corrupt))
         }
     }
 
@@ -223,15 +187,6 @@ impl Node {
             warn!(error = %e, "could not raise the NOSPACE alarm");
         }
         Err(RequestError::NoSpace.into())
-    }
-
-    /// The current leader and its membership entry, once it has published its client URLs.
-    pub fn leader(&self) -> Option<(u64, Member)> {
-        let m = self.raft.metrics();
-        let m = m.borrow_watched();
-        let id = m.current_leader?;
-        let member = m.membership_config.get_node(&id)?.clone();
-        (!member.client_urls.is_empty()).then_some((id, member))
     }
 
     /// The current leader and its membership entry, as far as reaching it over the peer
@@ -274,9 +229,11 @@ impl Node {
         .await
     }
 
-    /// Proposes `command` as it came (a follower's forwarded write keeps whom it was checked
-    /// for); only the leader's clock dates it.
-    pub async fn propose_command(&self, command: Command) -> Result<Applied, ProposeError> {
+    /// Proposes `command` once it is admitted: within its size limit, and neither an alarm
+    /// nor the quota refuses it. The member a client asked checks this, once, as etcd checks
+    /// on the member a request arrives at; apply checks the alarms again (they may have been
+    /// raised meanwhile).
+    async fn propose_command(&self, command: Command) -> Result<Applied, ProposeError> {
         let Some(request) = &command.request else {
             return Err(ProposeError::EmptyProposal);
         };
@@ -286,6 +243,19 @@ impl Node {
             return Err(ProposeError::TooLarge);
         }
         self.admit(request, cost).await?;
+        self.propose_admitted(command).await
+    }
+
+    /// On the leader: a follower's write, admitted by the follower; it keeps whom it was
+    /// checked for, and only this member's clock dates it.
+    pub async fn propose_forwarded(&self, command: Command) -> Result<Applied, ProposeError> {
+        if command.request.is_none() {
+            return Err(ProposeError::EmptyProposal);
+        }
+        self.propose_admitted(command).await
+    }
+
+    async fn propose_admitted(&self, command: Command) -> Result<Applied, ProposeError> {
         let command = Command {
             stamp_ms: 0,
             ..command
@@ -310,7 +280,7 @@ impl Node {
     pub fn proposal_limit(&self, request: &Request) -> usize {
         match request {
             Request::PluginDeploy(_) => {
-                crate::service::MAX_PLUGIN_BYTES.saturating_add(self.limits.max_request_bytes)
+                crate::limits::MAX_PLUGIN_BYTES.saturating_add(self.limits.max_request_bytes)
             }
             _ => self.limits.max_request_bytes,
         }
@@ -402,19 +372,19 @@ impl Node {
     }
 
     /// Waits until this member has applied the entry at `index`.
-    pub async fn wait_applied(&self, index: u64) -> Result<(), Status> {
+    pub async fn wait_applied(&self, index: u64) -> Result<(), ClusterError> {
         self.raft
             .wait(Some(REQUEST_TIMEOUT))
             .applied_index_at_least(Some(index), "apply")
             .await
             .map(|_| ())
-            .map_err(|_| Status::from(REQUEST_TIMED_OUT))
+            .map_err(|_| ClusterError::TimedOut)
     }
 
     /// Makes the next local read linearizable: waits for a read index obtained after this
     /// call began (shared with the reads arriving meanwhile, see `read_batch`), then until
     /// this member has applied up to it.
-    pub async fn linearize(self: &Arc<Self>) -> Result<(), Status> {
+    pub async fn linearize(self: &Arc<Self>) -> Result<(), ClusterError> {
         let (answer, start) = self.reads.join();
         if start {
             let node = self.clone();
@@ -422,20 +392,20 @@ impl Node {
         }
         let index = tokio::time::timeout(REQUEST_TIMEOUT, answer)
             .await
-            .map_err(|_| Status::from(REQUEST_TIMED_OUT))?
-            .map_err(|_| Status::from(LEADER_CHANGED))??;
+            .map_err(|_| ClusterError::TimedOut)?
+            .map_err(|_| ClusterError::LeaderChanged)??;
         self.wait_applied(index).await
     }
 
     /// One read index: on the leader, confirmed by a quorum; on a follower, the leader's.
-    async fn confirm_read_index(&self) -> Result<u64, Status> {
+    async fn confirm_read_index(&self) -> Result<u64, ClusterError> {
         tokio::time::timeout(REQUEST_TIMEOUT, async {
             loop {
                 let leader = self.raft.metrics().borrow_watched().current_leader;
                 if leader == Some(self.identity.member_id) {
                     match self.raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
                         Ok(read) => return Ok(read.log_id().index),
-                        Err(RaftError::Fatal(_)) => return Err(Status::from(STOPPED)),
+                        Err(RaftError::Fatal(_)) => return Err(ClusterError::Stopped),
                         Err(RaftError::APIError(e)) => {
                             debug!(error = %e, "read index refused; waiting for a leader");
                             self.await_leader_change(leader).await;
@@ -454,15 +424,15 @@ impl Node {
             }
         })
         .await
-        .map_err(|_| Status::from(REQUEST_TIMED_OUT))?
+        .map_err(|_| ClusterError::TimedOut)?
     }
 
     /// On the leader: the index a linearizable read must wait for (for a follower's read).
-    pub async fn read_index(&self) -> Result<u64, Status> {
+    pub async fn read_index(&self) -> Result<u64, ClusterError> {
         match self.raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
             Ok(read) => Ok(read.log_id().index),
-            Err(RaftError::Fatal(_)) => Err(STOPPED.into()),
-            Err(RaftError::APIError(_)) => Err(LEADER_CHANGED.into()),
+            Err(RaftError::Fatal(_)) => Err(ClusterError::Stopped),
+            Err(RaftError::APIError(_)) => Err(ClusterError::LeaderChanged),
         }
     }
 
@@ -471,7 +441,7 @@ impl Node {
     pub async fn change_membership(
         &self,
         change: ChangeMembers<u64, Member>,
-    ) -> Result<(), Status> {
+    ) -> Result<(), ClusterError> {
         let _queued = self.membership_changes.lock().await;
         if self.strict_reconfig {
             self.check_reconfig(&change)?;
@@ -479,19 +449,17 @@ impl Node {
         // `retain: false`: a removed voter leaves the nodes too, rather than staying a learner.
         match self.raft.change_membership(change, false).await {
             Ok(_) => Ok(()),
-            Err(RaftError::Fatal(_)) => Err(STOPPED.into()),
+            Err(RaftError::Fatal(_)) => Err(ClusterError::Stopped),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
-                Err(LEADER_CHANGED.into())
+                Err(ClusterError::LeaderChanged)
             }
-            Err(RaftError::APIError(e)) => {
-                Err(Status::failed_precondition(format!("etcdserver: {e}")))
-            }
+            Err(RaftError::APIError(e)) => Err(ClusterError::MembershipRefused(e.to_string())),
         }
     }
 
     /// --strict-reconfig-check on the leader (elsewhere Raft refuses the change anyway):
     /// voters are in touch when they acknowledged this leader within etcd's health interval.
-    fn check_reconfig(&self, change: &ChangeMembers<u64, Member>) -> Result<(), Status> {
+    fn check_reconfig(&self, change: &ChangeMembers<u64, Member>) -> Result<(), ClusterError> {
         let metrics = self.raft.metrics();
         let m = metrics.borrow_watched();
         let Some(heartbeat) = &m.heartbeat else {
@@ -512,7 +480,7 @@ impl Node {
     }
 
     /// On the leader: sets a member's entry in the membership.
-    pub async fn set_member(&self, id: u64, member: Member) -> Result<(), Status> {
+    pub async fn set_member(&self, id: u64, member: Member) -> Result<(), ClusterError> {
         self.change_membership(ChangeMembers::SetNodes(BTreeMap::from([(id, member)])))
             .await
     }
@@ -539,7 +507,7 @@ impl Node {
             let outcome = match leader {
                 // Not a member (yet): a learner added by `member add` is in the membership,
                 // so this only waits for the first replication.
-                _ if current.is_none() => Err(Status::unavailable("not in the membership yet")),
+                _ if current.is_none() => Err(ClusterError::NotAMember),
                 Some(l) if l == me_id => self.set_member(me_id, self.me.clone()).await,
                 Some(_) => self
                     .ask_leader::<PublishMemberResponse>(Call::PublishMember(
@@ -550,7 +518,7 @@ impl Node {
                     ))
                     .await
                     .map(|_| ()),
-                None => Err(Status::from(NO_LEADER)),
+                None => Err(ClusterError::NoLeader),
             };
             if let Err(e) = outcome {
                 debug!(error = %e, "publishing member attributes; will retry");
@@ -608,7 +576,7 @@ impl Node {
 
     /// This member's HashKV at `revision` (0: the current one), as the Maintenance service and
     /// the leader's corruption check ask for it.
-    pub async fn hash_kv(&self, revision: i64) -> Result<HashKvResponse, Status> {
+    pub async fn hash_kv(&self, revision: i64) -> Result<HashKvResponse, BlockingError> {
         let h = self.blocking(move |s| s.hash_kv(revision)).await?;
         Ok(HashKvResponse {
             header: self.header(self.store.current_revision()),
@@ -628,19 +596,54 @@ impl Node {
     }
 }
 
-pub fn member_to_wire(m: &Member) -> RaftMember {
-    RaftMember {
-        name: m.name.clone(),
-        peer_urls: m.peer_urls.clone(),
-        client_urls: m.client_urls.clone(),
+/// Calls to other members.
+impl Node {
+    /// Resolves once this member no longer sees `leader_id` as the leader. A leader killed
+    /// mid-call never answers, and its QUIC connection is only declared dead after the idle
+    /// timeout; Raft notices within an election timeout, so a call to the leader races this.
+    /// Never resolves if the leader stays for the whole request timeout (the call's own
+    /// timeout decides then).
+    pub async fn leader_gone(&self, leader_id: u64) {
+        let changed = self
+            .raft
+            .wait(Some(REQUEST_TIMEOUT))
+            .metrics(
+                move |m| m.current_leader != Some(leader_id),
+                "the leader changes",
+            )
+            .await;
+        if changed.is_err() {
+            std::future::pending::<()>().await;
+        }
     }
-}
 
-pub fn member_from_wire(m: RaftMember) -> Member {
-    Member {
-        name: m.name,
-        peer_urls: m.peer_urls,
-        client_urls: m.client_urls,
+    /// Calls `member` and waits at most `timeout` for the answer.
+    pub async fn ask<R: Answered>(
+        &self,
+        member: &Member,
+        call: Call,
+        timeout: Duration,
+    ) -> Asked<R> {
+        ask_with(&self.members, member, call, timeout).await
+    }
+
+    /// Passes `call` on to the leader (a follower's part in a request only the leader can
+    /// answer) within etcd's request timeout. A leader that is gone or going is "leader
+    /// changed", which etcd's clients retry.
+    pub async fn ask_leader<R: Answered>(&self, call: Call) -> Result<R, ClusterError> {
+        let (leader_id, leader) = self.leader_peer().ok_or(ClusterError::NoLeader)?;
+        let asked = tokio::select! {
+            asked = self.ask(&leader, call, REQUEST_TIMEOUT) => asked,
+            () = self.leader_gone(leader_id) => return Err(ClusterError::LeaderChanged),
+        };
+        match asked {
+            Ok(answer) => answer,
+            Err(MemberCallError::Timeout { .. }) => Err(ClusterError::TimedOut),
+            Err(e) => {
+                debug!(leader = %leader.name, error = %e, "a call to the leader failed");
+                Err(ClusterError::LeaderChanged)
+            }
+        }
     }
 }
 
@@ -652,55 +655,5 @@ fn stamped(command: &Command) -> Command {
     Command {
         stamp_ms: crate::clock::now_ms(),
         ..command.clone()
-    }
-}
-
-/// The leader's answer to a forwarded write, as the store would have given it.
-fn applied_from_wire(resp: ProposeResponse) -> Result<Applied, ProposeError> {
-    use propose_response::Result as R;
-    let result = match resp.result {
-        Some(R::Put(r)) => Ok(Response::Put(r)),
-        Some(R::DeleteRange(r)) => Ok(Response::DeleteRange(r)),
-        Some(R::Txn(r)) => Ok(Response::Txn(r)),
-        Some(R::Compaction(r)) => Ok(Response::Compaction(r)),
-        Some(R::LeaseGrant(r)) => Ok(Response::LeaseGrant(r)),
-        Some(R::LeaseRevoke(r)) => Ok(Response::LeaseRevoke(r)),
-        Some(R::LeaseCheckpoint(r)) => Ok(Response::LeaseCheckpoint(r)),
-        Some(R::Plugin(r)) => Ok(Response::Plugin(r)),
-        Some(R::Alarm(r)) => Ok(Response::Alarm(r)),
-        Some(R::Auth(r)) => Ok(Response::Auth(r)),
-        Some(R::Error(code)) => Err(RequestError::try_from(code)
-            .map_err(|e| ProposeError::Internal(format!("the leader answered an {e}")))?),
-        None => Ok(Response::Empty),
-    };
-    Ok(Applied {
-        index: resp.index,
-        revision: resp.revision,
-        result,
-        events: Vec::new(),
-    })
-}
-
-/// The store's answer to a write, for a follower that forwarded it.
-pub fn applied_to_wire(applied: Applied) -> ProposeResponse {
-    use propose_response::Result as R;
-    let result = match applied.result {
-        Ok(Response::Put(r)) => Some(R::Put(r)),
-        Ok(Response::DeleteRange(r)) => Some(R::DeleteRange(r)),
-        Ok(Response::Txn(r)) => Some(R::Txn(r)),
-        Ok(Response::Compaction(r)) => Some(R::Compaction(r)),
-        Ok(Response::LeaseGrant(r)) => Some(R::LeaseGrant(r)),
-        Ok(Response::LeaseRevoke(r)) => Some(R::LeaseRevoke(r)),
-        Ok(Response::LeaseCheckpoint(r)) => Some(R::LeaseCheckpoint(r)),
-        Ok(Response::Plugin(r)) => Some(R::Plugin(r)),
-        Ok(Response::Alarm(r)) => Some(R::Alarm(r)),
-        Ok(Response::Auth(r)) => Some(R::Auth(r)),
-        Ok(Response::Empty) => None,
-        Err(e) => Some(R::Error(RequestErrorCode::from(&e) as i32)),
-    };
-    ProposeResponse {
-        revision: applied.revision,
-        index: applied.index,
-        result,
     }
 }

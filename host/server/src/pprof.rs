@@ -214,9 +214,10 @@ async fn profile(
 
 /// With auth on, only root may profile (the gateway's `Authorization` token).
 fn root_only(node: &Node, headers: &HeaderMap) -> Result<(), tonic::Status> {
-    node.auth
+    Ok(node
+        .auth
         .caller(&crate::gateway::with_token(headers, ()))?
-        .require_root()
+        .require_root()?)
 }
 
 /// A profile as Go's handlers send it: binary, as a file named `name`.

@@ -16,7 +16,7 @@ use openraft::error::{ClientWriteError, Fatal, RaftError};
 use prost::Message;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::forward::MAX_BATCH_BYTES;
+use crate::limits::MAX_BATCH_BYTES;
 
 /// A batch stops growing at this many writes, or at the forwarder's byte bound (one write may
 /// take it beyond); the rest go in the next one. The bytes bound what one log append holds.

@@ -8,9 +8,10 @@ use std::mem;
 
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
-use tonic::Status;
 
-pub type Answer = oneshot::Receiver<Result<u64, Status>>;
+use crate::error::ClusterError;
+
+pub type Answer = oneshot::Receiver<Result<u64, ClusterError>>;
 
 #[derive(Default)]
 pub struct ReadBatch {
@@ -22,7 +23,7 @@ struct State {
     /// Whether a task is running rounds.
     running: bool,
     /// Reads that arrived since the current round started: they wait for the next one.
-    waiting: Vec<oneshot::Sender<Result<u64, Status>>>,
+    waiting: Vec<oneshot::Sender<Result<u64, ClusterError>>>,
 }
 
 impl ReadBatch {
@@ -42,7 +43,7 @@ impl ReadBatch {
     pub async fn run<F, Fut>(&self, mut fetch: F)
     where
         F: FnMut() -> Fut,
-        Fut: Future<Output = Result<u64, Status>>,
+        Fut: Future<Output = Result<u64, ClusterError>>,
     {
         // If this task dies, the next read starts another; the reads of the round drop
         // their answers and fail.
@@ -108,11 +109,11 @@ mod tests {
         let (a, _) = batch.join();
         let (b, _) = batch.join();
         batch
-            .run(|| async { Err(Status::unavailable("etcdserver: leader changed")) })
+            .run(|| async { Err(ClusterError::LeaderChanged) })
             .await;
         for answer in [a, b] {
             let err = answer.await.expect("answered").expect_err("an error");
-            assert_eq!(err.message(), "etcdserver: leader changed");
+            assert_eq!(err, ClusterError::LeaderChanged);
         }
     }
 }

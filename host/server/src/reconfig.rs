@@ -9,17 +9,13 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use openraft::ChangeMembers;
-use tonic::Status;
 
 use conclave_raft::Member;
 
+use crate::error::ClusterError;
+
 /// etcd's HealthInterval: a member acknowledged within it counts as in touch.
 pub const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
-
-/// etcd's words and code for a change that would break quorum.
-fn unhealthy() -> Status {
-    Status::unavailable("etcdserver: unhealthy cluster")
-}
 
 /// Whether `change` may go ahead, given the current `voters` and which of them are `active`
 /// (the leader always is).
@@ -27,7 +23,7 @@ pub fn check(
     change: &ChangeMembers<u64, Member>,
     voters: &BTreeSet<u64>,
     active: &BTreeSet<u64>,
-) -> Result<(), Status> {
+) -> Result<(), ClusterError> {
     let in_touch = voters.intersection(active).count();
     let breaks_quorum = match change {
         ChangeMembers::AddVoters(_) | ChangeMembers::AddVoterIds(_) => in_touch < voters.len(),
@@ -42,7 +38,7 @@ pub fn check(
         _ => false,
     };
     if breaks_quorum {
-        return Err(unhealthy());
+        return Err(ClusterError::Unhealthy);
     }
     Ok(())
 }
@@ -66,7 +62,8 @@ mod tests {
     #[test]
     fn adding_a_voter_needs_every_voter_in_touch() {
         assert!(check(&add(4), &set(&[1, 2, 3]), &set(&[1, 2, 3])).is_ok());
-        let refused = check(&add(4), &set(&[1, 2, 3]), &set(&[1, 2])).unwrap_err();
+        let refused =
+            tonic::Status::from(check(&add(4), &set(&[1, 2, 3]), &set(&[1, 2])).unwrap_err());
         assert_eq!(refused.message(), "etcdserver: unhealthy cluster");
         assert_eq!(refused.code(), tonic::Code::Unavailable);
         // A cluster of one grows to two (etcd's special case).

@@ -16,7 +16,7 @@ use conclave_proto::etcdserverpb::{
 };
 use conclave_proto::v3electionpb::election_server::ElectionServer;
 use conclave_proto::v3lockpb::lock_server::LockServer;
-use conclave_raft::network::PeerTransport;
+use conclave_raft::PeerTransport;
 use conclave_raft::{ApplyListener, LogStore, Member, Raft, StateMachine};
 use conclave_store::{Applied, Store};
 use conclave_tls::PeerTls;
@@ -37,13 +37,14 @@ use crate::grpc_metrics::GrpcMetrics;
 use crate::http_serve::{self, Http2Settings};
 use crate::ids;
 use crate::lease::{Lessor, min_lease_ttl};
+use crate::limits::{MAX_PLUGIN_BYTES, RequestLimits};
 use crate::member_calls::MemberCalls;
 use crate::monitoring::Metrics;
-use crate::node::{Identity, Node, RequestLimits, Settings};
+use crate::node::{Identity, Node, Settings};
 use crate::plugin::{Plugins, PluginsListener, Supervisor};
 use crate::service::{
     AuthService, ClusterService, ElectionService, IngestService, KvService, LeaseService,
-    LockService, MAX_PLUGIN_BYTES, MaintenanceService, PluginService, WatchService,
+    LockService, MaintenanceService, PluginService, WatchService,
 };
 use crate::tokens::TokenKind;
 use crate::watch::{StreamConfig, WatchHub};
@@ -292,7 +293,7 @@ fn client_router(
     .into_axum_router()
     // Inside grpc_only, so that only gRPC requests count; every handle resolved here.
     .layer(axum::middleware::from_fn_with_state(
-        GrpcMetrics::new(config.metrics == crate::monitoring::Level::Extensive),
+        GrpcMetrics::new(config.metrics == crate::config::MetricsLevel::Extensive),
         crate::grpc_metrics::observe,
     ))
     // A gRPC service's path asked without gRPC (a probe, a browser) is not found, as in etcd;

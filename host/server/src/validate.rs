@@ -15,8 +15,6 @@ use crate::error::{
     VALUE_PROVIDED,
 };
 
-/// etcd's default --max-txn-ops.
-pub const MAX_TXN_OPS: usize = 128;
 /// The whole tree of a txn (compares and operations of every level, both branches) holds at
 /// most this many times --max-txn-ops: the shapes etcd accepts (a flat txn with the limit in
 /// each of compare, success and failure) pass, and nesting cannot multiply the work.
@@ -158,6 +156,7 @@ fn writes(ops: &[RequestOp]) -> Result<Writes, EtcdError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::limits::MAX_TXN_OPS;
 
     fn put_op(k: &str) -> RequestOp {
         RequestOp {

@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use conclave_proto::conclavepb::{MemberRequest, MemberResponse};
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared as SharedFuture};
 use parking_lot::Mutex;
@@ -27,9 +28,14 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use super::frame::code;
-use super::member::MemberService;
 use super::{NetworkError, server};
-use crate::types::Raft;
+use crate::state_machine::Raft;
+
+/// What answers other members' calls on this member; the server crate provides it.
+pub trait MemberService: Send + Sync + 'static {
+    /// Answers `request` from the member named `peer` (the name its certificate carries).
+    fn call(&self, peer: String, request: MemberRequest) -> BoxFuture<'static, MemberResponse>;
+}
 
 /// QUIC keep-alive: an idle connection still carries a packet this often, so neither end's
 /// idle timer fires while both are up.
@@ -392,7 +398,7 @@ impl Shared {
             Ok(peer) if peer == name => Ok(conn),
             // Dialled by host (a member not yet named): TLS checked that the CA certified
             // this peer for that host, and whichever member it is, it is the one at the URL.
-            Ok(_) if super::client::url_host(url) == name => Ok(conn),
+            Ok(_) if super::address::url_host(url) == name => Ok(conn),
             Ok(peer) => {
                 conn.close(code::WRONG_PEER, b"not the member dialed");
                 Err(ConnectError::new(format!(

@@ -1,7 +1,7 @@
 //! Calls between members besides Raft's own (`proto/conclave/internal.proto`): a follower's
 //! forwarded writes, read indexes, keep-alives, membership and plugin requests, ingested
 //! samples, hashes. They ride the peer transport, so only a peer with a certificate from the
-//! cluster CA can make one; the server crate answers them ([`MemberService`]).
+//! cluster CA can make one; the server crate answers them (`MemberService`).
 //!
 //! A call is one stream of kind `Member`: one `MemberRequest` frame, one `MemberResponse`
 //! reply (or a refusal, when the receiver has nothing to answer with yet).
@@ -10,12 +10,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use conclave_proto::conclavepb::{MemberRequest, MemberResponse};
-use futures::future::BoxFuture;
 use prost::Message;
 use quinn::RecvStream;
 use tokio::time::{Instant, timeout_at};
 
-use super::client::dial_name;
+use super::address::dial_name;
 use super::endpoint::{IDLE_TIMEOUT, Shared};
 use super::frame::{
     FrameError, Kind, Outgoing, put_message, put_refusal, put_reply, read_reply, read_required,
@@ -25,12 +24,6 @@ use crate::types::Member;
 /// Member calls go before replication (a forwarded write is a client waiting) and after
 /// votes and heartbeats.
 const PRIORITY: i32 = 0;
-
-/// What answers other members' calls on this member; the server crate provides it.
-pub trait MemberService: Send + Sync + 'static {
-    /// Answers `request` from the member named `peer` (the name its certificate carries).
-    fn call(&self, peer: String, request: MemberRequest) -> BoxFuture<'static, MemberResponse>;
-}
 
 /// Why a member call has no answer. Whether the request may have reached the peer decides
 /// whether a caller may send it again: see [`MemberCallError::never_sent`].

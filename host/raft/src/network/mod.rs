@@ -11,8 +11,9 @@
 //! - `frame`: the wire format (stream kinds, length-prefixed frames, replies).
 //! - `client` / `server`: the two ends of every RPC.
 //! - `member`: calls between members besides Raft's (forwarded writes, read indexes, ...),
-//!   answered by the server crate's [`MemberService`].
+//!   answered by the server crate.
 
+mod address;
 mod client;
 mod endpoint;
 mod frame;
@@ -24,10 +25,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use self::client::{PeerNetwork, PeerNetworkFactory};
-pub use self::endpoint::{HANDSHAKE_TIMEOUT, IDLE_TIMEOUT, KEEP_ALIVE};
-pub use self::frame::{MAX_FRAME, SNAPSHOT_CHUNK};
-pub use self::member::{MemberCallError, MemberClient, MemberService};
-use crate::types::Raft;
+pub use self::endpoint::MemberService;
+pub use self::member::{MemberCallError, MemberClient};
+use crate::state_machine::Raft;
 
 /// Why the peer transport could not start.
 #[derive(Debug, thiserror::Error)]

@@ -25,8 +25,9 @@ use super::frame::{
 };
 use crate::codec::{self, SnapshotHeader, Wire};
 use crate::snapshot::SnapshotSource;
+use crate::state_machine::Raft;
 use crate::state_machine::Snapshot;
-use crate::types::{Raft, TypeConfig};
+use crate::types::TypeConfig;
 
 /// Received snapshots are written to `download-<n>.part` until complete.
 const DOWNLOAD_PREFIX: &str = "download-";

@@ -17,10 +17,9 @@ use conclave_proto::etcdserverpb::{
 use conclave_store::RequestError;
 use parking_lot::Mutex;
 use tokio::time::Instant;
-use tonic::Status;
 use tracing::{debug, info, warn};
 
-use crate::error::LEADER_CHANGED;
+use crate::error::ClusterError;
 use crate::node::Node;
 
 /// How often the leader looks for expired leases and drifted checkpoints.
@@ -96,7 +95,7 @@ impl Lessor {
     }
 
     /// Renews a lease for its whole TTL; the TTL, or 0 for a lease that does not exist.
-    pub async fn keep_alive(&self, id: i64) -> Result<i64, Status> {
+    pub async fn keep_alive(&self, id: i64) -> Result<i64, ClusterError> {
         if !self.node.is_leader() {
             return self.forward_keep_alive(id).await;
         }
@@ -105,13 +104,13 @@ impl Lessor {
         };
         let mut clock = self.clock();
         if clock.term.is_none() {
-            return Err(LEADER_CHANGED.into());
+            return Err(ClusterError::LeaderChanged);
         }
         clock.deadlines.insert(id, after(Instant::now(), ttl));
         Ok(ttl)
     }
 
-    async fn forward_keep_alive(&self, id: i64) -> Result<i64, Status> {
+    async fn forward_keep_alive(&self, id: i64) -> Result<i64, ClusterError> {
         let resp: LeaseKeepAliveResponse = self
             .node
             .ask_leader(Call::LeaseKeepAlive(LeaseKeepAliveRequest { id }))
@@ -124,7 +123,7 @@ impl Lessor {
     pub async fn time_to_live(
         &self,
         req: LeaseTimeToLiveRequest,
-    ) -> Result<LeaseTimeToLiveResponse, Status> {
+    ) -> Result<LeaseTimeToLiveResponse, ClusterError> {
         if !self.node.is_leader() {
             return self.node.ask_leader(Call::LeaseTimeToLive(req)).await;
         }

@@ -275,7 +275,7 @@ impl Hook {
         if outputs.is_empty() {
             return Ok(());
         }
-        let (leases, ops) = output_ops(outputs, crate::service::random_lease_id)?;
+        let (leases, ops) = output_ops(outputs, crate::ids::random_lease_id)?;
         for lease in leases {
             let (id, ttl) = (lease.id, lease.ttl);
             LeaseGrantResponse::try_from(self.propose_one(Request::LeaseGrant(lease))?)

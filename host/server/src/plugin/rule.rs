@@ -123,7 +123,7 @@ impl Rule {
                     spec.version,
                     window,
                     outputs,
-                    crate::service::random_lease_id,
+                    crate::ids::random_lease_id,
                 )?;
                 match self.propose_flush(flush)? {
                     Some(new_mark) => mark = new_mark,

@@ -110,7 +110,9 @@ impl SampleBuffer {
         inner.first += old as u64;
     }
 
-    /// Samples held, and samples the limit pushed out since start.
+    /// Samples held, and samples the limit pushed out since start. Only tests read it yet:
+    /// the samples pushed out are not reported anywhere (issue 24's ingest will count them).
+    #[cfg(test)]
     pub fn stats(&self) -> (usize, u64) {
         let inner = self.inner.lock();
         (inner.samples.len(), inner.dropped)

@@ -60,7 +60,7 @@ impl ClusterService {
     }
 
     async fn change(&self, change: ChangeMembers<u64, RaftMember>) -> Result<(), Status> {
-        self.node.change_membership(change).await
+        Ok(self.node.change_membership(change).await?)
     }
 
     fn header(&self) -> Option<conclave_proto::etcdserverpb::ResponseHeader> {
@@ -106,7 +106,8 @@ impl Cluster for ClusterService {
                 .node
                 .ask_leader(Call::MemberAdd(req))
                 .await
-                .map(Response::new);
+                .map(Response::new)
+                .map_err(Status::from);
         }
         self.add(req).await.map(Response::new)
     }
@@ -122,7 +123,8 @@ impl Cluster for ClusterService {
                 .node
                 .ask_leader(Call::MemberRemove(req))
                 .await
-                .map(Response::new);
+                .map(Response::new)
+                .map_err(Status::from);
         }
         self.remove(req).await.map(Response::new)
     }
@@ -138,7 +140,8 @@ impl Cluster for ClusterService {
                 .node
                 .ask_leader(Call::MemberUpdate(req))
                 .await
-                .map(Response::new);
+                .map(Response::new)
+                .map_err(Status::from);
         }
         self.update(req).await.map(Response::new)
     }
@@ -167,7 +170,8 @@ impl Cluster for ClusterService {
                 .node
                 .ask_leader(Call::MemberPromote(req))
                 .await
-                .map(Response::new);
+                .map(Response::new)
+                .map_err(Status::from);
         }
         self.promote(req).await.map(Response::new)
     }

@@ -62,7 +62,11 @@ impl LeaseService {
         let ttl = req.ttl.max(self.min_ttl);
         let chosen = req.id != 0;
         for _ in 0..ID_ATTEMPTS {
-            let id = if chosen { req.id } else { random_lease_id() };
+            let id = if chosen {
+                req.id
+            } else {
+                crate::ids::random_lease_id()
+            };
             let command = Command::LeaseGrant(LeaseGrantRequest { ttl, id });
             let applied = self.node.propose(command).await?;
             if !chosen && applied.result == Err(RequestError::LeaseExists) {
@@ -75,29 +79,6 @@ impl LeaseService {
         }
         Err(Status::internal("could not choose a free lease ID"))
     }
-}
-
-/// A lease ID nobody chose: positive, so that etcdctl prints it as it prints etcd's.
-pub fn random_lease_id() -> i64 {
-    loop {
-        let id = (rand_u64() >> 1) as i64;
-        if id != 0 {
-            return id;
-        }
-    }
-}
-
-fn rand_u64() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    // RandomState is seeded from the OS per instance: enough for IDs, no extra crate.
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0),
-    );
-    h.finish()
 }
 
 impl LeaseService {
@@ -165,7 +146,8 @@ impl Lease for LeaseService {
                         header: node.header(node.store.current_revision()),
                         id: req.id,
                         ttl,
-                    });
+                    })
+                    .map_err(Status::from);
                 let failed = answer.is_err();
                 if out.send(answer).await.is_err() || failed {
                     return;

@@ -18,12 +18,11 @@ use futures::Stream;
 use tonic::{Request, Response, Status};
 
 use crate::backup;
+use crate::config::ETCD_API_VERSION;
 use crate::error::{STOPPED, answer};
-use crate::node::{Node, REQUEST_TIMEOUT};
+use crate::limits::REQUEST_TIMEOUT;
+use crate::node::Node;
 use openraft::async_runtime::WatchReceiver;
-
-/// The etcd API version conclave speaks; clients use it to decide which features to use.
-pub const ETCD_API_VERSION: &str = "3.5.0";
 
 /// Bytes per Snapshot stream message (etcd sends 32 KiB).
 const SNAPSHOT_CHUNK: usize = 64 * 1024;

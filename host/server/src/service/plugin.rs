@@ -17,11 +17,10 @@ use sha2::{Digest, Sha256};
 use tonic::{Request, Response, Status};
 
 use crate::error::{answer, request_status};
+use crate::limits::MAX_PLUGIN_BYTES;
 use crate::node::Node;
 use crate::plugin::{Plugins, StoreReads};
 
-/// The largest component a deploy accepts (a Raft entry carries it, once).
-pub const MAX_PLUGIN_BYTES: usize = 8 * 1024 * 1024;
 /// The longest plugin name: it is part of keys in the registry and of thread names.
 const MAX_NAME: usize = 64;
 
@@ -225,7 +224,8 @@ impl Plugin for PluginService {
                 .node
                 .ask_leader(Call::PluginList(req))
                 .await
-                .map(Response::new);
+                .map(Response::new)
+                .map_err(Status::from);
         }
         self.list_here().await.map(Response::new)
     }
@@ -241,7 +241,8 @@ impl Plugin for PluginService {
                 .node
                 .ask_leader(Call::PluginStatus(req))
                 .await
-                .map(Response::new);
+                .map(Response::new)
+                .map_err(Status::from);
         }
         self.status_here(req.name).await.map(Response::new)
     }
@@ -257,7 +258,8 @@ impl Plugin for PluginService {
                 .node
                 .ask_leader(Call::PluginLogs(req))
                 .await
-                .map(Response::new);
+                .map(Response::new)
+                .map_err(Status::from);
         }
         self.logs_here(req.name).await.map(Response::new)
     }

@@ -160,6 +160,7 @@ impl WatchStream {
             return self.send(refuse(RequestError::Compacted.to_string())).await;
         }
         if let Err(denied) = self.caller.check(&req.key, &req.range_end, Access::Read) {
+            let denied = tonic::Status::from(denied);
             // etcd puts the whole gRPC error in the reason.
             let reason = format!(
                 "rpc error: code = {:?} desc = {}",
