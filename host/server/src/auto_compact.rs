@@ -136,7 +136,7 @@ pub async fn run(node: Arc<Node>, retention: Retention) {
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
-        if !node.is_leader() {
+        if !node.cluster.is_leader() {
             schedule = None;
             continue;
         }

@@ -17,7 +17,6 @@ use conclave_proto::etcdserverpb::{
 };
 use conclave_raft::Member;
 use conclave_store::KvHash;
-use openraft::async_runtime::WatchReceiver;
 use tracing::{debug, error, info};
 
 use crate::leader_ticks::LeaderTicks;
@@ -99,18 +98,8 @@ async fn differing(
     mine: &KvHash,
     timeout: Duration,
 ) -> Vec<(u64, Member, HashKvResponse)> {
-    let others: Vec<(u64, Member)> = {
-        let metrics = node.raft.metrics();
-        let m = metrics.borrow_watched();
-        m.membership_config
-            .membership()
-            .nodes()
-            .filter(|(id, n)| **id != node.identity.member_id && !n.peer_urls.is_empty())
-            .map(|(id, n)| (*id, n.clone()))
-            .collect()
-    };
     let mut differ = Vec::new();
-    for (id, member) in others {
+    for (id, member) in node.cluster.others() {
         let call = Call::HashKv(HashKvRequest {
             revision: mine.hash_revision,
         });

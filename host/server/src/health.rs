@@ -125,7 +125,7 @@ async fn health(State(node): State<Arc<Node>>, RawQuery(query): RawQuery) -> Res
                 AlarmType::None => "ALARM UNKNOWN".to_string(),
             });
         }
-        if !serializable && node.status().leader.is_none() {
+        if !serializable && node.cluster.status().leader.is_none() {
             return Err("RAFT NO LEADER".to_string());
         }
         read(&node, serializable)
@@ -197,7 +197,7 @@ impl Check {
             Check::SerializableRead => read(node, true).await.map_err(|e| e.to_string()),
             Check::LinearizableRead => read(node, false).await.map_err(|e| e.to_string()),
             Check::NonLearner => {
-                if node.status().is_learner {
+                if node.cluster.status().is_learner {
                     Err("not supported for learner".to_string())
                 } else {
                     Ok(())

@@ -20,8 +20,8 @@ const LAYERS: &[&[&str]] = &[
     ],
     // Checks, and what crosses between members.
     &["validate", "reconfig", "tokens", "auth", "wire"],
-    // Moving writes and reads.
-    &["propose", "forward", "read_batch"],
+    // Raft as the member sees it; moving writes and reads.
+    &["cluster_view", "propose", "forward", "read_batch"],
     // The member.
     &["node"],
     // What runs on it.

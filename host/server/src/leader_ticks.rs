@@ -25,7 +25,7 @@ impl LeaderTicks {
     pub async fn next(&mut self) {
         loop {
             self.ticker.tick().await;
-            if self.node.is_leader() {
+            if self.node.cluster.is_leader() {
                 return;
             }
         }

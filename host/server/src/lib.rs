@@ -7,6 +7,7 @@ mod auto_compact;
 mod backup;
 mod client_tls;
 mod clock;
+mod cluster_view;
 mod config;
 mod config_file;
 mod corrupt_check;

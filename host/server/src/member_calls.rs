@@ -14,7 +14,6 @@ use conclave_proto::conclavepb::{
 use conclave_proto::etcdserverpb::LeaseKeepAliveResponse;
 use conclave_raft::MemberService;
 use futures::future::BoxFuture;
-use openraft::async_runtime::WatchReceiver;
 use tonic::Status;
 use tracing::debug;
 
@@ -56,7 +55,7 @@ impl MemberCalls {
     /// Only a leader answers what a follower passes on to the leader: a member that lost its
     /// leadership meanwhile must not pass it on again.
     fn require_leader(&self) -> Result<(), ClusterError> {
-        if self.node.is_leader() {
+        if self.node.cluster.is_leader() {
             Ok(())
         } else {
             Err(ClusterError::LeaderChanged)
@@ -100,13 +99,7 @@ impl MemberCalls {
                 let member = req.member.ok_or_else(|| {
                     Status::invalid_argument("etcdserver: member is not provided")
                 })?;
-                let known = node
-                    .raft
-                    .metrics()
-                    .borrow_watched()
-                    .membership_config
-                    .get_node(&req.id)
-                    .is_some();
+                let known = node.cluster.membership().members.contains_key(&req.id);
                 if !known {
                     return Err(Status::not_found("etcdserver: member not found"));
                 }

@@ -15,9 +15,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use openraft::async_runtime::WatchReceiver;
+
 use tracing::info;
 
+use crate::cluster_view::ClusterView;
 use crate::config::ETCD_API_VERSION;
 use crate::config::MetricsLevel;
 use crate::node::Node;
@@ -92,17 +93,17 @@ impl Metrics {
     }
 
     /// Counts leader changes as this member sees them, for the member's life.
-    pub fn spawn_leader_watch(node: Arc<Node>) {
+    pub fn spawn_leader_watch(cluster: ClusterView) {
         tokio::spawn(async move {
-            let mut metrics = node.raft.metrics();
+            let mut changes = cluster.leadership_changes();
             let mut last = None;
             loop {
-                let leader = metrics.borrow_watched().current_leader;
+                let leader = cluster.leader_id();
                 if leader.is_some() && leader != last {
                     counter!("etcd_server_leader_changes_seen_total").increment(1);
                 }
                 last = leader;
-                if metrics.changed().await.is_err() {
+                if !changes.changed().await {
                     return;
                 }
             }
@@ -114,22 +115,19 @@ impl Metrics {
     /// keep-alives), so this sends nothing: it only reads the estimate.
     pub fn spawn_peer_probe(node: Arc<Node>) {
         tokio::spawn(async move {
-            let mut metrics = node.raft.metrics();
+            // Woken by leadership changes too, only to notice that Raft stopped.
+            let mut changes = node.cluster.leadership_changes();
             let mut ticks = tokio::time::interval(PEER_PROBE);
             loop {
                 tokio::select! {
                     _ = ticks.tick() => {}
-                    changed = metrics.changed() => match changed {
-                        Ok(()) => continue,
-                        Err(_) => return,
+                    changed = changes.changed() => match changed {
+                        true => continue,
+                        false => return,
                     },
                 }
-                let membership = metrics.borrow_watched().membership_config.clone();
-                for (id, member) in membership.membership().nodes() {
-                    if *id == node.identity.member_id {
-                        continue;
-                    }
-                    if let Some(rtt) = node.members.round_trip(member) {
+                for (id, member) in node.cluster.others() {
+                    if let Some(rtt) = node.members.round_trip(&member) {
                         histogram!(
                             "etcd_network_peer_round_trip_time_seconds",
                             "To" => format!("{id:x}")
@@ -170,14 +168,9 @@ async fn scrape(State((metrics, node)): State<(Metrics, Arc<Node>)>) -> Response
 
 /// The gauges that are state: read now from Raft's metrics and the store.
 fn record_state(node: &Node) {
-    let status = node.status();
+    let status = node.cluster.status();
     let (leader, is_learner, applied) = (status.leader, status.is_learner, status.applied_index);
-    let committed = node
-        .raft
-        .metrics()
-        .borrow_watched()
-        .local_committed
-        .map_or(0, |l| l.index);
+    let committed = status.committed_index;
     let flag = |b: bool| if b { 1.0 } else { 0.0 };
     gauge!("etcd_server_has_leader").set(flag(leader.is_some()));
     gauge!("etcd_server_is_leader").set(flag(leader == Some(node.identity.member_id)));

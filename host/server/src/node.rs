@@ -24,6 +24,7 @@ use prost::Message;
 use tracing::{debug, info, warn};
 
 use crate::auth::{Authenticator, Caller};
+use crate::cluster_view::ClusterView;
 use crate::error::{BlockingError, ClusterError, ProposeError};
 use crate::forward::{Forward, Forwarder};
 use crate::limits::{REQUEST_TIMEOUT, RequestLimits};
@@ -45,19 +46,13 @@ pub struct Identity {
     pub member_id: u64,
 }
 
-/// Raft figures for status reports.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RaftStatus {
-    pub leader: Option<u64>,
-    pub term: u64,
-    pub last_log_index: u64,
-    pub applied_index: u64,
-    pub is_learner: bool,
-}
-
 pub struct Node {
     pub store: Arc<Store>,
-    pub raft: Raft,
+    /// Raft: proposals, read indexes and membership changes go through it here; everything
+    /// else reads it through `cluster`.
+    raft: Raft,
+    /// What this member knows of the cluster.
+    pub cluster: ClusterView,
     pub identity: Identity,
     /// This member as it should appear in the membership.
     pub me: Member,
@@ -121,6 +116,7 @@ impl Node {
             limits,
             strict_reconfig,
         } = settings;
+        let cluster = ClusterView::new(raft.clone(), identity.member_id, members.clone());
         Arc::new(Self {
             auth: Authenticator::new(store.clone(), token_ttl, token_kind, bcrypt_cost),
             members,
@@ -131,6 +127,7 @@ impl Node {
             membership_changes: tokio::sync::Mutex::new(()),
             forwarder: Forwarder::spawn(),
             proposer: Proposer::spawn(raft.clone()),
+            cluster,
             raft,
             reads: ReadBatch::default(),
             quota,
@@ -187,20 +184,6 @@ impl Node {
             warn!(error = %e, "could not raise the NOSPACE alarm");
         }
         Err(RequestError::NoSpace.into())
-    }
-
-    /// The current leader and its membership entry, as far as reaching it over the peer
-    /// transport needs: its peer URLs (it may not have published its client URLs yet).
-    pub fn leader_peer(&self) -> Option<(u64, Member)> {
-        let m = self.raft.metrics();
-        let m = m.borrow_watched();
-        let id = m.current_leader?;
-        let member = m.membership_config.get_node(&id)?.clone();
-        (!member.peer_urls.is_empty()).then_some((id, member))
-    }
-
-    pub fn is_leader(&self) -> bool {
-        self.raft.metrics().borrow_watched().current_leader == Some(self.identity.member_id)
     }
 
     /// Proposes one of this member's own writes (an expired lease, a plugin's output, an
@@ -289,7 +272,7 @@ impl Node {
     async fn propose_routed(&self, command: Command) -> Result<Applied, ProposeError> {
         loop {
             // A follower that knows the leader forwards at once, without asking its Raft core.
-            let (leader_id, leader) = match self.leader_peer() {
+            let (leader_id, leader) = match self.cluster.leader_peer() {
                 Some((id, member)) if id != self.identity.member_id => (id, member),
                 _ => match self.proposer.write(stamped(&command)).await {
                     Ok(applied) => return Ok(applied),
@@ -299,7 +282,7 @@ impl Node {
                             // No leader yet: wait for the next change, within the request's
                             // deadline.
                             _ => {
-                                self.await_leader_change(f.leader_id).await;
+                                self.cluster.leader_change_from(f.leader_id).await;
                                 continue;
                             }
                         }
@@ -321,28 +304,11 @@ impl Node {
                 // known, until the request's deadline, as etcd keeps a proposal waiting until
                 // it times out. Anything that may have reached it is not retried: a write must
                 // not apply twice.
-                Err(Forward::Unreached) => self.await_leader_change(Some(leader_id)).await,
+                Err(Forward::Unreached) => self.cluster.leader_change_from(Some(leader_id)).await,
                 Err(Forward::Failed(e)) => return Err(e),
                 Ok(applied) => return Ok(applied),
             }
         }
-    }
-
-    /// Waits until the known leader differs from `current` (or a moment passes).
-    async fn await_leader_change(&self, current: Option<u64>) {
-        let mut metrics = self.raft.metrics();
-        let _ = tokio::time::timeout(Duration::from_millis(500), async {
-            loop {
-                if metrics.changed().await.is_err() {
-                    return;
-                }
-                let m = metrics.borrow_and_update();
-                if m.current_leader != current {
-                    return;
-                }
-            }
-        })
-        .await;
     }
 
     async fn forward_propose(
@@ -358,27 +324,18 @@ impl Node {
         // The write may have reached a leader that died with it: etcd's "leader changed".
         let resp = tokio::select! {
             resp = forwarded => resp?,
-            () = self.leader_gone(leader_id) => {
+            () = self.cluster.leader_gone(leader_id) => {
                 return Err(Forward::Failed(ProposeError::LeaderChanged));
             }
         };
         let applied = applied_from_wire(resp).map_err(Forward::Failed)?;
         // Answer only once this member has applied the write as well, so that a read here
         // right after sees it (as etcd's followers answer after their own apply).
-        self.wait_applied(applied.index)
+        self.cluster
+            .wait_applied(applied.index)
             .await
             .map_err(|_| Forward::Failed(ProposeError::TimedOut))?;
         Ok(applied)
-    }
-
-    /// Waits until this member has applied the entry at `index`.
-    pub async fn wait_applied(&self, index: u64) -> Result<(), ClusterError> {
-        self.raft
-            .wait(Some(REQUEST_TIMEOUT))
-            .applied_index_at_least(Some(index), "apply")
-            .await
-            .map(|_| ())
-            .map_err(|_| ClusterError::TimedOut)
     }
 
     /// Makes the next local read linearizable: waits for a read index obtained after this
@@ -394,27 +351,27 @@ impl Node {
             .await
             .map_err(|_| ClusterError::TimedOut)?
             .map_err(|_| ClusterError::LeaderChanged)??;
-        self.wait_applied(index).await
+        self.cluster.wait_applied(index).await
     }
 
     /// One read index: on the leader, confirmed by a quorum; on a follower, the leader's.
     async fn confirm_read_index(&self) -> Result<u64, ClusterError> {
         tokio::time::timeout(REQUEST_TIMEOUT, async {
             loop {
-                let leader = self.raft.metrics().borrow_watched().current_leader;
+                let leader = self.cluster.leader_id();
                 if leader == Some(self.identity.member_id) {
                     match self.raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
                         Ok(read) => return Ok(read.log_id().index),
                         Err(RaftError::Fatal(_)) => return Err(ClusterError::Stopped),
                         Err(RaftError::APIError(e)) => {
                             debug!(error = %e, "read index refused; waiting for a leader");
-                            self.await_leader_change(leader).await;
+                            self.cluster.leader_change_from(leader).await;
                         }
                     }
                     continue;
                 }
-                if self.leader_peer().is_none() {
-                    self.await_leader_change(leader).await;
+                if self.cluster.leader_peer().is_none() {
+                    self.cluster.leader_change_from(leader).await;
                     continue;
                 }
                 let answer: ReadIndexResponse = self
@@ -492,14 +449,8 @@ impl Node {
         let me_id = self.identity.member_id;
         let mut backoff = Duration::from_millis(100);
         loop {
-            let (leader, current) = {
-                let m = self.raft.metrics();
-                let m = m.borrow_watched();
-                (
-                    m.current_leader,
-                    m.membership_config.get_node(&me_id).cloned(),
-                )
-            };
+            let leader = self.cluster.leader_id();
+            let current = self.cluster.membership().members.remove(&me_id);
             if current.as_ref() == Some(&self.me) {
                 info!(name = %self.me.name, "member attributes published");
                 return;
@@ -528,49 +479,13 @@ impl Node {
         }
     }
 
-    /// The leader Raft names, if it is live. Raft's metrics keep naming a leader that died
-    /// while this member only pre-votes (pre-votes change no state); a follower also needs
-    /// to have been replicated to within two election timeouts, about when etcd's followers
-    /// drop a silent leader to become pre-candidates.
-    fn live_leader(&self, named: Option<u64>) -> Option<u64> {
-        let id = named?;
-        if id == self.identity.member_id {
-            return Some(id);
-        }
-        let silence = Duration::from_millis(self.raft.config().election_timeout_max * 2);
-        self.members
-            .since_leader_contact()
-            .filter(|since| *since < silence)
-            .map(|_| id)
-    }
-
-    pub fn status(&self) -> RaftStatus {
-        let m = self.raft.metrics();
-        let m = m.borrow_watched();
-        RaftStatus {
-            leader: self.live_leader(m.current_leader),
-            term: m.current_term,
-            last_log_index: m.last_log_index.unwrap_or(0),
-            applied_index: m.last_applied.map_or(0, |l| l.index),
-            is_learner: !m
-                .membership_config
-                .membership()
-                .voter_ids()
-                .any(|v| v == self.identity.member_id),
-        }
-    }
-
-    pub fn term(&self) -> u64 {
-        self.raft.metrics().borrow_watched().current_term
-    }
-
     /// A response header for the given store revision.
     pub fn header(&self, revision: i64) -> Option<ResponseHeader> {
         Some(ResponseHeader {
             cluster_id: self.identity.cluster_id,
             member_id: self.identity.member_id,
             revision,
-            raft_term: self.term(),
+            raft_term: self.cluster.term(),
         })
     }
 
@@ -598,25 +513,6 @@ impl Node {
 
 /// Calls to other members.
 impl Node {
-    /// Resolves once this member no longer sees `leader_id` as the leader. A leader killed
-    /// mid-call never answers, and its QUIC connection is only declared dead after the idle
-    /// timeout; Raft notices within an election timeout, so a call to the leader races this.
-    /// Never resolves if the leader stays for the whole request timeout (the call's own
-    /// timeout decides then).
-    pub async fn leader_gone(&self, leader_id: u64) {
-        let changed = self
-            .raft
-            .wait(Some(REQUEST_TIMEOUT))
-            .metrics(
-                move |m| m.current_leader != Some(leader_id),
-                "the leader changes",
-            )
-            .await;
-        if changed.is_err() {
-            std::future::pending::<()>().await;
-        }
-    }
-
     /// Calls `member` and waits at most `timeout` for the answer.
     pub async fn ask<R: Answered>(
         &self,
@@ -631,10 +527,10 @@ impl Node {
     /// answer) within etcd's request timeout. A leader that is gone or going is "leader
     /// changed", which etcd's clients retry.
     pub async fn ask_leader<R: Answered>(&self, call: Call) -> Result<R, ClusterError> {
-        let (leader_id, leader) = self.leader_peer().ok_or(ClusterError::NoLeader)?;
+        let (leader_id, leader) = self.cluster.leader_peer().ok_or(ClusterError::NoLeader)?;
         let asked = tokio::select! {
             asked = self.ask(&leader, call, REQUEST_TIMEOUT) => asked,
-            () = self.leader_gone(leader_id) => return Err(ClusterError::LeaderChanged),
+            () = self.cluster.leader_gone(leader_id) => return Err(ClusterError::LeaderChanged),
         };
         match asked {
             Ok(answer) => answer,

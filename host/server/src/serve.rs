@@ -20,7 +20,6 @@ use conclave_raft::PeerTransport;
 use conclave_raft::{ApplyListener, LogStore, Member, Raft, StateMachine};
 use conclave_store::{Applied, Store};
 use conclave_tls::PeerTls;
-use openraft::async_runtime::WatchReceiver;
 use openraft::error::{InitializeError, RaftError};
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::watch;
@@ -32,6 +31,7 @@ use crate::backup;
 use crate::client_tls::{ClientTls, TlsListener};
 use crate::config::{ClusterState, Config, peer_addr, socket_addr};
 use crate::corrupt_check;
+use crate::error::ClusterError;
 use crate::gateway::{self, Gateway};
 use crate::grpc_metrics::GrpcMetrics;
 use crate::http_serve::{self, Http2Settings};
@@ -218,7 +218,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let servers =
         serve_clients(&config, &node, app, &metrics, client_tls.as_ref(), &stop_rx).await?;
     metrics.spawn_upkeep();
-    Metrics::spawn_leader_watch(node.clone());
+    Metrics::spawn_leader_watch(node.cluster.clone());
     Metrics::spawn_peer_probe(node.clone());
     background.push(tokio::spawn(node.clone().publish_self()));
     info!(
@@ -509,7 +509,7 @@ async fn stop(running: Running) -> anyhow::Result<()> {
     tokio::task::spawn_blocking(move || plugins.stop_threads()).await?;
     // As etcd does: a leader that is asked to stop hands over first, so writes pause for a
     // transfer rather than for an election timeout.
-    if node.is_leader() {
+    if node.cluster.is_leader() {
         hand_over_leadership(&node).await;
     }
     let _ = stop_clients.send(true);
@@ -594,30 +594,28 @@ async fn listen(
 /// Moves leadership to the most caught-up other voter and waits (briefly) for it to lead.
 async fn hand_over_leadership(node: &Node) {
     let me = node.identity.member_id;
-    let target = {
-        let metrics = node.raft.metrics();
-        let m = metrics.borrow_watched();
-        let voters: Vec<u64> = m.membership_config.membership().voter_ids().collect();
-        m.replication.as_ref().and_then(|progress| {
-            voters
-                .iter()
-                .filter(|v| **v != me)
-                .max_by_key(|v| progress.get(v).cloned().flatten().map_or(0, |l| l.index))
-                .copied()
-        })
-    };
-    let Some(target) = target else { return };
-    if node.raft.trigger().transfer_leader(target).await.is_err() {
+    let progress = node.cluster.progress();
+    if !progress.is_leading() {
         return;
     }
+    let target = node
+        .cluster
+        .membership()
+        .voters
+        .into_iter()
+        .filter(|v| *v != me)
+        .max_by_key(|v| progress.matched(*v).unwrap_or(0));
+    let Some(target) = target else { return };
     match node
-        .raft
-        .wait(Some(HAND_OVER_TIMEOUT))
-        .current_leader(target, "hand over leadership")
+        .cluster
+        .move_leadership(target, HAND_OVER_TIMEOUT)
         .await
     {
-        Ok(_) => info!(to = format!("{target:x}"), "handed leadership over"),
-        Err(_) => warn!("leadership hand-over did not finish; stopping anyway"),
+        Ok(()) => info!(to = format!("{target:x}"), "handed leadership over"),
+        Err(ClusterError::TimedOut) => {
+            warn!("leadership hand-over did not finish; stopping anyway")
+        }
+        Err(_) => {}
     }
 }
 

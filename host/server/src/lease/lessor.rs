@@ -69,7 +69,11 @@ impl Lessor {
     /// checkpointed remaining TTL from now, or its whole TTL if none was checkpointed.
     fn clock(&self) -> parking_lot::MutexGuard<'_, Clock> {
         let mut clock = self.state.lock();
-        let term = self.node.is_leader().then(|| self.node.term());
+        let term = self
+            .node
+            .cluster
+            .is_leader()
+            .then(|| self.node.cluster.term());
         if clock.term != term {
             clock.deadlines.clear();
             clock.last_checkpoint = None;
@@ -96,7 +100,7 @@ impl Lessor {
 
     /// Renews a lease for its whole TTL; the TTL, or 0 for a lease that does not exist.
     pub async fn keep_alive(&self, id: i64) -> Result<i64, ClusterError> {
-        if !self.node.is_leader() {
+        if !self.node.cluster.is_leader() {
             return self.forward_keep_alive(id).await;
         }
         let Some(ttl) = self.node.store.lease_ttl(id) else {
@@ -124,7 +128,7 @@ impl Lessor {
         &self,
         req: LeaseTimeToLiveRequest,
     ) -> Result<LeaseTimeToLiveResponse, ClusterError> {
-        if !self.node.is_leader() {
+        if !self.node.cluster.is_leader() {
             return self.node.ask_leader(Call::LeaseTimeToLive(req)).await;
         }
         let header = self.node.header(self.node.store.current_revision());

@@ -15,7 +15,6 @@ use conclave_proto::conclavepb::command::Request;
 use conclave_proto::etcdserverpb::{LeaseGrantResponse, TxnRequest};
 use conclave_proto::mvccpb::{self, event::EventType};
 use conclave_store::{RequestError, Response, StoreError};
-use openraft::async_runtime::WatchReceiver;
 
 use super::StoreReads;
 use super::leader::{Current, OnLeader};
@@ -196,26 +195,22 @@ impl Hook {
     /// Every member as this leader sees it, this member first.
     fn members(&self) -> (Member, Vec<Member>) {
         let me = self.ctx.node.identity.member_id;
-        let metrics = self.ctx.node.raft.metrics();
-        let m = metrics.borrow_watched();
-        let membership = m.membership_config.membership();
-        let voters: BTreeSet<u64> = membership.voter_ids().collect();
-        let last = m.last_log_index.unwrap_or(0);
+        let membership = self.ctx.node.cluster.membership();
+        let progress = self.ctx.node.cluster.progress();
+        let last = progress.last_log_index;
         let mut members: Vec<Member> = membership
-            .nodes()
+            .members
+            .iter()
             .map(|(id, node)| {
                 let matched = if *id == me {
                     Some(last)
                 } else {
-                    m.replication
-                        .as_ref()
-                        .and_then(|r| r.get(id).cloned().flatten())
-                        .map(|l| l.index)
+                    progress.matched(*id)
                 };
                 Member {
                     id: *id,
                     name: node.name.clone(),
-                    is_learner: !voters.contains(id),
+                    is_learner: !membership.voters.contains(id),
                     matched_index: matched,
                     caught_up: matched.is_some_and(|i| i + CAUGHT_UP_SLACK >= last),
                 }
@@ -260,8 +255,12 @@ impl Hook {
                 target.name
             ),
         );
-        let trigger = self.ctx.node.raft.trigger();
-        if let Err(e) = self.ctx.runtime.block_on(trigger.transfer_leader(id)) {
+        let cluster = &self.ctx.node.cluster;
+        if let Err(e) = self
+            .ctx
+            .runtime
+            .block_on(cluster.ask_to_move_leadership(id))
+        {
             self.ctx.plugins.note(
                 &self.ctx.name,
                 "warn",

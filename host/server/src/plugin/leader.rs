@@ -65,7 +65,7 @@ impl OnLeader {
 
     /// Whether this member still leads in the term the thread started in.
     pub fn leading(&self) -> bool {
-        self.node.is_leader() && self.node.term() == self.term
+        self.node.cluster.is_leader() && self.node.cluster.term() == self.term
     }
 
     /// Proposes `request` (what it carries: `what`, for the error) and waits until it is

@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use conclave_plugin::World;
-use openraft::async_runtime::WatchReceiver;
 use tokio::runtime::Handle;
 use tracing::{info, warn};
 
@@ -33,20 +32,15 @@ pub struct Supervisor {
 
 impl Supervisor {
     pub async fn run(self) {
-        let me = self.node.identity.member_id;
-        let mut metrics = self.node.raft.metrics();
-        let mut server = self.node.raft.server_metrics();
+        let cluster = &self.node.cluster;
+        let mut log = cluster.log_changes();
+        let mut leadership = cluster.leadership_changes();
         let mut registry_news = self.plugins.registry_news();
         let mut leading: Option<u64> = None;
         let mut compiled_at: Option<u64> = None;
         let mut synced = Instant::now();
         loop {
-            let now_leading = {
-                let m = metrics.borrow_watched();
-                let applied_term = m.last_applied.map(|l| l.leader_id.term);
-                (m.current_leader == Some(me) && applied_term == Some(m.current_term))
-                    .then_some(m.current_term)
-            };
+            let now_leading = cluster.leading_with_own_term_applied();
             let leadership_moved = now_leading != leading;
             if leadership_moved {
                 for (_, thread) in self.plugins.threads.lock().drain() {
@@ -76,11 +70,10 @@ impl Supervisor {
             // Raft's full metrics change with every append and apply: they are waited on only
             // while this member leads but has not applied its own term's first entry yet.
             // Otherwise leadership (server metrics), the registry and the tick wake this loop.
-            let awaiting_apply =
-                server.borrow_watched().current_leader == Some(me) && leading.is_none();
+            let awaiting_apply = cluster.is_leader() && leading.is_none();
             tokio::select! {
-                _ = server.changed() => {}
-                _ = metrics.changed(), if awaiting_apply => {}
+                _ = leadership.changed() => {}
+                _ = log.changed(), if awaiting_apply => {}
                 _ = registry_news.changed() => {}
                 () = tokio::time::sleep(TICK) => {}
             }

@@ -13,7 +13,6 @@ use conclave_proto::etcdserverpb::{
 };
 use conclave_raft::Member as RaftMember;
 use openraft::ChangeMembers;
-use openraft::async_runtime::WatchReceiver;
 use tonic::{Code, Request, Response, Status};
 
 use crate::config::peer_addr;
@@ -41,13 +40,8 @@ impl ClusterService {
 
     /// The membership: (voter ids, every member by id).
     fn membership(&self) -> (BTreeSet<u64>, BTreeMap<u64, RaftMember>) {
-        let metrics = self.node.raft.metrics();
-        let m = metrics.borrow_watched();
-        let membership = m.membership_config.membership();
-        (
-            membership.voter_ids().collect(),
-            membership.nodes().map(|(id, n)| (*id, n.clone())).collect(),
-        )
+        let m = self.node.cluster.membership();
+        (m.voters, m.members)
     }
 
     /// Every member, voters and learners, as etcd's Member messages.
@@ -101,7 +95,7 @@ impl Cluster for ClusterService {
     ) -> Result<Response<MemberAddResponse>, Status> {
         self.node.auth.caller(&request)?.require_root()?;
         let req = request.into_inner();
-        if !self.node.is_leader() {
+        if !self.node.cluster.is_leader() {
             return self
                 .node
                 .ask_leader(Call::MemberAdd(req))
@@ -118,7 +112,7 @@ impl Cluster for ClusterService {
     ) -> Result<Response<MemberRemoveResponse>, Status> {
         self.node.auth.caller(&request)?.require_root()?;
         let req = request.into_inner();
-        if !self.node.is_leader() {
+        if !self.node.cluster.is_leader() {
             return self
                 .node
                 .ask_leader(Call::MemberRemove(req))
@@ -135,7 +129,7 @@ impl Cluster for ClusterService {
     ) -> Result<Response<MemberUpdateResponse>, Status> {
         self.node.auth.caller(&request)?.require_root()?;
         let req = request.into_inner();
-        if !self.node.is_leader() {
+        if !self.node.cluster.is_leader() {
             return self
                 .node
                 .ask_leader(Call::MemberUpdate(req))
@@ -165,7 +159,7 @@ impl Cluster for ClusterService {
     ) -> Result<Response<MemberPromoteResponse>, Status> {
         self.node.auth.caller(&request)?.require_root()?;
         let req = request.into_inner();
-        if !self.node.is_leader() {
+        if !self.node.cluster.is_leader() {
             return self
                 .node
                 .ask_leader(Call::MemberPromote(req))
@@ -282,15 +276,9 @@ impl ClusterService {
             ));
         }
         let in_sync = {
-            let metrics = self.node.raft.metrics();
-            let m = metrics.borrow_watched();
-            let leader_last = m.last_log_index.unwrap_or(0);
-            let matched = m
-                .replication
-                .as_ref()
-                .and_then(|r| r.get(&req.id).cloned().flatten())
-                .map_or(0, |l| l.index);
-            (matched as f64) >= (leader_last as f64) * PROMOTE_READY_RATIO
+            let progress = self.node.cluster.progress();
+            let matched = progress.matched(req.id).unwrap_or(0);
+            (matched as f64) >= (progress.last_log_index as f64) * PROMOTE_READY_RATIO
         };
         if !in_sync {
             return Err(Status::new(

@@ -11,7 +11,6 @@ use conclave_proto::conclavepb::{
     IngestRequest, IngestResponse, ingest_server::Ingest, member_request::Call,
 };
 use conclave_store::Access;
-use openraft::async_runtime::WatchReceiver;
 use tonic::{Request, Response, Status};
 
 use crate::clock::now_ms;
@@ -36,16 +35,15 @@ impl IngestService {
     /// Passes the request on to every other member, over the peer transport; how many took it.
     async fn pass_on(&self, request: &IngestRequest) -> u32 {
         let me = self.node.identity.member_id;
-        let others: Vec<_> = {
-            let metrics = self.node.raft.metrics();
-            let m = metrics.borrow_watched();
-            m.membership_config
-                .membership()
-                .nodes()
-                .filter(|(id, _)| **id != me)
-                .map(|(_, member)| member.clone())
-                .collect()
-        };
+        let others: Vec<_> = self
+            .node
+            .cluster
+            .membership()
+            .members
+            .into_iter()
+            .filter(|(id, _)| *id != me)
+            .map(|(_, member)| member)
+            .collect();
         let sends = others.iter().map(|member| async move {
             let call = Call::Ingest(request.clone());
             let answer = self

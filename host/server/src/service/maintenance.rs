@@ -19,10 +19,9 @@ use tonic::{Request, Response, Status};
 
 use crate::backup;
 use crate::config::ETCD_API_VERSION;
-use crate::error::{STOPPED, answer};
+use crate::error::{ClusterError, answer};
 use crate::limits::REQUEST_TIMEOUT;
 use crate::node::Node;
-use openraft::async_runtime::WatchReceiver;
 
 /// Bytes per Snapshot stream message (etcd sends 32 KiB).
 const SNAPSHOT_CHUNK: usize = 64 * 1024;
@@ -73,7 +72,7 @@ impl Maintenance for MaintenanceService {
 
     async fn status(&self, _: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
         let s = self.node.blocking(|s| Ok(s.status())).await?;
-        let raft = self.node.status();
+        let raft = self.node.cluster.status();
         let db_size = i64::try_from(s.disk_bytes).unwrap_or(i64::MAX);
         let mut errors = if raft.leader.is_none() {
             vec!["etcdserver: no leader".to_string()]
@@ -216,37 +215,25 @@ impl Maintenance for MaintenanceService {
         self.node.auth.caller(&request)?.require_root()?;
         let target = request.into_inner().target_id;
         let node = &self.node;
-        if !node.is_leader() {
+        if !node.cluster.is_leader() {
             return Err(Status::failed_precondition("etcdserver: not leader"));
         }
-        let is_voter = node
-            .raft
-            .metrics()
-            .borrow_watched()
-            .membership_config
-            .membership()
-            .voter_ids()
-            .any(|v| v == target);
+        let is_voter = node.cluster.membership().voters.contains(&target);
         if !is_voter {
             return Err(Status::failed_precondition(
                 "etcdserver: bad leader transferee",
             ));
         }
         if target != node.identity.member_id {
-            node.raft
-                .trigger()
-                .transfer_leader(target)
-                .await
-                .map_err(|_| Status::from(STOPPED))?;
-            node.raft
-                .wait(Some(REQUEST_TIMEOUT))
-                .current_leader(target, "move-leader")
-                .await
-                .map_err(|_| {
-                    Status::unavailable(
+            match node.cluster.move_leadership(target, REQUEST_TIMEOUT).await {
+                Ok(()) => {}
+                Err(ClusterError::TimedOut) => {
+                    return Err(Status::unavailable(
                         "etcdserver: request timed out, leader transfer took too long",
-                    )
-                })?;
+                    ));
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
         Ok(Response::new(MoveLeaderResponse {
             header: node.header(node.store.current_revision()),

@@ -38,7 +38,7 @@ impl PluginService {
     /// Whether what only the leader knows is to be asked of another member: one leads and it
     /// is not this one. With no leader known, this member answers with what it has.
     fn ask_leader(&self) -> bool {
-        !self.node.is_leader() && self.node.leader_peer().is_some()
+        !self.node.cluster.is_leader() && self.node.cluster.leader_peer().is_some()
     }
 
     /// The registry with this member's runtime figures (the leader's, when it leads).
@@ -87,7 +87,7 @@ impl PluginService {
             versions: record.versions.iter().map(|v| v.version).collect(),
             ..Default::default()
         };
-        if self.node.is_leader() {
+        if self.node.cluster.is_leader() {
             status.leader = self.node.me.name.clone();
             self.plugins.statuses.fill(name, &mut status);
         } else {
