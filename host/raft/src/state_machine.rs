@@ -224,6 +224,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     revision: self.store.current_revision(),
                     result: Ok(Response::Empty),
                     events: Vec::new(),
+                    leases: Vec::new(),
                 }));
             }
         }

@@ -89,6 +89,7 @@ impl RaftStateMachine<TypeConfig> for SuiteStateMachine {
                     revision: 0,
                     result: Ok(Response::Empty),
                     events: vec![],
+                    leases: vec![],
                 });
             }
         }

@@ -36,7 +36,7 @@ use crate::gateway::{self, Gateway};
 use crate::grpc_metrics::GrpcMetrics;
 use crate::http_serve::{self, Http2Settings};
 use crate::ids;
-use crate::lease::{Lessor, min_lease_ttl};
+use crate::lease::{LeaseClocks, Lessor, min_lease_ttl};
 use crate::limits::{MAX_PLUGIN_BYTES, RequestLimits};
 use crate::member_calls::MemberCalls;
 use crate::monitoring::Metrics;
@@ -84,9 +84,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let hub = Arc::new(WatchHub::new());
     let plugins =
         Plugins::new(&data_dir, store.clone()).context("cannot start the plugin engine")?;
+    let lease_clocks = LeaseClocks::load(store.clone());
     let listeners = Listeners(vec![
         hub.clone() as Arc<dyn ApplyListener>,
         Arc::new(PluginsListener(plugins.clone())),
+        lease_clocks.clone(),
     ]);
     let state_machine = StateMachine::new(
         store.clone(),
@@ -164,13 +166,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         };
         background.push(tokio::spawn(backup::run(node.clone(), schedule)));
     }
-    let lessor = Lessor::new(node.clone());
+    let lessor = Lessor::new(node.clone(), lease_clocks);
     background.push(tokio::spawn(lessor.clone().run()));
     background.push(tokio::spawn(
         Supervisor {
             plugins: plugins.clone(),
             node: node.clone(),
-            lessor: lessor.clone(),
         }
         .run(),
     ));
@@ -531,7 +532,8 @@ async fn stop(running: Running) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Every party told about applied batches: the watch hub and the plugin runtime.
+/// Every party told about applied batches: the watch hub, the plugin runtime and the
+/// leases' clocks.
 struct Listeners(Vec<Arc<dyn ApplyListener>>);
 
 impl ApplyListener for Listeners {

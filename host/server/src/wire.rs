@@ -121,6 +121,7 @@ pub fn applied_from_wire(resp: ProposeResponse) -> Result<Applied, ProposeError>
         revision: resp.revision,
         result,
         events: Vec::new(),
+        leases: Vec::new(),
     })
 }
 

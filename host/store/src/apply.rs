@@ -131,6 +131,19 @@ pub struct Applied {
     pub result: Result<Response, RequestError>,
     /// The changes this entry made, in order: what watchers are told.
     pub events: Vec<Event>,
+    /// The changes to leases it made: what each member's lessor keeps time by.
+    pub leases: Vec<LeaseChange>,
+}
+
+/// A change to a lease that an applied entry made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseChange {
+    /// Granted for `ttl` seconds.
+    Granted { id: i64, ttl: i64 },
+    /// The leader recorded that `remaining` seconds were left.
+    Checkpointed { id: i64, remaining: i64 },
+    /// Revoked (by a client, or by the leader when it expired).
+    Revoked { id: i64 },
 }
 
 /// How far a batch must reach the disk before `apply` returns.

@@ -22,7 +22,7 @@ mod store;
 mod write;
 
 pub use alarm::grows;
-pub use apply::{Applied, Durability, Entry, Response, UnexpectedResponse};
+pub use apply::{Applied, Durability, Entry, LeaseChange, Response, UnexpectedResponse};
 pub use auth::{Access, AuthState, ROOT};
 pub use error::{RequestError, Result, StoreError, UnknownRequestErrorCode};
 pub use hash::KvHash;

@@ -203,11 +203,11 @@ impl Store {
             let request = e.command.as_ref().and_then(|c| c.request.as_ref());
             let stamp = e.command.as_ref().map_or(0, |c| c.stamp_ms);
             let checked_for = e.command.as_ref().and_then(|c| c.checked_for.as_ref());
-            let (result, events) = match request {
-                None => (Ok(Response::Empty), Vec::new()),
+            let (result, events, leases) = match request {
+                None => (Ok(Response::Empty), Vec::new(), Vec::new()),
                 Some(req) => match w.execute(req, stamp, checked_for) {
-                    Ok((resp, events)) => (Ok(resp), events),
-                    Err(StoreError::Request(err)) => (Err(err), Vec::new()),
+                    Ok(done) => (Ok(done.response), done.events, done.leases),
+                    Err(StoreError::Request(err)) => (Err(err), Vec::new(), Vec::new()),
                     Err(fatal) => return Err(fatal),
                 },
             };
@@ -217,6 +217,7 @@ impl Store {
                 revision: w.state.current,
                 result,
                 events,
+                leases,
             });
         }
         let (index, term) = w.state.applied;

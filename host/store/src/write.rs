@@ -18,7 +18,7 @@ use conclave_proto::etcdserverpb::{
 use conclave_proto::mvccpb::{Event, KeyValue, event::EventType};
 
 use crate::alarm::Alarms;
-use crate::apply::Response;
+use crate::apply::{LeaseChange, Response};
 use crate::auth::{Access, Auth};
 use crate::backend::{Backend, Record};
 use crate::error::{RequestError, Result};
@@ -62,6 +62,13 @@ pub(crate) struct BatchWriter<'a> {
     pub compactions: Vec<CompactionJob>,
 }
 
+/// What one command did: its answer, and the changes watchers and the lessor hear of.
+pub(crate) struct Executed {
+    pub response: Response,
+    pub events: Vec<Event>,
+    pub leases: Vec<LeaseChange>,
+}
+
 /// Revision bookkeeping for one command: every change it makes shares `main`, and its time.
 pub(crate) struct WriteTxn {
     pub main: i64,
@@ -70,6 +77,8 @@ pub(crate) struct WriteTxn {
     /// is later (clocks differ between leaders), so that times never go backwards.
     pub time: i64,
     events: Vec<Event>,
+    /// The lease changes, in order.
+    leases: Vec<LeaseChange>,
 }
 
 impl WriteTxn {
@@ -120,7 +129,7 @@ impl<'a> BatchWriter<'a> {
         request: &Request,
         stamp_ms: i64,
         checked_for: Option<&CheckedFor>,
-    ) -> Result<(Response, Vec<Event>)> {
+    ) -> Result<Executed> {
         if let Some(caller) = checked_for {
             self.recheck(caller, request)?;
         }
@@ -129,6 +138,7 @@ impl<'a> BatchWriter<'a> {
             next_sub: 0,
             time: stamp_ms.max(self.state.time),
             events: Vec::new(),
+            leases: Vec::new(),
         };
         if let Some(refused) = self.state.alarms.refuses(request) {
             return Err(refused.into());
@@ -141,9 +151,11 @@ impl<'a> BatchWriter<'a> {
             Request::DeleteRange(del) => Response::DeleteRange(self.delete_range(&mut txn, del)?),
             Request::Txn(t) => Response::Txn(self.txn(&mut txn, t)?),
             Request::Compaction(c) => Response::Compaction(self.compact(c)?),
-            Request::LeaseGrant(g) => Response::LeaseGrant(self.lease_grant(g)?),
+            Request::LeaseGrant(g) => Response::LeaseGrant(self.lease_grant(&mut txn, g)?),
             Request::LeaseRevoke(r) => Response::LeaseRevoke(self.lease_revoke(&mut txn, r)?),
-            Request::LeaseCheckpoint(c) => Response::LeaseCheckpoint(self.lease_checkpoint(c)),
+            Request::LeaseCheckpoint(c) => {
+                Response::LeaseCheckpoint(self.lease_checkpoint(&mut txn, c))
+            }
             Request::PluginDeploy(d) => Response::Plugin(self.plugin_deploy(d, txn.time)?),
             Request::PluginRemove(r) => Response::Plugin(self.plugin_remove(r)?),
             Request::PluginRollback(r) => Response::Plugin(self.plugin_rollback(r)?),
@@ -155,7 +167,11 @@ impl<'a> BatchWriter<'a> {
             self.state.current = txn.main;
             self.state.time = txn.time;
         }
-        Ok((response, txn.events))
+        Ok(Executed {
+            response,
+            events: txn.events,
+            leases: txn.leases,
+        })
     }
 
     /// A client's write, checked again against the auth state in force now, with the rules
@@ -473,7 +489,7 @@ impl<'a> BatchWriter<'a> {
             }
         }
         for l in leases {
-            self.lease_grant(l)?;
+            self.lease_grant(txn, l)?;
         }
         // No nested txns were let through, so the branch path is never consulted.
         self.run_ops(txn, ops, &[], &mut 0)?;
@@ -524,11 +540,19 @@ impl<'a> BatchWriter<'a> {
         })
     }
 
-    fn lease_grant(&mut self, g: &LeaseGrantRequest) -> Result<LeaseGrantResponse> {
+    fn lease_grant(
+        &mut self,
+        txn: &mut WriteTxn,
+        g: &LeaseGrantRequest,
+    ) -> Result<LeaseGrantResponse> {
         if self.state.leases.exists(g.id) {
             return Err(RequestError::LeaseExists.into());
         }
         self.state.leases.grant(g.id, g.ttl, 0);
+        txn.leases.push(LeaseChange::Granted {
+            id: g.id,
+            ttl: g.ttl,
+        });
         self.batch
             .insert(&self.backend.meta, lease_key(g.id), encode_lease(g.ttl, 0));
         Ok(LeaseGrantResponse {
@@ -551,6 +575,7 @@ impl<'a> BatchWriter<'a> {
             .revoke(r.id)
             .ok_or(RequestError::LeaseNotFound)?;
         self.batch.remove(&self.backend.meta, lease_key(r.id));
+        txn.leases.push(LeaseChange::Revoked { id: r.id });
         for key in keys {
             let del = DeleteRangeRequest {
                 key,
@@ -564,11 +589,19 @@ impl<'a> BatchWriter<'a> {
     }
 
     /// Records remaining TTLs; leases revoked meanwhile are skipped.
-    fn lease_checkpoint(&mut self, c: &LeaseCheckpointRequest) -> LeaseCheckpointResponse {
+    fn lease_checkpoint(
+        &mut self,
+        txn: &mut WriteTxn,
+        c: &LeaseCheckpointRequest,
+    ) -> LeaseCheckpointResponse {
         for cp in &c.checkpoints {
             if self.state.leases.checkpoint(cp.id, cp.remaining_ttl)
                 && let Some(lease) = self.state.leases.get(cp.id)
             {
+                txn.leases.push(LeaseChange::Checkpointed {
+                    id: cp.id,
+                    remaining: cp.remaining_ttl,
+                });
                 self.batch.insert(
                     &self.backend.meta,
                     lease_key(cp.id),

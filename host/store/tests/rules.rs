@@ -10,7 +10,7 @@ use conclave_proto::etcdserverpb::{
     request_op, response_op,
 };
 use conclave_proto::mvccpb::{KeyValue, event::EventType};
-use conclave_store::{Applied, Durability, Entry, RequestError, Response, Store};
+use conclave_store::{Applied, Durability, Entry, LeaseChange, RequestError, Response, Store};
 
 struct T {
     _dir: tempfile::TempDir,
@@ -589,6 +589,18 @@ fn leases_attach_keys_survive_restart_and_revoke_in_one_revision() {
             .collect();
         let applied = store.apply(&entries, Durability::Sync).unwrap();
         assert!(applied.iter().all(|a| a.result.is_ok()), "{applied:?}");
+        // The grant and the checkpoint are told to the lessor; the puts change no lease.
+        let changes: Vec<LeaseChange> = applied.iter().flat_map(|a| a.leases.clone()).collect();
+        assert_eq!(
+            changes,
+            vec![
+                LeaseChange::Granted { id: 7, ttl: 30 },
+                LeaseChange::Checkpointed {
+                    id: 7,
+                    remaining: 12
+                },
+            ]
+        );
         // A grant makes no revision: four puts on top of the first revision.
         assert_eq!(store.current_revision(), 5);
     }
@@ -616,6 +628,7 @@ fn leases_attach_keys_survive_restart_and_revoke_in_one_revision() {
     );
     assert_eq!(revoked.events.len(), 1);
     assert_eq!(revoked.events[0].r#type, EventType::Delete as i32);
+    assert_eq!(revoked.leases, vec![LeaseChange::Revoked { id: 7 }]);
     assert!(store.lease(7).is_none());
     assert!(store.leases().is_empty());
 }
@@ -628,10 +641,19 @@ fn lease_rules() {
         RequestError::LeaseNotFound
     );
     assert!(t.apply(grant(99, 10)).result.is_ok());
-    assert_eq!(
-        t.apply(grant(99, 10)).result.unwrap_err(),
-        RequestError::LeaseExists
-    );
+    // A refused grant changes no lease, and says so.
+    let again = t.apply(grant(99, 10));
+    assert_eq!(again.result.unwrap_err(), RequestError::LeaseExists);
+    assert!(again.leases.is_empty());
+    // A checkpoint of a lease that is gone is skipped.
+    let gone = t.apply(Request::LeaseCheckpoint(LeaseCheckpointRequest {
+        checkpoints: vec![LeaseCheckpoint {
+            id: 12345,
+            remaining_ttl: 3,
+        }],
+    }));
+    assert!(gone.result.is_ok());
+    assert!(gone.leases.is_empty());
     assert_eq!(
         t.apply(Request::LeaseRevoke(LeaseRevokeRequest { id: 5 }))
             .result

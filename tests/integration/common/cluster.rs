@@ -624,6 +624,21 @@ impl Cluster {
         child.wait().expect("reap the killed member");
     }
 
+    /// SIGSTOP member `i` (`true`) or SIGCONT it (`false`): a member that stops answering
+    /// without its connections closing, as a hung process or a long GC pause.
+    pub fn pause(&mut self, i: usize, paused: bool) {
+        let child = self.members[i]
+            .child
+            .as_ref()
+            .unwrap_or_else(|| panic!("member {i} is not running"));
+        let signal = if paused { "-STOP" } else { "-CONT" };
+        let sent = std::process::Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill {signal} failed: {sent}");
+    }
+
     /// SIGTERM member `i`, and waits for a clean exit (status 0).
     pub fn stop(&mut self, i: usize) {
         let status = self.signal_and_wait(i, "TERM");

@@ -1,33 +1,32 @@
-//! The lessor: when leases expire. Only the leader keeps time for leases; it renews them on
-//! keep-alives, revokes expired ones through Raft (paced, so that a mass expiry does not
-//! stall writes: etcd #8097, #12105), and checkpoints their remaining TTLs through Raft, so
-//! that the next leader neither restores every lease to its full TTL (etcd #9395) nor lets
-//! them all expire at once. Followers send keep-alives and TTL questions to the leader.
+//! The lessor: when leases expire. Every member keeps each lease's deadline from what it
+//! applies (`clocks`); only the leader acts on them. It renews leases on keep-alives (once
+//! it has applied its own term's first entry, so its clocks hold everything committed before
+//! it led), revokes expired ones through Raft (paced, so that a mass expiry does not stall
+//! writes: etcd #8097, #12105), and checkpoints the deadlines keep-alives moved through
+//! Raft, so that the next leader knows them (etcd #9395; see `clocks` for how closely).
+//! Followers send keep-alives and TTL questions to the leader.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use conclave_proto::conclavepb::command::Request;
 use conclave_proto::conclavepb::member_request::Call;
 use conclave_proto::etcdserverpb::{
-    LeaseCheckpoint, LeaseCheckpointRequest, LeaseKeepAliveRequest, LeaseKeepAliveResponse,
-    LeaseRevokeRequest, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
+    LeaseCheckpointRequest, LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseRevokeRequest,
+    LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
 };
 use conclave_store::RequestError;
 use parking_lot::Mutex;
-use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use super::clocks::{LeaseClocks, ROUNDING_SLACK, seconds};
 use crate::error::ClusterError;
 use crate::node::Node;
 
-/// How often the leader looks for expired leases and drifted checkpoints.
-const TICK: Duration = Duration::from_millis(250);
+/// How often the leader looks for expired leases and moved deadlines.
+const TICK: Duration = ROUNDING_SLACK;
 /// etcd's lease revocation rate: at most this many per second.
 const REVOKES_PER_SECOND: usize = 1000;
-/// Checkpoints go out at most this often.
-const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 /// Leases per checkpoint proposal.
 const CHECKPOINTS_PER_PROPOSAL: usize = 1000;
 /// A revoke that has not taken effect after this long is proposed again.
@@ -35,67 +34,31 @@ const REVOKE_RETRY: Duration = Duration::from_secs(5);
 
 pub struct Lessor {
     node: Arc<Node>,
-    state: Mutex<Clock>,
-}
-
-/// The leader's clock for leases: each lease's deadline, for one term of leadership.
-#[derive(Default)]
-struct Clock {
-    /// The term the deadlines are for; None while this member does not lead.
-    term: Option<u64>,
-    deadlines: HashMap<i64, Instant>,
-    last_checkpoint: Option<Instant>,
-}
-
-/// `secs` seconds (never negative) after `from`.
-fn after(from: Instant, secs: i64) -> Instant {
-    from + Duration::from_secs(secs.max(0) as u64)
-}
-
-fn seconds(d: Duration) -> i64 {
-    // Round up, as etcd reports remaining TTLs: a lease with 0.2 s left has 1 s left.
-    d.as_millis().div_ceil(1000) as i64
+    clocks: Arc<LeaseClocks>,
+    /// The term this member last acted as leader in.
+    leading: Mutex<Option<u64>>,
 }
 
 impl Lessor {
-    pub fn new(node: Arc<Node>) -> Arc<Self> {
+    pub fn new(node: Arc<Node>, clocks: Arc<LeaseClocks>) -> Arc<Self> {
+        clocks.set_cluster(node.cluster.clone());
         Arc::new(Self {
             node,
-            state: Mutex::new(Clock::default()),
+            clocks,
+            leading: Mutex::new(None),
         })
     }
 
-    /// The leader's bookkeeping, started fresh for a new term: a lease's deadline is its
-    /// checkpointed remaining TTL from now, or its whole TTL if none was checkpointed.
-    fn clock(&self) -> parking_lot::MutexGuard<'_, Clock> {
-        let mut clock = self.state.lock();
-        let term = self
-            .node
-            .cluster
-            .is_leader()
-            .then(|| self.node.cluster.term());
-        if clock.term != term {
-            clock.deadlines.clear();
-            clock.last_checkpoint = None;
-            clock.term = term;
-            if term.is_some() {
-                let now = Instant::now();
-                let leases = self.node.store.leases();
-                info!(
-                    leases = leases.len(),
-                    "leading: taking over the leases' clocks"
-                );
-                for lease in leases {
-                    let left = if lease.remaining > 0 {
-                        lease.remaining
-                    } else {
-                        lease.ttl
-                    };
-                    clock.deadlines.insert(lease.id, after(now, left));
-                }
-            }
+    /// The term this member leads in with its own term's first entry applied (its clocks
+    /// then hold every grant and checkpoint committed before); None otherwise.
+    fn acting_term(&self) -> Option<u64> {
+        let term = self.node.cluster.leading_with_own_term_applied();
+        let mut leading = self.leading.lock();
+        if *leading != term && term.is_some() {
+            info!("leading: the leases' clocks are this member's to act on");
         }
-        clock
+        *leading = term;
+        term
     }
 
     /// Renews a lease for its whole TTL; the TTL, or 0 for a lease that does not exist.
@@ -103,15 +66,11 @@ impl Lessor {
         if !self.node.cluster.is_leader() {
             return self.forward_keep_alive(id).await;
         }
-        let Some(ttl) = self.node.store.lease_ttl(id) else {
-            return Ok(0);
-        };
-        let mut clock = self.clock();
-        if clock.term.is_none() {
+        if self.acting_term().is_none() {
+            // Leading, but before its own term's first entry applied: not yet.
             return Err(ClusterError::LeaderChanged);
         }
-        clock.deadlines.insert(id, after(Instant::now(), ttl));
-        Ok(ttl)
+        Ok(self.clocks.renew(id).unwrap_or(0))
     }
 
     async fn forward_keep_alive(&self, id: i64) -> Result<i64, ClusterError> {
@@ -149,11 +108,7 @@ impl Lessor {
                 ..Default::default()
             });
         };
-        let deadline = self.clock().deadlines.get(&req.id).copied();
-        let ttl = match deadline {
-            Some(d) => seconds(d.saturating_duration_since(Instant::now())),
-            None => granted_ttl,
-        };
+        let ttl = self.clocks.remaining(req.id).map_or(granted_ttl, seconds);
         Ok(LeaseTimeToLiveResponse {
             header,
             id: req.id,
@@ -163,14 +118,6 @@ impl Lessor {
         })
     }
 
-    /// Starts the leader's clock for a lease just granted here.
-    pub fn granted(&self, id: i64, ttl: i64) {
-        let mut clock = self.clock();
-        if clock.term.is_some() {
-            clock.deadlines.insert(id, after(Instant::now(), ttl));
-        }
-    }
-
     /// Runs for as long as the member does: on the leader, revokes expired leases and
     /// checkpoints remaining TTLs.
     pub async fn run(self: Arc<Self>) {
@@ -178,10 +125,15 @@ impl Lessor {
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticker.tick().await;
-            let (expired, checkpoints) = self.due();
+            if self.acting_term().is_none() {
+                continue;
+            }
+            let per_tick = (REVOKES_PER_SECOND * TICK.as_millis() as usize / 1000).max(1);
+            let expired = self.clocks.take_expired(per_tick, REVOKE_RETRY);
             if !expired.is_empty() {
                 self.revoke(expired).await;
             }
+            let checkpoints = self.clocks.moved();
             for chunk in checkpoints.chunks(CHECKPOINTS_PER_PROPOSAL) {
                 let request = Request::LeaseCheckpoint(LeaseCheckpointRequest {
                     checkpoints: chunk.to_vec(),
@@ -191,65 +143,6 @@ impl Lessor {
                 }
             }
         }
-    }
-
-    /// What is due this tick: leases to revoke (at most a tick's share of the rate), and
-    /// checkpoints of leases whose remaining TTL drifted from the last one recorded.
-    fn due(&self) -> (Vec<i64>, Vec<LeaseCheckpoint>) {
-        let mut clock = self.clock();
-        if clock.term.is_none() {
-            return (Vec::new(), Vec::new());
-        }
-        let now = Instant::now();
-        // Reconcile with the replicated state: leases granted elsewhere, leases revoked.
-        let leases = self.node.store.leases();
-        let live: HashMap<i64, (i64, i64)> = leases
-            .iter()
-            .map(|l| (l.id, (l.ttl, l.remaining)))
-            .collect();
-        clock.deadlines.retain(|id, _| live.contains_key(id));
-        for (&id, &(ttl, _)) in &live {
-            clock.deadlines.entry(id).or_insert_with(|| after(now, ttl));
-        }
-
-        let per_tick = (REVOKES_PER_SECOND * TICK.as_millis() as usize / 1000).max(1);
-        let mut expired: Vec<(Instant, i64)> = clock
-            .deadlines
-            .iter()
-            .filter(|(_, d)| **d <= now)
-            .map(|(id, d)| (*d, *id))
-            .collect();
-        expired.sort();
-        expired.truncate(per_tick);
-        for (_, id) in &expired {
-            // Until the revoke applies, do not propose it again.
-            clock.deadlines.insert(*id, now + REVOKE_RETRY);
-        }
-
-        let mut checkpoints = Vec::new();
-        let checkpoint_due = clock
-            .last_checkpoint
-            .is_none_or(|t| now.duration_since(t) >= CHECKPOINT_EVERY);
-        if checkpoint_due {
-            clock.last_checkpoint = Some(now);
-            for (&id, deadline) in &clock.deadlines {
-                let Some(&(ttl, recorded)) = live.get(&id) else {
-                    continue;
-                };
-                let left = seconds(deadline.saturating_duration_since(now));
-                let recorded = if recorded > 0 { recorded } else { ttl };
-                // Within a tenth of the TTL (at least a second) is close enough: a new leader
-                // errs by that much at most, and long leases are checkpointed rarely.
-                let tolerance = (ttl / 10).max(1);
-                if left > 0 && (left - recorded).abs() >= tolerance {
-                    checkpoints.push(LeaseCheckpoint {
-                        id,
-                        remaining_ttl: left,
-                    });
-                }
-            }
-        }
-        (expired.into_iter().map(|(_, id)| id).collect(), checkpoints)
     }
 
     async fn revoke(&self, ids: Vec<i64>) {

@@ -1,8 +1,11 @@
 //! Leases on the server side: the replicated part (which leases exist, their keys) is in the
-//! store; this is the time-keeping (the lessor) and the rules for granting.
+//! store; this is the time-keeping (every lease's clock, learned from apply, and the lessor
+//! that acts on them) and the rules for granting.
 
+mod clocks;
 mod lessor;
 
+pub use clocks::LeaseClocks;
 pub use lessor::Lessor;
 
 /// etcd's largest lease TTL, in seconds.

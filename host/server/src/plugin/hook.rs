@@ -276,10 +276,8 @@ impl Hook {
         }
         let (leases, ops) = output_ops(outputs, crate::ids::random_lease_id)?;
         for lease in leases {
-            let (id, ttl) = (lease.id, lease.ttl);
             LeaseGrantResponse::try_from(self.propose_one(Request::LeaseGrant(lease))?)
                 .map_err(|e| e.to_string())?;
-            self.ctx.lessor.granted(id, ttl);
         }
         self.propose_one(Request::Txn(TxnRequest {
             success: ops,

@@ -1,5 +1,5 @@
 //! What a plugin thread on the leader works with, whatever its world: the plugin's name, this
-//! member's plugins, node and lessor, a runtime handle to wait on async work from its thread,
+//! member's plugins and node, a runtime handle to wait on async work from its thread,
 //! and the term it started in: it proposes only while this member still leads in that term.
 
 use std::sync::Arc;
@@ -13,14 +13,12 @@ use conclave_store::{RequestError, Response};
 use tokio::runtime::Handle;
 
 use super::Plugins;
-use crate::lease::Lessor;
 use crate::node::Node;
 
 pub struct OnLeader {
     pub name: String,
     pub plugins: Arc<Plugins>,
     pub node: Arc<Node>,
-    pub lessor: Arc<Lessor>,
     pub runtime: Handle,
     pub term: u64,
 }

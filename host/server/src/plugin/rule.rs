@@ -293,16 +293,10 @@ impl Rule {
 
     /// Proposes a flush; the new mark, or None if the mark moved (another leader's flush).
     fn propose_flush(&self, flush: PluginFlush) -> Result<Option<FlushMark>, String> {
-        let leases: Vec<(i64, i64)> = flush.leases.iter().map(|l| (l.id, l.ttl)).collect();
         match self.ctx.propose("flush", Request::PluginFlush(flush))? {
             Ok(Response::Plugin(PluginChanged {
                 mark: Some(mark), ..
-            })) => {
-                for (id, ttl) in leases {
-                    self.ctx.lessor.granted(id, ttl);
-                }
-                Ok(Some(mark))
-            }
+            })) => Ok(Some(mark)),
             Err(RequestError::FlushMarkMoved) => Ok(None),
             Err(RequestError::PluginNotFound) => Err("the plugin was removed".into()),
             Err(e) => Err(format!("flush refused: {e}")),

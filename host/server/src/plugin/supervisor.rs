@@ -18,7 +18,6 @@ use super::hook::Hook;
 use super::leader::OnLeader;
 use super::rule::Rule;
 use super::thread::PluginThread;
-use crate::lease::Lessor;
 use crate::node::Node;
 
 /// How often the supervisor looks again without news (to restart a rule that ended).
@@ -27,7 +26,6 @@ const TICK: Duration = Duration::from_secs(1);
 pub struct Supervisor {
     pub plugins: Arc<Plugins>,
     pub node: Arc<Node>,
-    pub lessor: Arc<Lessor>,
 }
 
 impl Supervisor {
@@ -109,7 +107,6 @@ impl Supervisor {
                 name: name.clone(),
                 plugins: self.plugins.clone(),
                 node: self.node.clone(),
-                lessor: self.lessor.clone(),
                 runtime: Handle::current(),
                 term,
             };

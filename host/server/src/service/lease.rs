@@ -73,7 +73,6 @@ impl LeaseService {
                 continue;
             }
             let (mut resp, revision): (LeaseGrantResponse, i64) = answer(applied)?;
-            self.lessor.granted(id, ttl);
             resp.header = self.node.header(revision);
             return Ok(resp);
         }
