@@ -17,6 +17,7 @@ use conclave_proto::mvccpb::{self, event::EventType};
 use conclave_store::{RequestError, Response, StoreError};
 
 use super::StoreReads;
+use super::error::RunError;
 use super::leader::{Current, OnLeader};
 use super::outputs::output_ops;
 use super::reads::to_plugin;
@@ -47,7 +48,7 @@ impl Hook {
         )
     }
 
-    fn run_once(&self, stop: &AtomicBool, told: &mut Option<u64>) -> Result<Exit, String> {
+    fn run_once(&self, stop: &AtomicBool, told: &mut Option<u64>) -> Result<Exit, RunError> {
         let store = &self.ctx.plugins.store;
         let Some(Current {
             spec,
@@ -68,8 +69,7 @@ impl Hook {
             &spec.config,
             Arc::new(StoreReads(store.clone())),
             self.ctx.plugins.log_sink(&self.ctx.name),
-        )
-        .map_err(|e| e.to_string())?;
+        )?;
         instance.set_revision(cursor - 1);
         self.ctx
             .plugins
@@ -111,7 +111,7 @@ impl Hook {
             let registry = news.borrow().registry_changes;
             if registry != registry_seen {
                 registry_seen = registry;
-                match store.plugin(&self.ctx.name).map_err(|e| e.to_string())? {
+                match store.plugin(&self.ctx.name).map_err(RunError::Registry)? {
                     None => return Ok(Exit::Stopped),
                     Some(r) if r.versions.last() != Some(&spec) => return Ok(Exit::Restart),
                     Some(_) => {}
@@ -131,7 +131,7 @@ impl Hook {
         &self,
         instance: &mut HookInstance,
         cursor: &mut i64,
-    ) -> Result<(), String> {
+    ) -> Result<(), RunError> {
         let store = &self.ctx.plugins.store;
         let history = match store.history(*cursor, HISTORY_STEP) {
             Ok(h) => h,
@@ -139,7 +139,7 @@ impl Hook {
                 *cursor = store.compacted_revision() + 1;
                 return Ok(());
             }
-            Err(e) => return Err(format!("cannot read history: {e}")),
+            Err(e) => return Err(RunError::History(e)),
         };
         let mut names = BTreeSet::new();
         let mut first = None;
@@ -177,7 +177,7 @@ impl Hook {
     }
 
     /// The leader of election `name` at `revision`: its first contender by create revision.
-    fn leader_at(&self, name: &[u8], revision: i64) -> Result<Option<KeyValue>, String> {
+    fn leader_at(&self, name: &[u8], revision: i64) -> Result<Option<KeyValue>, RunError> {
         if revision < 1 {
             return Ok(None);
         }
@@ -188,7 +188,10 @@ impl Hook {
             .plugins
             .store
             .range(&request)
-            .map_err(|e| format!("cannot read election {name:?}: {e}"))?;
+            .map_err(|error| RunError::Election {
+                name: name.to_vec(),
+                error,
+            })?;
         Ok(resp.kvs.into_iter().next().map(to_plugin))
     }
 
@@ -270,14 +273,13 @@ impl Hook {
     }
 
     /// Proposes the hook's outputs: the leases their TTLs need, then one transaction.
-    fn propose(&self, outputs: Vec<Output>) -> Result<(), String> {
+    fn propose(&self, outputs: Vec<Output>) -> Result<(), RunError> {
         if outputs.is_empty() {
             return Ok(());
         }
         let (leases, ops) = output_ops(outputs, crate::ids::random_lease_id)?;
         for lease in leases {
-            LeaseGrantResponse::try_from(self.propose_one(Request::LeaseGrant(lease))?)
-                .map_err(|e| e.to_string())?;
+            LeaseGrantResponse::try_from(self.propose_one(Request::LeaseGrant(lease))?)?;
         }
         self.propose_one(Request::Txn(TxnRequest {
             success: ops,
@@ -286,10 +288,13 @@ impl Hook {
         Ok(())
     }
 
-    fn propose_one(&self, request: Request) -> Result<Response, String> {
+    fn propose_one(&self, request: Request) -> Result<Response, RunError> {
         self.ctx
             .propose("outputs", request)?
-            .map_err(|e| format!("outputs refused: {e}"))
+            .map_err(|error| RunError::Refused {
+                what: "outputs",
+                error,
+            })
     }
 }
 

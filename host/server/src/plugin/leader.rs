@@ -13,6 +13,7 @@ use conclave_store::{RequestError, Response};
 use tokio::runtime::Handle;
 
 use super::Plugins;
+use super::error::RunError;
 use crate::node::Node;
 
 pub struct OnLeader {
@@ -35,12 +36,12 @@ impl OnLeader {
     /// The plugin's current version, compiled, marked `starting`; None if it is no longer
     /// registered or no longer of `world` (the thread then stops, and the supervisor starts
     /// what the registry holds now).
-    pub fn current(&self, world: World) -> Result<Option<Current>, String> {
+    pub fn current(&self, world: World) -> Result<Option<Current>, RunError> {
         let Some(record) = self
             .plugins
             .store
             .plugin(&self.name)
-            .map_err(|e| e.to_string())?
+            .map_err(RunError::Registry)?
         else {
             return Ok(None);
         };
@@ -51,7 +52,7 @@ impl OnLeader {
             return Ok(None);
         }
         self.plugins.statuses.starting(&self.name, spec.version);
-        let compiled = self.plugins.compiled(&spec).map_err(|e| e.to_string())?;
+        let compiled = self.plugins.compiled(&spec)?;
         let limits = Limits::from_deploy(spec.memory_limit_bytes, spec.timeout_ms, spec.fuel);
         Ok(Some(Current {
             record,
@@ -70,16 +71,16 @@ impl OnLeader {
     /// applied here; the store's answer. Refused once this member no longer leads.
     pub fn propose(
         &self,
-        what: &str,
+        what: &'static str,
         request: Request,
-    ) -> Result<Result<Response, RequestError>, String> {
+    ) -> Result<Result<Response, RequestError>, RunError> {
         if !self.leading() {
-            return Err("no longer the leader".into());
+            return Err(RunError::NotLeader);
         }
         let applied = self
             .runtime
             .block_on(self.node.propose(request))
-            .map_err(|e| format!("{what} not committed: {e}"))?;
+            .map_err(|error| RunError::NotCommitted { what, error })?;
         Ok(applied.result)
     }
 
@@ -89,9 +90,9 @@ impl OnLeader {
         &self,
         events: u64,
         call: impl FnOnce() -> Result<R, PluginError>,
-    ) -> Result<R, String> {
+    ) -> Result<R, RunError> {
         let took = Instant::now();
-        let result = call().map_err(|e| e.to_string())?;
+        let result = call()?;
         self.plugins
             .statuses
             .call(&self.name, took.elapsed(), events, result.outputs());

@@ -4,6 +4,7 @@
 //! (`supervisor`), and a window's outputs go back through Raft with the rule's flush mark
 //! (`rule`), never written inside apply.
 
+mod error;
 mod hook;
 mod leader;
 mod logs;

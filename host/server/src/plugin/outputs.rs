@@ -9,6 +9,8 @@ use conclave_proto::etcdserverpb::{
     DeleteRangeRequest, LeaseGrantRequest, PutRequest, RequestOp, request_op,
 };
 
+use super::error::RunError;
+
 /// The flush mark a flush follows and sets.
 #[derive(Debug, Clone, Copy)]
 pub struct Window {
@@ -24,17 +26,19 @@ pub struct Window {
 pub fn output_ops(
     outputs: Vec<Output>,
     mut new_lease_id: impl FnMut() -> i64,
-) -> Result<(Vec<LeaseGrantRequest>, Vec<RequestOp>), String> {
+) -> Result<(Vec<LeaseGrantRequest>, Vec<RequestOp>), RunError> {
     let mut leases: BTreeMap<u32, i64> = BTreeMap::new();
     let mut ops = Vec::with_capacity(outputs.len());
     for output in outputs {
         let request = match output {
             Output::Put(put) => {
                 if put.key.is_empty() {
-                    return Err("an output put has an empty key".into());
+                    return Err(RunError::BadOutput("an output put has an empty key"));
                 }
                 let lease = match put.ttl_seconds {
-                    Some(0) => return Err("an output asks for a TTL of 0 seconds".into()),
+                    Some(0) => {
+                        return Err(RunError::BadOutput("an output asks for a TTL of 0 seconds"));
+                    }
                     Some(ttl) => *leases.entry(ttl).or_insert_with(&mut new_lease_id),
                     None => 0,
                 };
@@ -47,7 +51,7 @@ pub fn output_ops(
             }
             Output::Delete(key) => {
                 if key.is_empty() {
-                    return Err("an output delete has an empty key".into());
+                    return Err(RunError::BadOutput("an output delete has an empty key"));
                 }
                 request_op::Request::RequestDeleteRange(DeleteRangeRequest {
                     key,
@@ -76,7 +80,7 @@ pub fn flush_proposal(
     window: Window,
     outputs: Vec<Output>,
     new_lease_id: impl FnMut() -> i64,
-) -> Result<PluginFlush, String> {
+) -> Result<PluginFlush, RunError> {
     let (leases, ops) = output_ops(outputs, new_lease_id)?;
     Ok(PluginFlush {
         name: name.to_string(),

@@ -12,9 +12,10 @@ use std::time::{Duration, Instant};
 use conclave_plugin::{AggregatorInstance, Event, EventKind, KeyValue, KvEvent, Spec, World};
 use conclave_proto::conclavepb::{FlushMark, PluginChanged, PluginFlush, command::Request};
 use conclave_proto::mvccpb::{self, event::EventType};
-use conclave_store::{RequestError, Response, StoreError};
+use conclave_store::{RequestError, StoreError};
 
 use super::StoreReads;
+use super::error::RunError;
 use super::leader::{Current, OnLeader};
 use super::outputs::{Window, flush_proposal};
 use super::thread::{Exit, IDLE, PluginThread};
@@ -39,7 +40,7 @@ impl Rule {
         )
     }
 
-    fn run_once(&self, stop: &AtomicBool) -> Result<Exit, String> {
+    fn run_once(&self, stop: &AtomicBool) -> Result<Exit, RunError> {
         let store = &self.ctx.plugins.store;
         let Some(Current {
             record,
@@ -58,8 +59,7 @@ impl Rule {
             &spec.config,
             Arc::new(StoreReads(store.clone())),
             self.ctx.plugins.log_sink(&self.ctx.name),
-        )
-        .map_err(|e| e.to_string())?;
+        )?;
         self.ctx
             .plugins
             .statuses
@@ -139,7 +139,7 @@ impl Rule {
             let registry = news.borrow().registry_changes;
             if registry != registry_seen {
                 registry_seen = registry;
-                match store.plugin(&self.ctx.name).map_err(|e| e.to_string())? {
+                match store.plugin(&self.ctx.name).map_err(RunError::Registry)? {
                     None => return Ok(Exit::Stopped),
                     Some(r) => upgrade = r.versions.last() != Some(&spec),
                 }
@@ -176,7 +176,7 @@ impl Rule {
         inputs: &Spec,
         windows: &mut Windows,
         cursor: &mut i64,
-    ) -> Result<bool, String> {
+    ) -> Result<bool, RunError> {
         let history = match self.ctx.plugins.store.history(*cursor, HISTORY_STEP) {
             Ok(h) => h,
             Err(StoreError::Request(RequestError::Compacted)) => {
@@ -194,7 +194,7 @@ impl Rule {
                 *cursor = compacted + 1;
                 return Ok(false);
             }
-            Err(e) => return Err(format!("cannot read history: {e}")),
+            Err(e) => return Err(RunError::History(e)),
         };
         let mut batch = Vec::new();
         let mut newest = 0;
@@ -227,7 +227,7 @@ impl Rule {
         cursor: &mut u64,
         revision: i64,
         started_at: u64,
-    ) -> Result<bool, String> {
+    ) -> Result<bool, RunError> {
         if inputs.ingest_prefixes.is_empty() {
             // Nothing to read, but the rule must not wait for samples it does not want.
             *cursor = self.ctx.plugins.samples.next();
@@ -274,7 +274,7 @@ impl Rule {
     }
 
     /// A plugin without a mark starts at the present: its first mark records where.
-    fn start_mark(&self, name: &str, version: u64, inputs: &Spec) -> Result<FlushMark, String> {
+    fn start_mark(&self, name: &str, version: u64, inputs: &Spec) -> Result<FlushMark, RunError> {
         let resolution = i64::try_from(inputs.resolution_ms).unwrap_or(i64::MAX);
         let now = window_start(now_ms(), resolution);
         let flush = PluginFlush {
@@ -287,20 +287,22 @@ impl Rule {
             leases: Vec::new(),
             ops: Vec::new(),
         };
-        self.propose_flush(flush)?
-            .ok_or_else(|| "another leader started this plugin meanwhile".to_string())
+        self.propose_flush(flush)?.ok_or(RunError::Superseded)
     }
 
     /// Proposes a flush; the new mark, or None if the mark moved (another leader's flush).
-    fn propose_flush(&self, flush: PluginFlush) -> Result<Option<FlushMark>, String> {
+    fn propose_flush(&self, flush: PluginFlush) -> Result<Option<FlushMark>, RunError> {
         match self.ctx.propose("flush", Request::PluginFlush(flush))? {
-            Ok(Response::Plugin(PluginChanged {
-                mark: Some(mark), ..
-            })) => Ok(Some(mark)),
+            Ok(response) => PluginChanged::try_from(response)?
+                .mark
+                .map(Some)
+                .ok_or(RunError::FlushWithoutMark),
             Err(RequestError::FlushMarkMoved) => Ok(None),
-            Err(RequestError::PluginNotFound) => Err("the plugin was removed".into()),
-            Err(e) => Err(format!("flush refused: {e}")),
-            Ok(other) => Err(format!("a flush answered {other:?}")),
+            Err(RequestError::PluginNotFound) => Err(RunError::Removed),
+            Err(error) => Err(RunError::Refused {
+                what: "flush",
+                error,
+            }),
         }
     }
 }

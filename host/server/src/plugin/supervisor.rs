@@ -147,7 +147,7 @@ impl Supervisor {
     async fn precompile(&self) {
         let plugins = self.plugins.clone();
         let outcome = tokio::task::spawn_blocking(move || {
-            let registry = plugins.store.plugins().map_err(|e| e.to_string())?;
+            let registry = plugins.store.plugins()?;
             let mut digests = Vec::new();
             for (name, record) in &registry {
                 for spec in &record.versions {
@@ -160,7 +160,7 @@ impl Supervisor {
                 }
             }
             plugins.retain_compiled(&digests);
-            Ok::<_, String>(())
+            Ok::<_, conclave_store::StoreError>(())
         })
         .await;
         match outcome {

@@ -9,6 +9,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::Plugins;
+use super::error::RunError;
 
 /// The longest a plugin thread sleeps between looks at its stop flag.
 pub const IDLE: Duration = Duration::from_millis(200);
@@ -35,7 +36,7 @@ impl PluginThread {
     pub fn spawn(
         name: String,
         plugins: Arc<Plugins>,
-        mut run_once: impl FnMut(&AtomicBool) -> Result<Exit, String> + Send + 'static,
+        mut run_once: impl FnMut(&AtomicBool) -> Result<Exit, RunError> + Send + 'static,
     ) -> std::io::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
@@ -51,7 +52,7 @@ impl PluginThread {
                             if flag.load(Ordering::Relaxed) {
                                 break;
                             }
-                            plugins.statuses.failed(&name, reason.clone());
+                            plugins.statuses.failed(&name, reason.to_string());
                             plugins.note(
                                 &name,
                                 "error",
