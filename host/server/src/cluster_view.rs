@@ -7,10 +7,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use conclave_raft::{Member, MemberClient, Raft, TypeConfig};
-use openraft::RaftMetrics;
 use openraft::async_runtime::WatchReceiver;
 use openraft::metrics::RaftServerMetrics;
 use openraft::type_config::alias::WatchReceiverOf;
+use openraft::{ChangeMembers, RaftMetrics};
 
 use crate::error::ClusterError;
 use crate::limits::REQUEST_TIMEOUT;
@@ -55,6 +55,44 @@ impl Progress {
     /// Whether this member leads (and so knows the others' progress).
     pub fn is_leading(&self) -> bool {
         self.leading
+    }
+}
+
+/// One change of the membership, as etcd's Cluster API asks for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MembershipChange {
+    /// `member add --learner`.
+    AddLearner(u64, Member),
+    /// `member add`.
+    AddVoter(u64, Member),
+    /// `member promote`.
+    Promote(u64),
+    /// `member remove` of a voter.
+    RemoveVoter(u64),
+    /// `member remove` of a learner.
+    RemoveLearner(u64),
+    /// `member update`, or a member publishing its name and client URLs.
+    SetMember(u64, Member),
+}
+
+impl MembershipChange {
+    /// The change as openraft takes it.
+    pub(crate) fn to_raft(&self) -> ChangeMembers<u64, Member> {
+        let one = |id: u64| BTreeSet::from([id]);
+        match self.clone() {
+            MembershipChange::AddLearner(id, m) => {
+                ChangeMembers::AddNodes(BTreeMap::from([(id, m)]))
+            }
+            MembershipChange::AddVoter(id, m) => {
+                ChangeMembers::AddVoters(BTreeMap::from([(id, m)]))
+            }
+            MembershipChange::Promote(id) => ChangeMembers::AddVoterIds(one(id)),
+            MembershipChange::RemoveVoter(id) => ChangeMembers::RemoveVoters(one(id)),
+            MembershipChange::RemoveLearner(id) => ChangeMembers::RemoveNodes(one(id)),
+            MembershipChange::SetMember(id, m) => {
+                ChangeMembers::SetNodes(BTreeMap::from([(id, m)]))
+            }
+        }
     }
 }
 

@@ -3,7 +3,6 @@
 //! transport, as etcd forwards proposals over its peer links) and answers once it has applied
 //! them too. Linearizable reads wait for a read index confirmed by a quorum.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +15,6 @@ use conclave_proto::etcdserverpb::{
 };
 use conclave_raft::{Member, MemberCallError, MemberClient, Raft};
 use conclave_store::{Applied, RequestError, Store};
-use openraft::ChangeMembers;
 use openraft::async_runtime::WatchReceiver;
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::raft::ReadPolicy;
@@ -24,7 +22,7 @@ use prost::Message;
 use tracing::{debug, info, warn};
 
 use crate::auth::{Authenticator, Caller};
-use crate::cluster_view::ClusterView;
+use crate::cluster_view::{ClusterView, MembershipChange};
 use crate::error::{BlockingError, ClusterError, ProposeError};
 use crate::forward::{Forward, Forwarder};
 use crate::limits::{REQUEST_TIMEOUT, RequestLimits};
@@ -395,16 +393,13 @@ impl Node {
 
     /// On the leader: changes the membership, one change at a time (openraft refuses a
     /// change while another is under way, so changes made here queue instead).
-    pub async fn change_membership(
-        &self,
-        change: ChangeMembers<u64, Member>,
-    ) -> Result<(), ClusterError> {
+    pub async fn change_membership(&self, change: MembershipChange) -> Result<(), ClusterError> {
         let _queued = self.membership_changes.lock().await;
         if self.strict_reconfig {
             self.check_reconfig(&change)?;
         }
         // `retain: false`: a removed voter leaves the nodes too, rather than staying a learner.
-        match self.raft.change_membership(change, false).await {
+        match self.raft.change_membership(change.to_raft(), false).await {
             Ok(_) => Ok(()),
             Err(RaftError::Fatal(_)) => Err(ClusterError::Stopped),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
@@ -416,7 +411,7 @@ impl Node {
 
     /// --strict-reconfig-check on the leader (elsewhere Raft refuses the change anyway):
     /// voters are in touch when they acknowledged this leader within etcd's health interval.
-    fn check_reconfig(&self, change: &ChangeMembers<u64, Member>) -> Result<(), ClusterError> {
+    fn check_reconfig(&self, change: &MembershipChange) -> Result<(), ClusterError> {
         let metrics = self.raft.metrics();
         let m = metrics.borrow_watched();
         let Some(heartbeat) = &m.heartbeat else {
@@ -438,7 +433,7 @@ impl Node {
 
     /// On the leader: sets a member's entry in the membership.
     pub async fn set_member(&self, id: u64, member: Member) -> Result<(), ClusterError> {
-        self.change_membership(ChangeMembers::SetNodes(BTreeMap::from([(id, member)])))
+        self.change_membership(MembershipChange::SetMember(id, member))
             .await
     }
 

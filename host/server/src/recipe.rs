@@ -17,12 +17,56 @@ use conclave_proto::etcdserverpb::{
 };
 use conclave_proto::mvccpb::KeyValue;
 use conclave_proto::prefix_range_end;
+use conclave_store::{RequestError, UnexpectedResponse};
 use tokio::sync::broadcast::error::RecvError;
 use tonic::Status;
 
 use crate::auth::Caller;
+use crate::error::{AuthError, BlockingError, ProposeError, STOPPED, request_status};
 use crate::node::Node;
 use crate::watch::WatchHub;
+
+/// Why a contender does not hold the lock or lead.
+#[derive(Debug, thiserror::Error)]
+pub enum RecipeError {
+    /// The caller may not read and write the name's keys.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error(transparent)]
+    Propose(#[from] ProposeError),
+    /// The contender's txn was refused at apply.
+    #[error(transparent)]
+    Refused(RequestError),
+    #[error(transparent)]
+    Unexpected(#[from] UnexpectedResponse),
+    #[error(transparent)]
+    Store(#[from] BlockingError),
+    #[error("the contender's key vanished")]
+    KeyVanished,
+    /// Its lease expired while it waited, taking the key: etcd's words, its recipe checks
+    /// the same.
+    #[error("concurrency: session is expired")]
+    SessionExpired,
+    /// The member is stopping.
+    #[error("etcdserver: server stopped")]
+    Stopped,
+}
+
+impl From<RecipeError> for Status {
+    fn from(e: RecipeError) -> Self {
+        match e {
+            RecipeError::Auth(e) => e.into(),
+            RecipeError::Propose(e) => e.into(),
+            RecipeError::Refused(e) => request_status(&e),
+            RecipeError::Store(e) => e.into(),
+            RecipeError::SessionExpired => Status::unknown(e.to_string()),
+            RecipeError::Stopped => STOPPED.into(),
+            RecipeError::Unexpected(_) | RecipeError::KeyVanished => {
+                Status::internal(format!("etcdserver: {e}"))
+            }
+        }
+    }
+}
 
 /// A contender's key once it holds the lock or leads.
 #[derive(Debug, Clone)]
@@ -74,7 +118,7 @@ pub async fn acquire(
     name: &[u8],
     lease: i64,
     value: Vec<u8>,
-) -> Result<Held, Status> {
+) -> Result<Held, RecipeError> {
     let key = contender_key(name, lease);
     let pfx = prefix(name);
     // Subscribed before the key exists, so no deletion can slip between check and wait.
@@ -109,8 +153,9 @@ pub async fn acquire(
     // The caller needs what etcd's recipe asks of its user, the txn's own reads and writes
     // (read and write on the name's prefix), checked here and again at apply.
     caller.check_txn(&txn)?;
-    let (resp, revision_after): (TxnResponse, i64) =
-        crate::error::answer(node.propose_for(caller, Request::Txn(txn)).await?)?;
+    let created = node.propose_for(caller, Request::Txn(txn)).await?;
+    let revision_after = created.revision;
+    let resp = TxnResponse::try_from(created.result.map_err(RecipeError::Refused)?)?;
     // Both branches answer [put or get of the key, get of the first in line].
     let range_at = |i: usize| -> &[KeyValue] {
         match resp.responses.get(i).and_then(|r| r.response.as_ref()) {
@@ -124,7 +169,7 @@ pub async fn acquire(
         range_at(0)
             .first()
             .map(|kv| kv.create_revision)
-            .ok_or_else(|| Status::internal("the contender's key vanished"))?
+            .ok_or(RecipeError::KeyVanished)?
     };
     let owner = range_at(1).first().map(|kv| kv.create_revision);
     let held = Held {
@@ -162,8 +207,7 @@ pub async fn acquire(
                 .await?;
             if mine.kvs.first().map(|kv| kv.create_revision) != Some(revision) {
                 cleanup.key = None;
-                // etcd's words: its recipe checks the same.
-                return Err(Status::unknown("concurrency: session is expired"));
+                return Err(RecipeError::SessionExpired);
             }
             cleanup.key = None;
             let now = node.store.current_revision();
@@ -175,7 +219,7 @@ pub async fn acquire(
         match applied.recv().await {
             Ok(_) | Err(RecvError::Lagged(_)) => {}
             Err(RecvError::Closed) => {
-                return Err(Status::unavailable("etcdserver: server stopped"));
+                return Err(RecipeError::Stopped);
             }
         }
     }

@@ -8,10 +8,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use openraft::ChangeMembers;
-
-use conclave_raft::Member;
-
+use crate::cluster_view::MembershipChange;
 use crate::error::ClusterError;
 
 /// etcd's HealthInterval: a member acknowledged within it counts as in touch.
@@ -20,19 +17,16 @@ pub const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
 /// Whether `change` may go ahead, given the current `voters` and which of them are `active`
 /// (the leader always is).
 pub fn check(
-    change: &ChangeMembers<u64, Member>,
+    change: &MembershipChange,
     voters: &BTreeSet<u64>,
     active: &BTreeSet<u64>,
 ) -> Result<(), ClusterError> {
     let in_touch = voters.intersection(active).count();
     let breaks_quorum = match change {
-        ChangeMembers::AddVoters(_) | ChangeMembers::AddVoterIds(_) => in_touch < voters.len(),
-        ChangeMembers::RemoveVoters(ids) => {
-            let leaving = ids
-                .iter()
-                .filter(|id| voters.contains(id) && active.contains(id))
-                .count();
-            let remaining = voters.len() - ids.iter().filter(|id| voters.contains(id)).count();
+        MembershipChange::AddVoter(..) | MembershipChange::Promote(_) => in_touch < voters.len(),
+        MembershipChange::RemoveVoter(id) => {
+            let leaving = usize::from(voters.contains(id) && active.contains(id));
+            let remaining = voters.len() - usize::from(voters.contains(id));
             leaving > 0 && in_touch - leaving < remaining / 2 + 1
         }
         _ => false,
@@ -51,12 +45,12 @@ mod tests {
         ids.iter().copied().collect()
     }
 
-    fn add(id: u64) -> ChangeMembers<u64, Member> {
-        ChangeMembers::AddVoterIds(set(&[id]))
+    fn add(id: u64) -> MembershipChange {
+        MembershipChange::Promote(id)
     }
 
-    fn remove(id: u64) -> ChangeMembers<u64, Member> {
-        ChangeMembers::RemoveVoters(set(&[id]))
+    fn remove(id: u64) -> MembershipChange {
+        MembershipChange::RemoveVoter(id)
     }
 
     #[test]
@@ -88,9 +82,9 @@ mod tests {
 
     #[test]
     fn learners_and_attributes_are_never_refused() {
-        let learner = ChangeMembers::AddNodes(Default::default());
+        let learner = MembershipChange::AddLearner(4, Default::default());
         assert!(check(&learner, &set(&[1, 2, 3]), &set(&[1])).is_ok());
-        let attributes = ChangeMembers::SetNodes(Default::default());
+        let attributes = MembershipChange::SetMember(2, Default::default());
         assert!(check(&attributes, &set(&[1, 2, 3]), &set(&[1])).is_ok());
     }
 }

@@ -12,9 +12,9 @@ use conclave_proto::etcdserverpb::{
     MemberUpdateRequest, MemberUpdateResponse, cluster_server::Cluster,
 };
 use conclave_raft::Member as RaftMember;
-use openraft::ChangeMembers;
 use tonic::{Code, Request, Response, Status};
 
+use crate::cluster_view::MembershipChange;
 use crate::config::peer_addr;
 use crate::ids;
 use crate::node::Node;
@@ -53,7 +53,7 @@ impl ClusterService {
             .collect()
     }
 
-    async fn change(&self, change: ChangeMembers<u64, RaftMember>) -> Result<(), Status> {
+    async fn change(&self, change: MembershipChange) -> Result<(), Status> {
         Ok(self.node.change_membership(change).await?)
     }
 
@@ -198,17 +198,11 @@ impl ClusterService {
             client_urls: Vec::new(),
         };
         if req.is_learner {
-            self.change(ChangeMembers::AddNodes(BTreeMap::from([(
-                id,
-                member.clone(),
-            )])))
-            .await?;
+            self.change(MembershipChange::AddLearner(id, member.clone()))
+                .await?;
         } else {
-            self.change(ChangeMembers::AddVoters(BTreeMap::from([(
-                id,
-                member.clone(),
-            )])))
-            .await?;
+            self.change(MembershipChange::AddVoter(id, member.clone()))
+                .await?;
         }
         Ok(MemberAddResponse {
             header: self.header(),
@@ -222,7 +216,6 @@ impl ClusterService {
         if !nodes.contains_key(&req.id) {
             return Err(member_not_found());
         }
-        let ids = BTreeSet::from([req.id]);
         if voters.contains(&req.id) {
             if voters.len() == 1 {
                 return Err(Status::failed_precondition(
@@ -230,9 +223,9 @@ impl ClusterService {
                 ));
             }
             // Removing a voter drops it from the nodes too (see Node::change_membership).
-            self.change(ChangeMembers::RemoveVoters(ids)).await?;
+            self.change(MembershipChange::RemoveVoter(req.id)).await?;
         } else {
-            self.change(ChangeMembers::RemoveNodes(ids)).await?;
+            self.change(MembershipChange::RemoveLearner(req.id)).await?;
         }
         Ok(MemberRemoveResponse {
             header: self.header(),
@@ -253,7 +246,7 @@ impl ClusterService {
             ));
         }
         member.peer_urls = req.peer_ur_ls;
-        self.change(ChangeMembers::SetNodes(BTreeMap::from([(req.id, member)])))
+        self.change(MembershipChange::SetMember(req.id, member))
             .await?;
         Ok(MemberUpdateResponse {
             header: self.header(),
@@ -286,8 +279,7 @@ impl ClusterService {
                 "etcdserver: can only promote a learner member which is in sync with leader",
             ));
         }
-        self.change(ChangeMembers::AddVoterIds(BTreeSet::from([req.id])))
-            .await?;
+        self.change(MembershipChange::Promote(req.id)).await?;
         Ok(MemberPromoteResponse {
             header: self.header(),
             members: self.members(),
