@@ -19,9 +19,15 @@ const LAYERS: &[&[&str]] = &[
         "logs",
     ],
     // Checks, and what crosses between members.
-    &["validate", "reconfig", "tokens", "auth", "wire"],
+    &["validate", "tokens", "auth", "wire"],
     // Raft as the member sees it; moving writes and reads.
-    &["cluster_view", "propose", "forward", "read_batch"],
+    &[
+        "cluster_view",
+        "reconfig",
+        "propose",
+        "forward",
+        "read_batch",
+    ],
     // The member.
     &["node"],
     // What runs on it.
