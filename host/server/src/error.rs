@@ -79,8 +79,9 @@ pub enum ProposeError {
 }
 
 /// What a core error says to a client: one of etcd's errors, a refusal of the store's, or
-/// words of another member or of our own. [`ProposeError`] and [`ClusterError`] both say it
-/// this way, so that each error has one text and one status, both decided here.
+/// words of another member or of our own. [`ProposeError`], [`ClusterError`] and
+/// [`AuthError`] all say it this way, so that each error has one text and one status, both
+/// decided here.
 enum Said<'a> {
     /// One of etcd's errors.
     Etcd(EtcdError),
@@ -344,6 +345,56 @@ pub(crate) mod tests {
             ProposeError::Stopped,
             ProposeError::Internal("raft said no".to_string()),
         ]
+    }
+
+    #[test]
+    fn cluster_and_auth_errors_reach_clients_in_etcds_words() {
+        let status = |s: Status| (s.code(), s.message().to_string());
+        assert_eq!(
+            status(ClusterError::Unhealthy.into()),
+            (Code::Unavailable, "etcdserver: unhealthy cluster".into())
+        );
+        assert_eq!(
+            status(ClusterError::Refused(RequestError::Corrupt).into()),
+            (Code::DataLoss, RequestError::Corrupt.to_string())
+        );
+        // Another member's refusal reaches the client as that member gave it.
+        let theirs = Failure {
+            code: Code::NotFound as i32,
+            message: "etcdserver: member not found".into(),
+        };
+        assert_eq!(
+            status(ClusterError::Member(theirs).into()),
+            (Code::NotFound, "etcdserver: member not found".into())
+        );
+        assert_eq!(
+            status(ClusterError::MembershipRefused("no".into()).into()),
+            (Code::FailedPrecondition, "etcdserver: no".into())
+        );
+        assert_eq!(
+            status(AuthError::Refused(RequestError::PermissionDenied).into()),
+            (
+                Code::PermissionDenied,
+                "etcdserver: permission denied".into()
+            )
+        );
+        let clusters = [
+            ClusterError::NoLeader,
+            ClusterError::LeaderChanged,
+            ClusterError::TimedOut,
+            ClusterError::Stopped,
+            ClusterError::NotAMember,
+            ClusterError::Internal("odd".into()),
+        ];
+        for e in clusters {
+            assert_eq!(Status::from(e.clone()).message(), e.to_string());
+        }
+        for e in [
+            AuthError::CannotSign("no key"),
+            AuthError::Internal("odd".into()),
+        ] {
+            assert_eq!(Status::from(e.clone()).message(), e.to_string());
+        }
     }
 
     #[test]

@@ -1,9 +1,10 @@
 //! The answering end of the calls between members over the peer transport
 //! (`proto/conclave/internal.proto`): [`MemberCalls`] answers the calls other members make of
 //! this one, as the gRPC services answer clients (the asking end is `Node::ask` and
-//! `Node::ask_leader`, the types on the wire are `wire.rs`'s). Only members reach this: the peer transport takes only certificates from the cluster
-//! CA, and nothing of it listens on the client port. A member passes on a client's request
-//! only after checking the client itself, so the answering member does not check again.
+//! `Node::ask_leader`, the types on the wire are `wire.rs`'s). Only members reach this: the
+//! peer transport takes only certificates from the cluster CA, and nothing of it listens on
+//! the client port. A member passes on a client's request only after checking the client
+//! itself, so the answering member does not check again.
 
 use std::sync::Arc;
 

@@ -19,8 +19,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing::info;
 
 use crate::cluster_view::ClusterView;
-use crate::config::ETCD_API_VERSION;
-use crate::config::MetricsLevel;
+use crate::config::{ETCD_API_VERSION, MetricsLevel};
 use crate::node::Node;
 
 /// etcd's disk histograms: 1 ms to 8 s, doubling (prometheus.ExponentialBuckets(0.001, 2, 14)).

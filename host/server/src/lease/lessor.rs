@@ -16,7 +16,6 @@ use conclave_proto::etcdserverpb::{
     LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
 };
 use conclave_store::RequestError;
-use parking_lot::Mutex;
 use tracing::{debug, info, warn};
 
 use super::clocks::{LeaseClocks, ROUNDING_SLACK, seconds};
@@ -35,30 +34,18 @@ const REVOKE_RETRY: Duration = Duration::from_secs(5);
 pub struct Lessor {
     node: Arc<Node>,
     clocks: Arc<LeaseClocks>,
-    /// The term this member last acted as leader in.
-    leading: Mutex<Option<u64>>,
 }
 
 impl Lessor {
     pub fn new(node: Arc<Node>, clocks: Arc<LeaseClocks>) -> Arc<Self> {
         clocks.set_cluster(node.cluster.clone());
-        Arc::new(Self {
-            node,
-            clocks,
-            leading: Mutex::new(None),
-        })
+        Arc::new(Self { node, clocks })
     }
 
     /// The term this member leads in with its own term's first entry applied (its clocks
     /// then hold every grant and checkpoint committed before); None otherwise.
     fn acting_term(&self) -> Option<u64> {
-        let term = self.node.cluster.leading_with_own_term_applied();
-        let mut leading = self.leading.lock();
-        if *leading != term && term.is_some() {
-            info!("leading: the leases' clocks are this member's to act on");
-        }
-        *leading = term;
-        term
+        self.node.cluster.leading_with_own_term_applied()
     }
 
     /// Renews a lease for its whole TTL; the TTL, or 0 for a lease that does not exist.
@@ -123,9 +110,15 @@ impl Lessor {
     pub async fn run(self: Arc<Self>) {
         let mut ticker = tokio::time::interval(TICK);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut acting = None;
         loop {
             ticker.tick().await;
-            if self.acting_term().is_none() {
+            let term = self.acting_term();
+            if term.is_some() && term != acting {
+                info!("leading: the leases' clocks are this member's to act on");
+            }
+            acting = term;
+            if term.is_none() {
                 continue;
             }
             let per_tick = (REVOKES_PER_SECOND * TICK.as_millis() as usize / 1000).max(1);
