@@ -63,6 +63,9 @@ pub enum Command {
     /// or after a moment appears (conclave only): deploy-to-first-output, or leader kill to
     /// resumed flushing.
     RollupProbe(RollupProbeArgs),
+    /// Writes docs/BENCHMARKS.md from the results `scripts/compare-etcd` left in its work dir
+    /// (`run.json` and each load's JSON), keeping the report's "Before and after" section.
+    Report(ReportArgs),
 }
 
 /// Flags every load shares: where to send requests, how many at once, and when to stop.
@@ -214,6 +217,17 @@ pub struct MixedArgs {
 }
 
 #[derive(Debug, Clone, Args)]
+pub struct ReportArgs {
+    /// The work dir of a `scripts/compare-etcd` run (BENCH_KEEP=1 keeps it).
+    #[arg(long)]
+    pub work: PathBuf,
+
+    /// The report to write.
+    #[arg(long, default_value = "docs/BENCHMARKS.md")]
+    pub out: PathBuf,
+}
+
+#[derive(Debug, Clone, Args)]
 pub struct StatArgs {
     /// Process id of the server.
     #[arg(long)]
@@ -340,7 +354,9 @@ pub struct LeaseKeepaliveArgs {
 }
 
 /// How `rollup` sends its samples.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Via {
     /// conclave's Ingest service, --batch samples per request.

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use conclave_proto::etcdserverpb::{CompactionRequest, DefragmentRequest, DeleteRangeRequest};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::args::DefragArgs;
 use crate::keys::KeySpace;
@@ -17,7 +17,7 @@ use crate::runner::{self, Plan};
 use crate::stats::{Report, RunInfo};
 use crate::workload::put::Put;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct DefragReport {
     /// The puts that ran meanwhile (before, during and after the defragment).
     pub puts: Report,

@@ -9,6 +9,7 @@ mod lease_load;
 mod lock_load;
 mod pool;
 mod procstat;
+mod report;
 mod rollup_load;
 mod rollup_probe;
 mod runner;
@@ -143,6 +144,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let report = defrag_load::run(&a, json).await?;
             print_result(json, &report, report.to_text())
         }
+        Command::Report(a) => report::run(&a),
         Command::WriteProbe(a) => {
             let report = write_probe::probe(&a).await?;
             print_result(json, &report, report.to_text())

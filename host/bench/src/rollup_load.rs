@@ -12,7 +12,7 @@ use anyhow::{Context, bail};
 use conclave_proto::conclavepb::{IngestRequest, IngestSample, ingest_client::IngestClient};
 use conclave_proto::etcdserverpb::{PutRequest, RangeRequest, kv_client::KvClient};
 use conclave_proto::prefix_range_end;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tonic::transport::Channel;
 
 use crate::args::{RollupArgs, Via};
@@ -21,7 +21,7 @@ use crate::stats::{Recorder, Report, RunInfo};
 
 const KINDS: &[&str] = &["send"];
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct RollupReport {
     pub via: Via,
     /// The requests' latencies and rate.

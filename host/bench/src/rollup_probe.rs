@@ -8,13 +8,13 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use conclave_proto::etcdserverpb::{PutRequest, RangeRequest};
 use conclave_proto::prefix_range_end;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::args::RollupProbeArgs;
 use crate::pool::{endpoint_urls, lazy_kv_clients};
 use crate::write_probe::unix_ns;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct RollupProbeReport {
     /// From --since-unix-ns (or the start) until the rollup was read.
     pub elapsed_ms: f64,

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Latencies are recorded in microseconds, from 1 µs to an hour, to 3 significant figures.
 const HIGHEST_MICROS: u64 = 3_600_000_000;
@@ -68,7 +68,7 @@ impl Recorder {
 }
 
 /// Latency summary in milliseconds.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Latency {
     pub count: u64,
     pub mean: f64,
@@ -108,7 +108,7 @@ impl Latency {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct KindReport {
     pub ok: u64,
     pub throughput: f64,
@@ -116,7 +116,7 @@ pub struct KindReport {
 }
 
 /// The result of one run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
     pub workload: String,
     /// The command line that produced this report.
@@ -134,7 +134,7 @@ pub struct Report {
     /// Latency of successful requests, every kind together.
     pub latency_ms: Latency,
     /// Per kind of request, for loads that mix kinds.
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub by_kind: BTreeMap<String, KindReport>,
     /// Failed requests by error message.
     pub error_messages: BTreeMap<String, u64>,

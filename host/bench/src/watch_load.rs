@@ -14,7 +14,7 @@ use conclave_proto::etcdserverpb::{
 use conclave_proto::prefix_range_end;
 use futures::StreamExt;
 use hdrhistogram::Histogram;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
@@ -22,9 +22,9 @@ use crate::args::WatchArgs;
 use crate::pool::{self, endpoint_urls};
 use crate::stats::{Latency, histogram};
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct WatchReport {
-    pub workload: &'static str,
+    pub workload: String,
     pub command: Vec<String>,
     pub endpoints: Vec<String>,
     pub watchers: usize,
@@ -199,7 +199,7 @@ pub async fn run(args: &WatchArgs) -> anyhow::Result<WatchReport> {
         Err(poisoned) => Latency::of(&poisoned.into_inner()),
     };
     Ok(WatchReport {
-        workload: "watch",
+        workload: "watch".to_string(),
         command: std::env::args().collect(),
         endpoints: urls,
         watchers: args.watchers,

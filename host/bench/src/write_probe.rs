@@ -5,12 +5,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::bail;
 use conclave_proto::etcdserverpb::PutRequest;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::args::WriteProbeArgs;
 use crate::pool::{endpoint_urls, lazy_kv_clients};
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct ProbeReport {
     /// The endpoint whose put succeeded.
     pub endpoint: String,
