@@ -152,7 +152,7 @@ pub async fn run(node: Arc<Node>, retention: Retention) {
             revision,
             physical: false,
         });
-        match node.propose(request).await.map(|a| a.result) {
+        match node.router.propose(request).await.map(|a| a.result) {
             Ok(Ok(_)) => info!(revision, "auto-compacted history"),
             Ok(Err(RequestError::Compacted)) => {}
             Ok(Err(e)) => warn!(revision, error = %e, "auto-compaction refused"),

@@ -1,19 +1,23 @@
 //! What this member knows of the cluster, read from Raft: who leads and in which term, how far
 //! the log is applied, the membership, how far the leader has replicated to each member; and
-//! the two things that move leadership and wait for it. openraft's types stay behind this
-//! module: the rest of the server sees plain IDs, indexes and `Member`s.
+//! the two things that move leadership and wait for it; and calls to other members, the
+//! leader above all. openraft's types stay behind this module: the rest of the server sees
+//! plain IDs, indexes and `Member`s.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use conclave_raft::{Member, MemberClient, Raft, TypeConfig};
+use conclave_proto::conclavepb::member_request::Call;
+use conclave_raft::{Member, MemberCallError, MemberClient, Raft, TypeConfig};
 use openraft::async_runtime::WatchReceiver;
 use openraft::metrics::RaftServerMetrics;
 use openraft::type_config::alias::WatchReceiverOf;
 use openraft::{ChangeMembers, RaftMetrics};
+use tracing::debug;
 
 use crate::error::ClusterError;
 use crate::limits::REQUEST_TIMEOUT;
+use crate::wire::{Answered, Asked, ask_with};
 
 /// Raft figures for status reports.
 #[derive(Debug, Clone, Copy)]
@@ -120,13 +124,18 @@ impl Changes {
 pub struct ClusterView {
     raft: Raft,
     me: u64,
-    /// The peer transport, for when the leader was last heard from.
+    /// The peer transport: calls to other members, and when the leader was last heard from.
     members: MemberClient,
 }
 
 impl ClusterView {
     pub fn new(raft: Raft, me: u64, members: MemberClient) -> Self {
         Self { raft, me, members }
+    }
+
+    /// This member's ID.
+    pub fn me(&self) -> u64 {
+        self.me
     }
 
     /// The leader Raft names now (it may have died unnoticed; see [`ClusterView::status`]).
@@ -308,5 +317,42 @@ impl ClusterView {
             .await
             .map(|_| ())
             .map_err(|_| ClusterError::TimedOut)
+    }
+}
+
+/// Calls to other members, and to whichever leads.
+impl ClusterView {
+    /// Calls `member` and waits at most `timeout` for the answer.
+    pub async fn ask<R: Answered>(
+        &self,
+        member: &Member,
+        call: Call,
+        timeout: Duration,
+    ) -> Asked<R> {
+        ask_with(&self.members, member, call, timeout).await
+    }
+
+    /// The latest round trip to `member` over the peer transport, if one was measured.
+    pub fn round_trip(&self, member: &Member) -> Option<Duration> {
+        self.members.round_trip(member)
+    }
+
+    /// Passes `call` on to the leader (a follower's part in a request only the leader can
+    /// answer) within etcd's request timeout. A leader that is gone or going is "leader
+    /// changed", which etcd's clients retry.
+    pub async fn ask_leader<R: Answered>(&self, call: Call) -> Result<R, ClusterError> {
+        let (leader_id, leader) = self.leader_peer().ok_or(ClusterError::NoLeader)?;
+        let asked = tokio::select! {
+            asked = self.ask(&leader, call, REQUEST_TIMEOUT) => asked,
+            () = self.leader_gone(leader_id) => return Err(ClusterError::LeaderChanged),
+        };
+        match asked {
+            Ok(answer) => answer,
+            Err(MemberCallError::Timeout { .. }) => Err(ClusterError::TimedOut),
+            Err(e) => {
+                debug!(leader = %leader.name, error = %e, "a call to the leader failed");
+                Err(ClusterError::LeaderChanged)
+            }
+        }
     }
 }

@@ -51,12 +51,13 @@ pub async fn check(node: &Arc<Node>) -> anyhow::Result<()> {
             member_hash = theirs.hash,
             "a member's data differs from the leader's; raising a CORRUPT alarm"
         );
-        node.propose(Request::Alarm(AlarmRequest {
-            action: AlarmAction::Activate as i32,
-            member_id: id,
-            alarm: AlarmType::Corrupt as i32,
-        }))
-        .await?;
+        node.router
+            .propose(Request::Alarm(AlarmRequest {
+                action: AlarmAction::Activate as i32,
+                member_id: id,
+                alarm: AlarmType::Corrupt as i32,
+            }))
+            .await?;
     }
     Ok(())
 }
@@ -103,7 +104,7 @@ async fn differing(
         let call = Call::HashKv(HashKvRequest {
             revision: mine.hash_revision,
         });
-        let theirs: HashKvResponse = match node.ask(&member, call, timeout).await {
+        let theirs: HashKvResponse = match node.cluster.ask(&member, call, timeout).await {
             Ok(Ok(r)) => r,
             // Behind (a future revision to it), compacted further, or down.
             Ok(Err(e)) => {

@@ -57,7 +57,7 @@ pub const NOT_A_MEMBER_YET: EtcdError =
 pub const EMPTY_PROPOSAL: EtcdError =
     EtcdError::new(Code::InvalidArgument, "etcdserver: empty proposal");
 
-/// Why a write was not applied: what the core (`Node::propose*`, forwarding, the leader's
+/// Why a write was not applied: what the core (`Router::propose*`, forwarding, the leader's
 /// answer to a follower) says, turned into a gRPC status once, by `From` below, at the edge.
 /// A write the store refused at apply is not one of these: it was applied, and its
 /// `Applied::result` holds the refusal.
@@ -159,7 +159,7 @@ impl From<RequestError> for ProposeError {
 }
 
 /// Why a member could not do its part in a read, a membership change or a call to another
-/// member (`Node::linearize`, `read_index`, `change_membership`, `ask_leader`), turned into
+/// member (`Router::linearize`, `read_index`, `Node::change_membership`, `ClusterView::ask_leader`), turned into
 /// a gRPC status once, by `From`, at the edge.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ClusterError {

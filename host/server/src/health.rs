@@ -87,7 +87,7 @@ enum ReadFailed {
 async fn read(node: &Arc<Node>, serializable: bool) -> Result<(), ReadFailed> {
     let attempt = async {
         if !serializable {
-            node.linearize().await?;
+            node.router.linearize().await?;
         }
         let probe = RangeRequest {
             key: b"health".to_vec(),

@@ -27,6 +27,7 @@ const LAYERS: &[&[&str]] = &[
         "propose",
         "forward",
         "read_batch",
+        "router",
     ],
     // The member.
     &["node"],

@@ -36,6 +36,7 @@ mod propose;
 mod read_batch;
 mod recipe;
 mod reconfig;
+mod router;
 mod serve;
 mod service;
 mod tokens;

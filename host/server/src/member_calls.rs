@@ -1,7 +1,7 @@
 //! The answering end of the calls between members over the peer transport
 //! (`proto/conclave/internal.proto`): [`MemberCalls`] answers the calls other members make of
-//! this one, as the gRPC services answer clients (the asking end is `Node::ask` and
-//! `Node::ask_leader`, the types on the wire are `wire.rs`'s). Only members reach this: the
+//! this one, as the gRPC services answer clients (the asking end is `ClusterView::ask` and
+//! `ClusterView::ask_leader`, the types on the wire are `wire.rs`'s). Only members reach this: the
 //! peer transport takes only certificates from the cluster CA, and nothing of it listens on
 //! the client port. A member passes on a client's request only after checking the client
 //! itself, so the answering member does not check again.
@@ -71,7 +71,10 @@ impl MemberCalls {
                 // Each as it came, with whom it was checked for; `propose_forwarded` dates it
                 // with this (the leader's) clock, whatever a follower may have put there.
                 let proposals = batch.commands.into_iter().map(|command| async move {
-                    node.propose_forwarded(command).await.map(applied_to_wire)
+                    node.router
+                        .propose_forwarded(command)
+                        .await
+                        .map(applied_to_wire)
                 });
                 let outcomes = futures::future::join_all(proposals)
                     .await
@@ -81,7 +84,7 @@ impl MemberCalls {
                 Answer::ProposeBatch(ProposeBatchResponse { outcomes })
             }
             Call::ReadIndex(_) => Answer::ReadIndex(ReadIndexResponse {
-                index: node.read_index().await?,
+                index: node.router.read_index().await?,
             }),
             Call::LeaseKeepAlive(req) => {
                 self.require_leader()?;

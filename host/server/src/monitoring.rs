@@ -126,7 +126,7 @@ impl Metrics {
                     },
                 }
                 for (id, member) in node.cluster.others() {
-                    if let Some(rtt) = node.members.round_trip(&member) {
+                    if let Some(rtt) = node.cluster.round_trip(&member) {
                         histogram!(
                             "etcd_network_peer_round_trip_time_seconds",
                             "To" => format!("{id:x}")
@@ -177,7 +177,7 @@ fn record_state(node: &Node) {
     gauge!("etcd_server_proposals_committed_total").set(committed as f64);
     gauge!("etcd_server_proposals_applied_total").set(applied as f64);
     gauge!("etcd_server_id", "server_id" => format!("{:x}", node.identity.member_id)).set(1.0);
-    gauge!("etcd_server_quota_backend_bytes").set(node.quota().map_or(0.0, |q| q as f64));
+    gauge!("etcd_server_quota_backend_bytes").set(node.router.quota().map_or(0.0, |q| q as f64));
     let status = node.store.status();
     let size = status.disk_bytes as f64;
     // etcd reports the bbolt file and the pages in use; fjall's files are both.

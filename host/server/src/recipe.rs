@@ -153,7 +153,7 @@ pub async fn acquire(
     // The caller needs what etcd's recipe asks of its user, the txn's own reads and writes
     // (read and write on the name's prefix), checked here and again at apply.
     caller.check_txn(&txn)?;
-    let created = node.propose_for(caller, Request::Txn(txn)).await?;
+    let created = node.router.propose_for(caller, Request::Txn(txn)).await?;
     let revision_after = created.revision;
     let resp = TxnResponse::try_from(created.result.map_err(RecipeError::Refused)?)?;
     // Both branches answer [put or get of the key, get of the first in line].
@@ -240,7 +240,7 @@ impl Drop for DeleteOnDrop {
                     key,
                     ..Default::default()
                 });
-                if let Err(e) = node.propose(del).await {
+                if let Err(e) = node.router.propose(del).await {
                     tracing::warn!(error = %e, "could not remove an abandoned contender's key");
                 }
             });

@@ -41,7 +41,7 @@ use crate::limits::{MAX_PLUGIN_BYTES, RequestLimits};
 use crate::member_calls::MemberCalls;
 use crate::monitoring::Metrics;
 use crate::node::{Identity, Node, Settings};
-use crate::plugin::{Plugins, PluginsListener, Supervisor};
+use crate::plugin::{MemberParts, Plugins, PluginsListener, Supervisor};
 use crate::service::{
     AuthService, ClusterService, ElectionService, IngestService, KvService, LeaseService,
     LockService, MaintenanceService, PluginService, WatchService,
@@ -171,7 +171,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     background.push(tokio::spawn(
         Supervisor {
             plugins: plugins.clone(),
-            node: node.clone(),
+            member: MemberParts {
+                cluster: node.cluster.clone(),
+                router: node.router.clone(),
+                name: node.me.name.clone(),
+            },
         }
         .run(),
     ));

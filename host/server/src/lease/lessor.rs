@@ -63,6 +63,7 @@ impl Lessor {
     async fn forward_keep_alive(&self, id: i64) -> Result<i64, ClusterError> {
         let resp: LeaseKeepAliveResponse = self
             .node
+            .cluster
             .ask_leader(Call::LeaseKeepAlive(LeaseKeepAliveRequest { id }))
             .await?;
         Ok(resp.ttl)
@@ -75,7 +76,11 @@ impl Lessor {
         req: LeaseTimeToLiveRequest,
     ) -> Result<LeaseTimeToLiveResponse, ClusterError> {
         if !self.node.cluster.is_leader() {
-            return self.node.ask_leader(Call::LeaseTimeToLive(req)).await;
+            return self
+                .node
+                .cluster
+                .ask_leader(Call::LeaseTimeToLive(req))
+                .await;
         }
         let header = self.node.header(self.node.store.current_revision());
         // The keys are copied only when asked for.
@@ -131,7 +136,7 @@ impl Lessor {
                 let request = Request::LeaseCheckpoint(LeaseCheckpointRequest {
                     checkpoints: chunk.to_vec(),
                 });
-                if let Err(e) = self.node.propose(request).await {
+                if let Err(e) = self.node.router.propose(request).await {
                     debug!(error = %e, "lease checkpoint not committed; the next one will be");
                 }
             }
@@ -144,6 +149,7 @@ impl Lessor {
             let request = Request::LeaseRevoke(LeaseRevokeRequest { id });
             match self
                 .node
+                .router
                 .propose(request)
                 .await
                 .map(|applied| applied.result)

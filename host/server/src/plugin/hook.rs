@@ -197,9 +197,9 @@ impl Hook {
 
     /// Every member as this leader sees it, this member first.
     fn members(&self) -> (Member, Vec<Member>) {
-        let me = self.ctx.node.identity.member_id;
-        let membership = self.ctx.node.cluster.membership();
-        let progress = self.ctx.node.cluster.progress();
+        let me = self.ctx.member.cluster.me();
+        let membership = self.ctx.member.cluster.membership();
+        let progress = self.ctx.member.cluster.progress();
         let last = progress.last_log_index;
         let mut members: Vec<Member> = membership
             .members
@@ -226,7 +226,7 @@ impl Hook {
             .cloned()
             .unwrap_or_else(|| Member {
                 id: me,
-                name: self.ctx.node.me.name.clone(),
+                name: self.ctx.member.name.clone(),
                 is_learner: false,
                 matched_index: Some(last),
                 caught_up: true,
@@ -236,7 +236,7 @@ impl Hook {
 
     /// Moves leadership to `id` if it is another caught-up voter; otherwise leaves it.
     fn move_leadership(&self, id: u64, members: &[Member]) {
-        if id == self.ctx.node.identity.member_id {
+        if id == self.ctx.member.cluster.me() {
             return;
         }
         let Some(target) = members.iter().find(|m| m.id == id) else {
@@ -258,7 +258,7 @@ impl Hook {
                 target.name
             ),
         );
-        let cluster = &self.ctx.node.cluster;
+        let cluster = &self.ctx.member.cluster;
         if let Err(e) = self
             .ctx
             .runtime

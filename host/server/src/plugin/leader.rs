@@ -1,5 +1,5 @@
 //! What a plugin thread on the leader works with, whatever its world: the plugin's name, this
-//! member's plugins and node, a runtime handle to wait on async work from its thread,
+//! member's plugins and the parts of the member it uses, a runtime handle to wait on async work from its thread,
 //! and the term it started in: it proposes only while this member still leads in that term.
 
 use std::sync::Arc;
@@ -14,12 +14,22 @@ use tokio::runtime::Handle;
 
 use super::Plugins;
 use super::error::RunError;
-use crate::node::Node;
+use crate::cluster_view::ClusterView;
+use crate::router::Router;
+
+/// What the plugin runtime uses of its member: who leads and the cluster's shape (election
+/// hooks see it), where plugin outputs go, and the member's name.
+#[derive(Clone)]
+pub struct MemberParts {
+    pub cluster: ClusterView,
+    pub router: Arc<Router>,
+    pub name: String,
+}
 
 pub struct OnLeader {
     pub name: String,
     pub plugins: Arc<Plugins>,
-    pub node: Arc<Node>,
+    pub member: MemberParts,
     pub runtime: Handle,
     pub term: u64,
 }
@@ -64,7 +74,7 @@ impl OnLeader {
 
     /// Whether this member still leads in the term the thread started in.
     pub fn leading(&self) -> bool {
-        self.node.cluster.is_leader() && self.node.cluster.term() == self.term
+        self.member.cluster.is_leader() && self.member.cluster.term() == self.term
     }
 
     /// Proposes `request` (what it carries: `what`, for the error) and waits until it is
@@ -79,7 +89,7 @@ impl OnLeader {
         }
         let applied = self
             .runtime
-            .block_on(self.node.propose(request))
+            .block_on(self.member.router.propose(request))
             .map_err(|error| RunError::NotCommitted { what, error })?;
         Ok(applied.result)
     }

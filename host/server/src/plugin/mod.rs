@@ -29,6 +29,7 @@ use parking_lot::Mutex;
 use tokio::sync::watch;
 use tracing::info;
 
+pub use leader::MemberParts;
 pub use logs::PluginLogs;
 pub use reads::StoreReads;
 pub use samples::{Sample, SampleBuffer};

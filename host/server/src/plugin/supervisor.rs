@@ -15,22 +15,22 @@ use tracing::{info, warn};
 
 use super::Plugins;
 use super::hook::Hook;
+use super::leader::MemberParts;
 use super::leader::OnLeader;
 use super::rule::Rule;
 use super::thread::PluginThread;
-use crate::node::Node;
 
 /// How often the supervisor looks again without news (to restart a rule that ended).
 const TICK: Duration = Duration::from_secs(1);
 
 pub struct Supervisor {
     pub plugins: Arc<Plugins>,
-    pub node: Arc<Node>,
+    pub member: MemberParts,
 }
 
 impl Supervisor {
     pub async fn run(self) {
-        let cluster = &self.node.cluster;
+        let cluster = &self.member.cluster;
         let mut log = cluster.log_changes();
         let mut leadership = cluster.leadership_changes();
         let mut registry_news = self.plugins.registry_news();
@@ -106,7 +106,7 @@ impl Supervisor {
             let ctx = OnLeader {
                 name: name.clone(),
                 plugins: self.plugins.clone(),
-                node: self.node.clone(),
+                member: self.member.clone(),
                 runtime: Handle::current(),
                 term,
             };

@@ -53,6 +53,7 @@ impl AuthService {
     ) -> Result<Option<ResponseHeader>, Status> {
         let applied = self
             .node
+            .router
             .propose(Command::Auth(AuthCommand {
                 request: Some(request),
                 token_key,
@@ -78,7 +79,7 @@ impl AuthService {
         request: &Request<T>,
     ) -> Result<Arc<conclave_store::AuthState>, Status> {
         self.root(request)?;
-        self.node.linearize().await?;
+        self.node.router.linearize().await?;
         Ok(self.node.store.auth())
     }
 
@@ -115,7 +116,7 @@ impl Auth for AuthService {
         &self,
         _: Request<AuthStatusRequest>,
     ) -> Result<Response<AuthStatusResponse>, Status> {
-        self.node.linearize().await?;
+        self.node.router.linearize().await?;
         let state = self.node.store.auth();
         Ok(Response::new(AuthStatusResponse {
             header: self.header(),
@@ -130,7 +131,7 @@ impl Auth for AuthService {
     ) -> Result<Response<AuthenticateResponse>, Status> {
         let req = request.into_inner();
         // A user added just before must be known here.
-        self.node.linearize().await?;
+        self.node.router.linearize().await?;
         let token = self
             .node
             .auth

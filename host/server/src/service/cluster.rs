@@ -98,6 +98,7 @@ impl Cluster for ClusterService {
         if !self.node.cluster.is_leader() {
             return self
                 .node
+                .cluster
                 .ask_leader(Call::MemberAdd(req))
                 .await
                 .map(Response::new)
@@ -115,6 +116,7 @@ impl Cluster for ClusterService {
         if !self.node.cluster.is_leader() {
             return self
                 .node
+                .cluster
                 .ask_leader(Call::MemberRemove(req))
                 .await
                 .map(Response::new)
@@ -132,6 +134,7 @@ impl Cluster for ClusterService {
         if !self.node.cluster.is_leader() {
             return self
                 .node
+                .cluster
                 .ask_leader(Call::MemberUpdate(req))
                 .await
                 .map(Response::new)
@@ -145,7 +148,7 @@ impl Cluster for ClusterService {
         request: Request<MemberListRequest>,
     ) -> Result<Response<MemberListResponse>, Status> {
         if request.into_inner().linearizable {
-            self.node.linearize().await?;
+            self.node.router.linearize().await?;
         }
         Ok(Response::new(MemberListResponse {
             header: self.header(),
@@ -162,6 +165,7 @@ impl Cluster for ClusterService {
         if !self.node.cluster.is_leader() {
             return self
                 .node
+                .cluster
                 .ask_leader(Call::MemberPromote(req))
                 .await
                 .map(Response::new)

@@ -67,8 +67,12 @@ impl ElectionService {
         // What etcd's recipe asks of its user: read the leader key, write what `then` writes;
         // checked here and again at apply.
         caller.check_txn(&txn)?;
-        let (t, revision): (TxnResponse, i64) =
-            answer(self.node.propose_for(caller, Command::Txn(txn)).await?)?;
+        let (t, revision): (TxnResponse, i64) = answer(
+            self.node
+                .router
+                .propose_for(caller, Command::Txn(txn))
+                .await?,
+        )?;
         Ok((t.succeeded, revision))
     }
 
@@ -156,7 +160,7 @@ impl Election for ElectionService {
         let caller = self.node.auth.caller(&request)?;
         let name = request.into_inner().name;
         caller.check_range(&KeyRange::prefix(&name), Access::Read)?;
-        self.node.linearize().await?;
+        self.node.router.linearize().await?;
         let kv = Self::current(&self.node, &name)
             .await?
             .ok_or_else(|| Status::unknown(NO_LEADER))?;

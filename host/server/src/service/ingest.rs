@@ -48,6 +48,7 @@ impl IngestService {
             let call = Call::Ingest(request.clone());
             let answer = self
                 .node
+                .cluster
                 .ask::<IngestResponse>(member, call, PASS_ON_TIMEOUT)
                 .await;
             matches!(answer, Ok(Ok(_)))

@@ -32,7 +32,7 @@ impl KvService {
     where
         T: TryFrom<StoreResponse, Error = UnexpectedResponse>,
     {
-        answer(self.node.propose_for(caller, command).await?)
+        answer(self.node.router.propose_for(caller, command).await?)
     }
 }
 
@@ -48,7 +48,7 @@ impl Kv for KvService {
         caller.check_read(&req)?;
         self.node.check_readable()?;
         if !req.serializable {
-            self.node.linearize().await?;
+            self.node.router.linearize().await?;
         }
         let mut resp = self.node.blocking(move |s| s.range(&req)).await?;
         resp.header = self.node.header(resp.header.map_or(0, |h| h.revision));

@@ -68,7 +68,7 @@ impl LeaseService {
                 crate::ids::random_lease_id()
             };
             let command = Command::LeaseGrant(LeaseGrantRequest { ttl, id });
-            let applied = self.node.propose(command).await?;
+            let applied = self.node.router.propose(command).await?;
             if !chosen && applied.result == Err(RequestError::LeaseExists) {
                 continue;
             }
@@ -115,6 +115,7 @@ impl Lease for LeaseService {
         self.check_lease_keys(&caller, id, Access::Write)?;
         let applied = self
             .node
+            .router
             .propose_for(&caller, Command::LeaseRevoke(LeaseRevokeRequest { id }))
             .await?;
         match applied.result {

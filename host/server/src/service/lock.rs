@@ -60,6 +60,7 @@ impl Lock for LockService {
         caller.check_delete(&delete)?;
         let applied = self
             .node
+            .router
             .propose_for(&caller, Command::DeleteRange(delete))
             .await?;
         Ok(Response::new(UnlockResponse {

@@ -62,7 +62,7 @@ impl Maintenance for MaintenanceService {
             Ok(AlarmAction::Activate | AlarmAction::Deactivate) => {
                 caller.require_root()?;
                 let (mut resp, revision): (AlarmResponse, i64) =
-                    answer(self.node.propose(Command::Alarm(req)).await?)?;
+                    answer(self.node.router.propose(Command::Alarm(req)).await?)?;
                 resp.header = self.node.header(revision);
                 Ok(Response::new(resp))
             }
@@ -98,6 +98,7 @@ impl Maintenance for MaintenanceService {
             storage_version: String::new(),
             db_size_quota: self
                 .node
+                .router
                 .quota()
                 .map_or(0, |q| i64::try_from(q).unwrap_or(i64::MAX)),
             downgrade_info: None,

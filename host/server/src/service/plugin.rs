@@ -97,7 +97,7 @@ impl PluginService {
     }
 
     async fn change(&self, command: Command) -> Result<(PluginChanged, i64), Status> {
-        answer(self.node.propose(command).await?)
+        answer(self.node.router.propose(command).await?)
     }
 }
 
@@ -193,7 +193,7 @@ impl Plugin for PluginService {
             fuel: limits.fuel.unwrap_or(0),
             ..Default::default()
         };
-        // Held to the deploy limit (see `Node::proposal_limit`), here and on the leader.
+        // Held to the deploy limit (see `Router::proposal_limit`), here and on the leader.
         let (changed, revision) = self
             .change(Command::PluginDeploy(PluginDeploy {
                 spec: Some(spec),
@@ -222,6 +222,7 @@ impl Plugin for PluginService {
         if self.ask_leader() {
             return self
                 .node
+                .cluster
                 .ask_leader(Call::PluginList(req))
                 .await
                 .map(Response::new)
@@ -239,6 +240,7 @@ impl Plugin for PluginService {
         if self.ask_leader() {
             return self
                 .node
+                .cluster
                 .ask_leader(Call::PluginStatus(req))
                 .await
                 .map(Response::new)
@@ -256,6 +258,7 @@ impl Plugin for PluginService {
         if self.ask_leader() {
             return self
                 .node
+                .cluster
                 .ask_leader(Call::PluginLogs(req))
                 .await
                 .map(Response::new)
