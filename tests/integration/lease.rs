@@ -34,6 +34,49 @@ async fn when_gone(client: &mut etcd_client::Client, key: &str) -> Instant {
     }
 }
 
+/// A 3-member cluster with a lease of `ttl` seconds, granted through the leader or a
+/// follower, and the key "session" under it.
+struct Session {
+    c: Cluster,
+    leader: usize,
+    follower: usize,
+    /// Connected to the member the lease was granted through.
+    client: etcd_client::Client,
+    lease: i64,
+    /// Just before the grant was sent, and once it was answered.
+    sent: Instant,
+    granted: Instant,
+}
+
+async fn session(ttl: i64, through_leader: bool) -> Session {
+    let mut c = Cluster::start(3);
+    let leader = tokio::task::block_in_place(|| c.leader());
+    let follower = tokio::task::block_in_place(|| c.followers())[0];
+    let mut client = c
+        .client(if through_leader { leader } else { follower })
+        .await;
+    let sent = Instant::now();
+    let lease = client.lease_grant(ttl, None).await.expect("grant").id();
+    let granted = Instant::now();
+    client
+        .put(
+            "session",
+            "alive",
+            Some(PutOptions::new().with_lease(lease)),
+        )
+        .await
+        .expect("put with the lease");
+    Session {
+        c,
+        leader,
+        follower,
+        client,
+        lease,
+        sent,
+        granted,
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_chosen_ids_are_kept_and_taken_ones_refused() {
     let server = Server::start();
@@ -68,19 +111,14 @@ async fn client_chosen_ids_are_kept_and_taken_ones_refused() {
 /// lease's checkpointed remaining TTL when it took over).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_change_neither_restarts_nor_drops_a_lease() {
-    let mut c = Cluster::start(3);
-    let leader = tokio::task::block_in_place(|| c.leader());
-    let follower = tokio::task::block_in_place(|| c.followers())[0];
-    let mut client = c.client(follower).await;
-    let lease = client.lease_grant(10, None).await.expect("grant").id();
-    client
-        .put(
-            "session",
-            "alive",
-            Some(PutOptions::new().with_lease(lease)),
-        )
-        .await
-        .expect("put with the lease");
+    let Session {
+        mut c,
+        leader,
+        follower,
+        mut client,
+        lease,
+        ..
+    } = session(10, false).await;
     client
         .lease_keep_alive(lease)
         .await
@@ -115,21 +153,15 @@ async fn a_leader_change_neither_restarts_nor_drops_a_lease() {
 /// revives nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lease_ends_on_time_when_its_leader_is_paused() {
-    let mut c = Cluster::start(3);
-    let leader = tokio::task::block_in_place(|| c.leader());
-    let follower = tokio::task::block_in_place(|| c.followers())[0];
-    let mut client = c.client(follower).await;
-    let before_grant = Instant::now();
-    let lease = client.lease_grant(8, None).await.expect("grant").id();
-    let granted = Instant::now();
-    client
-        .put(
-            "session",
-            "alive",
-            Some(PutOptions::new().with_lease(lease)),
-        )
-        .await
-        .expect("put with the lease");
+    let Session {
+        mut c,
+        leader,
+        mut client,
+        lease,
+        sent: before_grant,
+        granted,
+        ..
+    } = session(8, false).await;
     tokio::time::sleep(Duration::from_secs(2).saturating_sub(granted.elapsed())).await;
     tokio::task::block_in_place(|| c.pause(leader, true));
 
@@ -169,4 +201,89 @@ async fn a_lease_ends_on_time_when_its_leader_is_paused() {
         .await
         .expect("time to live from the resumed member");
     assert_eq!(ttl.ttl(), -1, "the lease is gone everywhere");
+}
+
+/// etcd 3.5's case for confirming leadership before a renewal: a leader cut off from the
+/// others (its peer port dropped) while its client still reaches it. The client renews an
+/// 8 s lease through that leader every second; 2.5 s after the grant (half a second after a
+/// renewal, so that the others have heard it committed) the leader is isolated. From then on
+/// its renewals must fail (it commits nothing), and the others' new leader ends the lease 8 s
+/// after the last renewal that succeeded: never before, and by a second after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partitioned_leader_renews_no_lease() {
+    use std::sync::{Arc, Mutex};
+
+    let Session {
+        c,
+        leader,
+        follower,
+        client,
+        lease,
+        ..
+    } = session(8, true).await;
+
+    // Renewals through the leader, one a second for 12 s, each on a fresh stream (a failed
+    // one may leave its stream broken): when each one that succeeded was sent and answered.
+    let renewed: Arc<Mutex<Vec<(Instant, Instant)>>> = Arc::default();
+    let failures = Arc::new(Mutex::new(0u32));
+    let renewer = {
+        let (renewed, failures) = (renewed.clone(), failures.clone());
+        let mut client = client.clone();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            while started.elapsed() < Duration::from_secs(12) {
+                let sent = Instant::now();
+                let renewal = async {
+                    let (mut keeper, mut answers) = client.lease_keep_alive(lease).await?;
+                    keeper.keep_alive().await?;
+                    answers.message().await
+                };
+                match tokio::time::timeout(Duration::from_millis(1500), renewal).await {
+                    Ok(Ok(Some(answer))) if answer.ttl() > 0 => {
+                        renewed.lock().unwrap().push((sent, Instant::now()))
+                    }
+                    _ => *failures.lock().unwrap() += 1,
+                }
+                tokio::time::sleep(Duration::from_secs(1).saturating_sub(sent.elapsed())).await;
+            }
+        })
+    };
+
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let partition = tokio::task::block_in_place(|| c.isolate(leader));
+    let isolated = Instant::now();
+    let mut majority = c.client(follower).await;
+    let gone = when_gone(&mut majority, "session").await;
+    renewer.await.expect("the renewals ran");
+    drop(partition);
+
+    let renewed = renewed.lock().unwrap().clone();
+    let failures = *failures.lock().unwrap();
+    let &(last_sent, last_answered) = renewed.last().expect("renewals before the partition");
+    eprintln!(
+        "{} renewals succeeded, {failures} failed; the last was sent {:?} after the isolation; \
+         the key went {:?} after it was sent",
+        renewed.len(),
+        last_sent.saturating_duration_since(isolated),
+        gone - last_sent
+    );
+    assert!(
+        last_sent < isolated,
+        "the isolated leader renewed a lease {:?} after it was cut off",
+        last_sent - isolated
+    );
+    assert!(
+        failures >= 3,
+        "renewals through the isolated leader must fail"
+    );
+    assert!(
+        gone - last_sent >= Duration::from_secs(8),
+        "the lease ended early: {:?} after the last renewal the client was told of",
+        gone - last_sent
+    );
+    assert!(
+        gone - last_answered < Duration::from_secs(9),
+        "the lease ended late: {:?} after the last renewal was answered",
+        gone - last_answered
+    );
 }

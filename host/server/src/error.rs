@@ -182,6 +182,14 @@ pub enum ClusterError {
     Member(Failure),
     /// A member answered nonsense; the text is for people.
     Internal(String),
+    /// A write this member made for the request (a lease renewal's checkpoint) failed.
+    Write(ProposeError),
+}
+
+impl From<ProposeError> for ClusterError {
+    fn from(e: ProposeError) -> Self {
+        ClusterError::Write(e)
+    }
 }
 
 impl ClusterError {
@@ -197,6 +205,7 @@ impl ClusterError {
             ClusterError::NotAMember => Said::Etcd(NOT_A_MEMBER_YET),
             ClusterError::Member(f) => Said::Member(Code::from_i32(f.code), &f.message),
             ClusterError::Internal(what) => Said::Internal(what),
+            ClusterError::Write(e) => e.said(),
         }
     }
 }

@@ -26,7 +26,7 @@ const LAYERS: &[&[&str]] = &[
         "reconfig",
         "propose",
         "forward",
-        "read_batch",
+        "batch",
         "router",
     ],
     // The member.

@@ -18,12 +18,12 @@ use prost::Message;
 use tracing::{debug, warn};
 
 use crate::auth::Caller;
+use crate::batch::ReadBatch;
 use crate::cluster_view::ClusterView;
 use crate::error::{ClusterError, ProposeError};
 use crate::forward::{Forward, Forwarder};
 use crate::limits::{REQUEST_TIMEOUT, RequestLimits};
 use crate::propose::Proposer;
-use crate::read_batch::ReadBatch;
 use crate::wire::applied_from_wire;
 
 // Handles resolved once (at the first proposal, after `serve::run` installed the recorder),
@@ -271,13 +271,13 @@ impl Router {
     }
 
     /// Makes the next local read linearizable: waits for a read index obtained after this
-    /// call began (shared with the reads arriving meanwhile, see `read_batch`), then until
+    /// call began (shared with the reads arriving meanwhile, see `batch`), then until
     /// this member has applied up to it.
     pub async fn linearize(self: &Arc<Self>) -> Result<(), ClusterError> {
-        let (answer, start) = self.reads.join();
+        let (answer, start) = self.reads.join(());
         if start {
             let router = self.clone();
-            tokio::spawn(async move { router.reads.run(|| router.confirm_read_index()).await });
+            tokio::spawn(async move { router.reads.run(|_| router.confirm_read_index()).await });
         }
         let index = tokio::time::timeout(REQUEST_TIMEOUT, answer)
             .await

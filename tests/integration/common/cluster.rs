@@ -614,6 +614,12 @@ impl Cluster {
         }
     }
 
+    /// Cuts member `i` off from the others (its peer port) while clients still reach it,
+    /// until the guard is dropped: a leader on the wrong side of a partition.
+    pub fn isolate(&self, i: usize) -> super::partition::Partition {
+        super::partition::Partition::isolate_udp_port(self.members[i].peer_port)
+    }
+
     /// SIGKILL member `i`: no chance to flush anything or tell the others.
     pub fn kill9(&mut self, i: usize) {
         let mut child = self.members[i]

@@ -4,29 +4,22 @@
 //! instead of starting every lease's remaining TTL over from when it took over; and the leader
 //! never polls the store for leases.
 //!
-//! A deadline moves only later (a keep-alive renews a lease on the leader). The leader
-//! announces a moved deadline with a checkpoint once it is a tenth of the TTL (at least a
-//! second) past the one the others know, at a moment when the remaining TTL, rounded up to
-//! whole seconds as the checkpoint carries it, is less than a tick above the exact one: so the
-//! others' deadlines are never before the leader's, and at most a tick after it (plus the time
-//! the checkpoint takes to reach them).
+//! A deadline moves only later. A keep-alive is a checkpoint of the whole TTL, committed before
+//! the client hears of it: each member that applies it moves the deadline to the TTL from its
+//! own apply, which comes after the client sent the keep-alive. So no member's deadline is ever
+//! before the one the client was promised, whichever member acts on it next; and a leader cut
+//! off from a quorum renews nothing, since it commits nothing. While a renewal is under way,
+//! the leader does not revoke the lease: a revoke committed behind the renewal would end the
+//! lease the client was just told lives on.
 
 use std::collections::HashMap;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
-use conclave_proto::etcdserverpb::LeaseCheckpoint;
 use conclave_raft::ApplyListener;
 use conclave_store::{Applied, LeaseChange, Store};
 use parking_lot::Mutex;
 use tokio::time::Instant;
-
-use crate::cluster_view::ClusterView;
-
-/// A checkpoint goes out only when the remaining TTL rounded up to whole seconds is less than
-/// this above the exact one: the leader's lessor looks every this often, so each lease meets
-/// the bound within a second of looks.
-pub const ROUNDING_SLACK: Duration = Duration::from_millis(250);
 
 /// One lease's clock.
 #[derive(Debug, Clone, Copy)]
@@ -35,11 +28,10 @@ struct Clock {
     ttl: i64,
     /// When it expires, by this member's clock.
     deadline: Instant,
-    /// The deadline the replicated state gives it (its grant, its last checkpoint), as this
-    /// member applied them: what another member taking over would go by.
-    announced: Instant,
     /// Until when a revoke proposed for it is awaited before it is proposed again.
     revoking_until: Option<Instant>,
+    /// Renewals proposed and not yet answered: while there are any, it is not revoked.
+    renewing: u32,
 }
 
 impl Clock {
@@ -47,8 +39,34 @@ impl Clock {
         Self {
             ttl,
             deadline,
-            announced: deadline,
             revoking_until: None,
+            renewing: 0,
+        }
+    }
+}
+
+/// What a keep-alive finds.
+pub enum Renewal {
+    /// No such lease (never granted, or revoked): etcd answers TTL 0.
+    Unknown,
+    /// Past its deadline, its revoke due or under way: too late to renew, TTL 0 as well.
+    Expired,
+    /// Renewable: propose a checkpoint of `ttl` seconds; the lease is not revoked until the
+    /// guard is dropped.
+    Renewing { ttl: i64, guard: RenewalGuard },
+}
+
+/// Holds a lease's revoke back while its renewal is under way (also if the keep-alive is
+/// dropped halfway, when its client goes away).
+pub struct RenewalGuard {
+    clocks: Arc<LeaseClocks>,
+    id: i64,
+}
+
+impl Drop for RenewalGuard {
+    fn drop(&mut self) {
+        if let Some(clock) = self.clocks.leases.lock().get_mut(&self.id) {
+            clock.renewing = clock.renewing.saturating_sub(1);
         }
     }
 }
@@ -57,9 +75,6 @@ impl Clock {
 pub struct LeaseClocks {
     store: Arc<Store>,
     leases: Mutex<HashMap<i64, Clock>>,
-    /// Set once Raft runs: whether this member leads with its own term applied, in which
-    /// case the checkpoints it applies are its own.
-    cluster: OnceLock<ClusterView>,
 }
 
 /// `secs` seconds (never negative) after `from`.
@@ -78,15 +93,9 @@ impl LeaseClocks {
         let clocks = Arc::new(Self {
             store,
             leases: Mutex::new(HashMap::new()),
-            cluster: OnceLock::new(),
         });
         clocks.reload();
         clocks
-    }
-
-    /// Tells the clocks about Raft, once it runs.
-    pub fn set_cluster(&self, cluster: ClusterView) {
-        let _ = self.cluster.set(cluster);
     }
 
     fn reload(&self) {
@@ -112,13 +121,24 @@ impl LeaseClocks {
             .map(|c| c.deadline.saturating_duration_since(now))
     }
 
-    /// Renews lease `id` for its whole TTL from now (the leader's keep-alive); its TTL, or
-    /// None if it does not exist.
-    pub fn renew(&self, id: i64) -> Option<i64> {
+    /// Starts a renewal of lease `id` (the leader's keep-alive): renewable while it lives.
+    pub fn begin_renewal(self: &Arc<Self>, id: i64) -> Renewal {
+        let now = Instant::now();
         let mut leases = self.leases.lock();
-        let clock = leases.get_mut(&id)?;
-        clock.deadline = after(Instant::now(), clock.ttl);
-        Some(clock.ttl)
+        let Some(clock) = leases.get_mut(&id) else {
+            return Renewal::Unknown;
+        };
+        if clock.deadline <= now || clock.revoking_until.is_some() {
+            return Renewal::Expired;
+        }
+        clock.renewing += 1;
+        Renewal::Renewing {
+            ttl: clock.ttl,
+            guard: RenewalGuard {
+                clocks: self.clone(),
+                id,
+            },
+        }
     }
 
     /// Up to `limit` leases past their deadline, the longest expired first. Each is held for
@@ -128,7 +148,9 @@ impl LeaseClocks {
         let mut leases = self.leases.lock();
         let mut expired: Vec<(Instant, i64)> = leases
             .iter()
-            .filter(|(_, c)| c.deadline <= now && c.revoking_until.is_none_or(|t| t <= now))
+            .filter(|(_, c)| {
+                c.deadline <= now && c.renewing == 0 && c.revoking_until.is_none_or(|t| t <= now)
+            })
             .map(|(id, c)| (c.deadline, *id))
             .collect();
         expired.sort();
@@ -141,37 +163,8 @@ impl LeaseClocks {
         expired.into_iter().map(|(_, id)| id).collect()
     }
 
-    /// Checkpoints of the leases whose deadline moved a tenth of their TTL (at least a
-    /// second) past the announced one, taken now if the rounding to whole seconds is within
-    /// [`ROUNDING_SLACK`] (otherwise at a later look).
-    pub fn moved(&self) -> Vec<LeaseCheckpoint> {
-        let now = Instant::now();
-        self.leases
-            .lock()
-            .iter()
-            .filter_map(|(&id, c)| {
-                let exact = c.deadline.checked_duration_since(now)?;
-                let left = seconds(exact);
-                let tolerance = Duration::from_secs((c.ttl / 10).max(1) as u64);
-                let rounding = Duration::from_secs(left as u64).saturating_sub(exact);
-                (c.deadline >= c.announced + tolerance && rounding < ROUNDING_SLACK).then_some(
-                    LeaseCheckpoint {
-                        id,
-                        remaining_ttl: left,
-                    },
-                )
-            })
-            .collect()
-    }
-
     fn learn(&self, changes: impl Iterator<Item = LeaseChange>) {
-        // The leader's own checkpoints say what its clocks already hold (rounded up to whole
-        // seconds): they only move what is announced. Anyone else's move a deadline later,
-        // never earlier, as a lease's end only moves later (a keep-alive).
-        let own = self
-            .cluster
-            .get()
-            .is_some_and(|c| c.leading_with_own_term_applied().is_some());
+        // A checkpoint moves a deadline later, never earlier: a lease's end only moves later.
         let now = Instant::now();
         let mut leases = self.leases.lock();
         for change in changes {
@@ -181,11 +174,7 @@ impl LeaseClocks {
                 }
                 LeaseChange::Checkpointed { id, remaining } => {
                     if let Some(clock) = leases.get_mut(&id) {
-                        let announced = after(now, remaining);
-                        clock.announced = clock.announced.max(announced);
-                        if !own {
-                            clock.deadline = clock.deadline.max(announced);
-                        }
+                        clock.deadline = clock.deadline.max(after(now, remaining));
                     }
                 }
                 LeaseChange::Revoked { id } => {
@@ -249,7 +238,7 @@ mod tests {
             remaining: 5,
         }])]);
         assert_eq!(left(&clocks, 7), Duration::from_secs(7));
-        // A keep-alive on the leader, announced: the end moves later.
+        // A keep-alive, committed: the end moves later.
         clocks.applied(&[applied(vec![LeaseChange::Checkpointed {
             id: 7,
             remaining: 10,
@@ -266,35 +255,34 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_renewal_is_announced_once_it_moved_a_tenth_of_the_ttl_and_rounds_closely() {
+    async fn a_lease_being_renewed_is_not_revoked_and_a_late_renewal_is_refused() {
         let (_dir, clocks) = clocks();
-        clocks.applied(&[applied(vec![LeaseChange::Granted { id: 1, ttl: 30 }])]);
-        assert!(clocks.moved().is_empty(), "nothing moved yet");
-        // Renewed 2 s later: moved 2 s, under the 3 s tolerance.
-        tokio::time::advance(Duration::from_secs(2)).await;
-        assert_eq!(clocks.renew(1), Some(30));
-        assert!(clocks.moved().is_empty());
-        // Renewed again 2 s later: moved 4 s past the announced end.
-        tokio::time::advance(Duration::from_secs(2)).await;
-        clocks.renew(1);
-        // 29.6 s left would round up to 30 s, 0.4 s late: not yet.
-        tokio::time::advance(Duration::from_millis(400)).await;
-        assert!(
-            clocks.moved().is_empty(),
-            "rounding too far from the exact end"
-        );
-        // 28.9 s left rounds up to 29 s, 0.1 s late: announced.
-        tokio::time::advance(Duration::from_millis(700)).await;
-        let moved = clocks.moved();
-        assert_eq!(moved.len(), 1);
-        assert_eq!((moved[0].id, moved[0].remaining_ttl), (1, 29));
-        // Applied (as a follower would): announced, so not proposed again.
+        clocks.applied(&[applied(vec![LeaseChange::Granted { id: 1, ttl: 2 }])]);
+        assert!(matches!(clocks.begin_renewal(99), Renewal::Unknown));
+        let Renewal::Renewing { ttl, guard } = clocks.begin_renewal(1) else {
+            panic!("a live lease is renewable");
+        };
+        assert_eq!(ttl, 2);
+        // Its deadline passes while the renewal commits: it is not handed out for revoking.
+        tokio::time::advance(Duration::from_secs(3)).await;
+        assert!(clocks.take_expired(10, Duration::from_secs(5)).is_empty());
+        // The renewal's checkpoint applies: the lease lives on for its TTL from then.
         clocks.applied(&[applied(vec![LeaseChange::Checkpointed {
             id: 1,
-            remaining: 29,
+            remaining: 2,
         }])]);
-        assert!(clocks.moved().is_empty());
-        assert_eq!(clocks.renew(99), None, "an unknown lease renews nothing");
+        drop(guard);
+        assert_eq!(left(&clocks, 1), Duration::from_secs(2));
+        // A renewal that fails (no quorum) leaves the old deadline, which then ends it.
+        let Renewal::Renewing { guard, .. } = clocks.begin_renewal(1) else {
+            panic!("still live");
+        };
+        drop(guard);
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert!(matches!(clocks.begin_renewal(1), Renewal::Expired));
+        assert_eq!(clocks.take_expired(10, Duration::from_secs(5)), vec![1]);
+        // Its revoke under way: still too late.
+        assert!(matches!(clocks.begin_renewal(1), Renewal::Expired));
     }
 
     #[tokio::test(start_paused = true)]
@@ -314,7 +302,5 @@ mod tests {
         assert!(clocks.take_expired(10, Duration::from_secs(5)).is_empty());
         tokio::time::advance(Duration::from_secs(5)).await;
         assert_eq!(clocks.take_expired(10, Duration::from_secs(5)), vec![2, 1]);
-        // An expired lease is never announced as moved.
-        assert!(clocks.moved().is_empty());
     }
 }

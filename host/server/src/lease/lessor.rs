@@ -1,10 +1,12 @@
 //! The lessor: when leases expire. Every member keeps each lease's deadline from what it
-//! applies (`clocks`); only the leader acts on them. It renews leases on keep-alives (once
-//! it has applied its own term's first entry, so its clocks hold everything committed before
-//! it led), revokes expired ones through Raft (paced, so that a mass expiry does not stall
-//! writes: etcd #8097, #12105), and checkpoints the deadlines keep-alives moved through
-//! Raft, so that the next leader knows them (etcd #9395; see `clocks` for how closely).
-//! Followers send keep-alives and TTL questions to the leader.
+//! applies (`clocks`); only the leader acts on them, once it has applied its own term's first
+//! entry (its clocks then hold everything committed before it led). It renews a lease on a
+//! keep-alive by committing a checkpoint of its whole TTL before answering, the keep-alives
+//! arriving meanwhile sharing one proposal, so that every member, and so the next leader,
+//! knows the renewal the client was told of (etcd #9395), and a leader cut off from a quorum
+//! renews nothing (etcd 3.5 confirms its leadership before a renewal for the same reason).
+//! It revokes expired leases through Raft, paced, so that a mass expiry does not stall
+//! writes (etcd #8097, #12105). Followers send keep-alives and TTL questions to the leader.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,21 +14,22 @@ use std::time::Duration;
 use conclave_proto::conclavepb::command::Request;
 use conclave_proto::conclavepb::member_request::Call;
 use conclave_proto::etcdserverpb::{
-    LeaseCheckpointRequest, LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseRevokeRequest,
-    LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
+    LeaseCheckpoint, LeaseCheckpointRequest, LeaseKeepAliveRequest, LeaseKeepAliveResponse,
+    LeaseRevokeRequest, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
 };
 use conclave_store::RequestError;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
-use super::clocks::{LeaseClocks, ROUNDING_SLACK, seconds};
-use crate::error::ClusterError;
+use super::clocks::{LeaseClocks, Renewal, seconds};
+use crate::batch::Batch;
+use crate::error::{ClusterError, ProposeError};
 use crate::node::Node;
 
-/// How often the leader looks for expired leases and moved deadlines.
-const TICK: Duration = ROUNDING_SLACK;
+/// How often the leader looks for expired leases.
+const TICK: Duration = Duration::from_millis(250);
 /// etcd's lease revocation rate: at most this many per second.
 const REVOKES_PER_SECOND: usize = 1000;
-/// Leases per checkpoint proposal.
+/// Leases per checkpoint proposal (about 20 bytes each, far below --max-request-bytes).
 const CHECKPOINTS_PER_PROPOSAL: usize = 1000;
 /// A revoke that has not taken effect after this long is proposed again.
 const REVOKE_RETRY: Duration = Duration::from_secs(5);
@@ -34,12 +37,17 @@ const REVOKE_RETRY: Duration = Duration::from_secs(5);
 pub struct Lessor {
     node: Arc<Node>,
     clocks: Arc<LeaseClocks>,
+    /// Keep-alives on the leader, as (lease, TTL): each round commits one checkpoint of all.
+    renewals: Batch<(i64, i64), (), ProposeError>,
 }
 
 impl Lessor {
     pub fn new(node: Arc<Node>, clocks: Arc<LeaseClocks>) -> Arc<Self> {
-        clocks.set_cluster(node.cluster.clone());
-        Arc::new(Self { node, clocks })
+        Arc::new(Self {
+            node,
+            clocks,
+            renewals: Batch::new(CHECKPOINTS_PER_PROPOSAL),
+        })
     }
 
     /// The term this member leads in with its own term's first entry applied (its clocks
@@ -48,8 +56,9 @@ impl Lessor {
         self.node.cluster.leading_with_own_term_applied()
     }
 
-    /// Renews a lease for its whole TTL; the TTL, or 0 for a lease that does not exist.
-    pub async fn keep_alive(&self, id: i64) -> Result<i64, ClusterError> {
+    /// Renews a lease for its whole TTL; the TTL, or 0 for a lease that does not exist (or
+    /// expired). Answered once the renewal is committed.
+    pub async fn keep_alive(self: &Arc<Self>, id: i64) -> Result<i64, ClusterError> {
         if !self.node.cluster.is_leader() {
             return self.forward_keep_alive(id).await;
         }
@@ -57,7 +66,40 @@ impl Lessor {
             // Leading, but before its own term's first entry applied: not yet.
             return Err(ClusterError::LeaderChanged);
         }
-        Ok(self.clocks.renew(id).unwrap_or(0))
+        // Held until answered: the lease is not revoked behind its renewal.
+        let (ttl, _renewing) = match self.clocks.begin_renewal(id) {
+            Renewal::Unknown | Renewal::Expired => return Ok(0),
+            Renewal::Renewing { ttl, guard } => (ttl, guard),
+        };
+        let (answer, start) = self.renewals.join((id, ttl));
+        if start {
+            let lessor = self.clone();
+            tokio::spawn(async move {
+                lessor
+                    .renewals
+                    .run(|leases| lessor.checkpoint(leases))
+                    .await
+            });
+        }
+        answer.await.map_err(|_| ClusterError::LeaderChanged)??;
+        // Revoked by a client while the renewal committed: gone after all.
+        Ok(if self.clocks.remaining(id).is_some() {
+            ttl
+        } else {
+            0
+        })
+    }
+
+    /// Commits one checkpoint renewing each of `leases` (lease, TTL) for its whole TTL.
+    async fn checkpoint(&self, leases: Vec<(i64, i64)>) -> Result<(), ProposeError> {
+        let request = Request::LeaseCheckpoint(LeaseCheckpointRequest {
+            checkpoints: leases
+                .into_iter()
+                .map(|(id, remaining_ttl)| LeaseCheckpoint { id, remaining_ttl })
+                .collect(),
+        });
+        let applied = self.node.router.propose(request).await?;
+        applied.result.map(|_| ()).map_err(ProposeError::Refused)
     }
 
     async fn forward_keep_alive(&self, id: i64) -> Result<i64, ClusterError> {
@@ -110,8 +152,7 @@ impl Lessor {
         })
     }
 
-    /// Runs for as long as the member does: on the leader, revokes expired leases and
-    /// checkpoints remaining TTLs.
+    /// Runs for as long as the member does: on the leader, revokes expired leases.
     pub async fn run(self: Arc<Self>) {
         let mut ticker = tokio::time::interval(TICK);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -130,15 +171,6 @@ impl Lessor {
             let expired = self.clocks.take_expired(per_tick, REVOKE_RETRY);
             if !expired.is_empty() {
                 self.revoke(expired).await;
-            }
-            let checkpoints = self.clocks.moved();
-            for chunk in checkpoints.chunks(CHECKPOINTS_PER_PROPOSAL) {
-                let request = Request::LeaseCheckpoint(LeaseCheckpointRequest {
-                    checkpoints: chunk.to_vec(),
-                });
-                if let Err(e) = self.node.router.propose(request).await {
-                    debug!(error = %e, "lease checkpoint not committed; the next one will be");
-                }
             }
         }
     }
