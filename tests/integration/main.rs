@@ -34,6 +34,7 @@ mod metrics;
 mod plugins;
 mod profiles;
 mod prometheus;
+mod robustness;
 mod security;
 mod tls;
 mod watch;

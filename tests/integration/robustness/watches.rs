@@ -1,0 +1,242 @@
+//! Watchers beside the workload, one on each member, on the workload's prefix from revision 1
+//! with prev_kv, resuming after the last revision they saw whenever their stream breaks (their
+//! member killed, cut off, restarted); and the checks of what they saw against etcd's watch
+//! guarantees: ordered and unique (revisions only grow), reliable (every member's watcher saw
+//! the same events, and every acknowledged write among them, with its value at its revision),
+//! resumable (the resumed streams continue without a gap or a repeat), and prev_kv correct.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use etcd_client::{Client, EventType, WatchOptions};
+use tokio::time::Instant;
+
+use super::history::{Op, Operation, Outcome};
+
+/// One event as a watcher saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seen {
+    pub revision: i64,
+    pub key: String,
+    /// None for a delete.
+    pub value: Option<String>,
+    /// prev_kv: the value and mod_revision the key had before.
+    pub prev: Option<(String, i64)>,
+}
+
+/// How far every watcher must have seen before it stops: set once the workload ended.
+pub struct Goal {
+    revision: AtomicI64,
+}
+
+impl Goal {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self {
+            revision: AtomicI64::new(i64::MAX),
+        })
+    }
+
+    pub fn set(&self, revision: i64) {
+        self.revision.store(revision, Ordering::SeqCst);
+    }
+
+    fn reached(&self, seen: i64) -> bool {
+        let goal = self.revision.load(Ordering::SeqCst);
+        goal != i64::MAX && seen >= goal
+    }
+}
+
+/// Watches `prefix` through `client` until `goal` is reached (or `deadline` passes); what it
+/// saw, in order.
+pub async fn watch(
+    mut client: Client,
+    prefix: &str,
+    goal: Arc<Goal>,
+    deadline: Instant,
+) -> Vec<Seen> {
+    let mut seen: Vec<Seen> = Vec::new();
+    let mut next = 1;
+    while Instant::now() < deadline && !goal.reached(next - 1) {
+        let options = WatchOptions::new()
+            .with_prefix()
+            .with_prev_key()
+            .with_start_revision(next);
+        let Ok(Ok(mut stream)) =
+            tokio::time::timeout(Duration::from_secs(2), client.watch(prefix, Some(options))).await
+        else {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        };
+        loop {
+            if goal.reached(next - 1) || Instant::now() >= deadline {
+                break;
+            }
+            let message = match tokio::time::timeout(Duration::from_secs(1), stream.message()).await
+            {
+                // Quiet for a second: look at the goal again.
+                Err(_) => continue,
+                Ok(Ok(Some(message))) => message,
+                // The stream broke: resume after the last revision seen.
+                Ok(_) => break,
+            };
+            if message.canceled() {
+                break;
+            }
+            for event in message.events() {
+                let Some(kv) = event.kv() else { continue };
+                let value = match event.event_type() {
+                    EventType::Put => Some(String::from_utf8_lossy(kv.value()).into_owned()),
+                    EventType::Delete => None,
+                };
+                seen.push(Seen {
+                    revision: kv.mod_revision(),
+                    key: String::from_utf8_lossy(kv.key()).into_owned(),
+                    value,
+                    prev: event.prev_kv().map(|p| {
+                        (
+                            String::from_utf8_lossy(p.value()).into_owned(),
+                            p.mod_revision(),
+                        )
+                    }),
+                });
+                next = next.max(kv.mod_revision() + 1);
+            }
+        }
+    }
+    seen
+}
+
+/// Checks each watcher's events, and all of them against each other and the history.
+pub fn judge(watchers: &[(usize, Vec<Seen>)], history: &[Operation], goal: i64) {
+    for (member, seen) in watchers {
+        // Ordered and unique: each event at a later revision than the one before (each
+        // revision of this workload changes one key).
+        for pair in seen.windows(2) {
+            assert!(
+                pair[1].revision > pair[0].revision,
+                "member {member}'s watcher: revision {} after {}",
+                pair[1].revision,
+                pair[0].revision
+            );
+        }
+        assert!(
+            seen.last().is_some_and(|s| s.revision >= goal),
+            "member {member}'s watcher stopped at {:?}, short of revision {goal}",
+            seen.last().map(|s| s.revision)
+        );
+        // prev_kv: what the key held before, as the events before said.
+        let mut keys: BTreeMap<&str, (String, i64)> = BTreeMap::new();
+        for event in seen {
+            let before = keys.get(event.key.as_str()).cloned();
+            assert_eq!(
+                event.prev, before,
+                "member {member}'s watcher: wrong prev_kv at revision {} of {}",
+                event.revision, event.key
+            );
+            match &event.value {
+                Some(v) => keys.insert(event.key.as_str(), (v.clone(), event.revision)),
+                None => keys.remove(event.key.as_str()),
+            };
+        }
+    }
+    // Reliable: every member's watcher saw the same events up to the goal.
+    let upto = |seen: &[Seen]| -> Vec<Seen> {
+        seen.iter()
+            .filter(|s| s.revision <= goal)
+            .cloned()
+            .collect()
+    };
+    if let Some((first_member, first)) = watchers.first() {
+        let first = upto(first);
+        for (member, seen) in &watchers[1..] {
+            let seen = upto(seen);
+            let differs = first.iter().zip(&seen).position(|(a, b)| a != b);
+            assert!(
+                first.len() == seen.len() && differs.is_none(),
+                "the watchers on members {first_member} and {member} saw different events \
+                 ({} and {}; first difference at {differs:?})",
+                first.len(),
+                seen.len()
+            );
+        }
+        // Every acknowledged write, at its revision with its value.
+        let by_revision: BTreeMap<i64, &Seen> = first.iter().map(|s| (s.revision, s)).collect();
+        for operation in history {
+            let (value, revision) = match (&operation.op, &operation.outcome) {
+                (Op::Put { value }, Outcome::Written { revision }) => (value, *revision),
+                (
+                    Op::SwapIfValue { value, .. } | Op::SwapIfRevision { value, .. },
+                    Outcome::Swapped {
+                        succeeded: true,
+                        revision,
+                    },
+                ) => (value, *revision),
+                _ => continue,
+            };
+            let event = by_revision.get(&revision);
+            assert!(
+                event.is_some_and(|e| e.key == operation.key && e.value.as_ref() == Some(value)),
+                "the acknowledged write of {value} to {} at revision {revision} is not among \
+                 the watched events (found {event:?})",
+                operation.key
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The watch checks' self-test: a repeat, a gap, a wrong prev_kv and a lost acknowledged
+    //! write must be caught.
+
+    use std::panic::catch_unwind;
+
+    use super::*;
+
+    fn put(revision: i64, value: &str, prev: Option<(&str, i64)>) -> Seen {
+        Seen {
+            revision,
+            key: "k".to_string(),
+            value: Some(value.to_string()),
+            prev: prev.map(|(v, r)| (v.to_string(), r)),
+        }
+    }
+
+    fn acknowledged(value: &str, revision: i64) -> Operation {
+        Operation {
+            client: 0,
+            key: "k".to_string(),
+            op: Op::Put {
+                value: value.to_string(),
+            },
+            outcome: Outcome::Written { revision },
+            invoked: Duration::ZERO,
+            returned: Some(Duration::from_millis(1)),
+        }
+    }
+
+    fn passes(watchers: Vec<(usize, Vec<Seen>)>, history: Vec<Operation>, goal: i64) -> bool {
+        catch_unwind(|| judge(&watchers, &history, goal)).is_ok()
+    }
+
+    #[test]
+    fn what_etcd_promises_passes_and_each_breach_is_caught() {
+        let good = vec![put(2, "a", None), put(3, "b", Some(("a", 2)))];
+        let history = vec![acknowledged("a", 2), acknowledged("b", 3)];
+        assert!(passes(
+            vec![(0, good.clone()), (1, good.clone())],
+            history.clone(),
+            3
+        ));
+        let repeated = vec![good[0].clone(), good[0].clone(), good[1].clone()];
+        assert!(!passes(vec![(0, repeated)], history.clone(), 3));
+        let gap = vec![(0, good.clone()), (1, vec![good[1].clone()])];
+        assert!(!passes(gap, history.clone(), 3));
+        let wrong_prev = vec![put(2, "a", None), put(3, "b", None)];
+        assert!(!passes(vec![(0, wrong_prev)], history.clone(), 3));
+        let lost = vec![put(2, "a", None), put(4, "c", Some(("a", 2)))];
+        assert!(!passes(vec![(0, lost)], history, 4));
+    }
+}

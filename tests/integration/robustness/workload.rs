@@ -1,0 +1,243 @@
+//! The workload: clients, each connected to one member, run a mix of operations on a few keys
+//! until a deadline (gets, serializable gets, puts, deletes, compare-and-swap txns on the
+//! value and on the mod_revision as Kubernetes' GuaranteedUpdate), recording each in the
+//! history with its invocation and return times. A write that fails or times out is recorded
+//! with an unknown outcome; a read that fails is left out (it changed nothing).
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use etcd_client::{Client, Compare, CompareOp, GetOptions, Txn, TxnOp};
+use tokio::time::Instant;
+
+use super::history::{Op, Operation, Outcome};
+
+/// How long one operation may take before its outcome is unknown.
+const OP_TIMEOUT: Duration = Duration::from_secs(2);
+/// Between two operations of a client: bounds the history to what the checker reads fast.
+const PAUSE: Duration = Duration::from_millis(5);
+/// After a failure (its member down or cut off): each failed write is an operation of unknown
+/// outcome, which may take effect at any later time, and many at once make the checker's
+/// search grow fast.
+const BACK_OFF: Duration = Duration::from_millis(500);
+
+/// A serializable read: which client, and the revision its member answered at.
+#[derive(Debug, Clone, Copy)]
+pub struct SerializableRead {
+    pub client: usize,
+    pub revision: i64,
+}
+
+/// What every client records.
+#[derive(Default)]
+pub struct Recorded {
+    pub history: Mutex<Vec<Operation>>,
+    pub serializable: Mutex<Vec<SerializableRead>>,
+}
+
+/// A small xorshift: the mix needs no more than a fair spread, seeded per client so that
+/// clients differ.
+struct Dice(u64);
+
+impl Dice {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+pub fn key(k: u64) -> String {
+    format!("/robustness/{k}")
+}
+
+/// Client `id` on `client` until `until`, keys `0..keys`; times from `start`.
+pub async fn run(
+    id: usize,
+    mut client: Client,
+    keys: u64,
+    start: Instant,
+    until: Instant,
+    recorded: Arc<Recorded>,
+) {
+    let mut dice =
+        Dice(0x9E37_79B9_7F4A_7C15 ^ (id as u64 + 1).wrapping_mul(0x2545_F491_4F6C_DD1D));
+    // What this client last read of each key, for its swaps to expect.
+    let mut last_read: Vec<(Option<String>, i64)> = vec![(None, 0); keys as usize];
+    let mut seq = 0u64;
+    while Instant::now() < until {
+        let k = dice.below(keys);
+        let key = key(k);
+        seq += 1;
+        let value = format!("c{id}-{seq}");
+        let (known_value, known_revision) = last_read[k as usize].clone();
+        let op = match dice.below(100) {
+            0..35 => Op::Get,
+            35..45 => {
+                if !serializable_get(id, &mut client, &key, &recorded).await {
+                    tokio::time::sleep(BACK_OFF).await;
+                }
+                tokio::time::sleep(PAUSE).await;
+                continue;
+            }
+            45..70 => Op::Put { value },
+            70..75 => Op::Delete,
+            75..88 => match known_value {
+                Some(expect) => Op::SwapIfValue { expect, value },
+                None => Op::Get,
+            },
+            _ => Op::SwapIfRevision {
+                expect: known_revision,
+                value,
+            },
+        };
+        let invoked = start.elapsed();
+        let outcome = tokio::time::timeout(OP_TIMEOUT, perform(&mut client, &key, &op))
+            .await
+            .ok()
+            .and_then(Result::ok);
+        let returned = start.elapsed();
+        match outcome {
+            Some(outcome) => {
+                if let Outcome::Read {
+                    value,
+                    mod_revision,
+                } = &outcome
+                {
+                    last_read[k as usize] = (value.clone(), *mod_revision);
+                }
+                record(&recorded, id, key, op, outcome, invoked, Some(returned));
+            }
+            // A failed write may have taken effect; a failed read took none.
+            None => {
+                if op.writes() {
+                    record(&recorded, id, key, op, Outcome::Unknown, invoked, None);
+                }
+                tokio::time::sleep(BACK_OFF).await;
+            }
+        }
+        tokio::time::sleep(PAUSE).await;
+    }
+}
+
+fn record(
+    recorded: &Recorded,
+    client: usize,
+    key: String,
+    op: Op,
+    outcome: Outcome,
+    invoked: Duration,
+    returned: Option<Duration>,
+) {
+    recorded.history.lock().unwrap().push(Operation {
+        client,
+        key,
+        op,
+        outcome,
+        invoked,
+        returned,
+    });
+}
+
+/// A linearizable read of `key` as the last word on it, recorded like any other.
+pub async fn final_read(
+    id: usize,
+    client: &mut Client,
+    key: &str,
+    start: Instant,
+    recorded: &Recorded,
+) -> Result<(), etcd_client::Error> {
+    let invoked = start.elapsed();
+    let outcome = perform(client, key, &Op::Get).await?;
+    let returned = start.elapsed();
+    record(
+        recorded,
+        id,
+        key.to_string(),
+        Op::Get,
+        outcome,
+        invoked,
+        Some(returned),
+    );
+    Ok(())
+}
+
+/// Whether the read was answered.
+async fn serializable_get(id: usize, client: &mut Client, key: &str, recorded: &Recorded) -> bool {
+    let read = tokio::time::timeout(
+        OP_TIMEOUT,
+        client.get(key, Some(GetOptions::new().with_serializable())),
+    )
+    .await;
+    if let Ok(Ok(resp)) = read
+        && let Some(header) = resp.header()
+    {
+        recorded
+            .serializable
+            .lock()
+            .unwrap()
+            .push(SerializableRead {
+                client: id,
+                revision: header.revision(),
+            });
+        return true;
+    }
+    false
+}
+
+async fn perform(client: &mut Client, key: &str, op: &Op) -> Result<Outcome, etcd_client::Error> {
+    let revision =
+        |header: Option<&etcd_client::ResponseHeader>| header.map_or(0, |h| h.revision());
+    Ok(match op {
+        Op::Get => {
+            let resp = client.get(key, None).await?;
+            match resp.kvs().first() {
+                Some(kv) => Outcome::Read {
+                    value: Some(String::from_utf8_lossy(kv.value()).into_owned()),
+                    mod_revision: kv.mod_revision(),
+                },
+                None => Outcome::Read {
+                    value: None,
+                    mod_revision: 0,
+                },
+            }
+        }
+        Op::Put { value } => {
+            let resp = client.put(key, value.as_str(), None).await?;
+            Outcome::Written {
+                revision: revision(resp.header()),
+            }
+        }
+        Op::Delete => {
+            let resp = client.delete(key, None).await?;
+            Outcome::Deleted {
+                deleted: resp.deleted() > 0,
+            }
+        }
+        Op::SwapIfValue { expect, value } => {
+            let compare = Compare::value(key, CompareOp::Equal, expect.as_str());
+            swap(client, key, compare, value).await?
+        }
+        Op::SwapIfRevision { expect, value } => {
+            let compare = Compare::mod_revision(key, CompareOp::Equal, *expect);
+            swap(client, key, compare, value).await?
+        }
+    })
+}
+
+async fn swap(
+    client: &mut Client,
+    key: &str,
+    compare: Compare,
+    value: &str,
+) -> Result<Outcome, etcd_client::Error> {
+    let txn = Txn::new()
+        .when([compare])
+        .and_then([TxnOp::put(key, value, None)]);
+    let resp = client.txn(txn).await?;
+    Ok(Outcome::Swapped {
+        succeeded: resp.succeeded(),
+        revision: resp.header().map_or(0, |h| h.revision()),
+    })
+}
