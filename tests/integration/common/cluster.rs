@@ -620,6 +620,14 @@ impl Cluster {
         super::partition::Partition::isolate_udp_port(self.members[i].peer_port)
     }
 
+    /// Member `from`'s messages no longer reach member `to`; `to`'s still reach `from`.
+    pub fn cut_one_way(&self, from: usize, to: usize) -> super::partition::Partition {
+        super::partition::Partition::drop_one_way(
+            self.members[from].peer_port,
+            self.members[to].peer_port,
+        )
+    }
+
     /// SIGKILL member `i`: no chance to flush anything or tell the others.
     pub fn kill9(&mut self, i: usize) {
         let mut child = self.members[i]

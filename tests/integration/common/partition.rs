@@ -21,19 +21,30 @@ impl Partition {
     /// Drops every UDP packet to or from `port` on this machine: the member listening there
     /// neither hears its peers nor is heard by them.
     pub fn isolate_udp_port(port: u16) -> Partition {
+        Self::with_rules(&[format!("udp dport {port}"), format!("udp sport {port}")])
+    }
+
+    /// Drops every UDP packet from `from` to `to`, and nothing the other way: one-way loss,
+    /// the member at `to` no longer hears the one at `from`, which still hears it.
+    pub fn drop_one_way(from: u16, to: u16) -> Partition {
+        Self::with_rules(&[format!("udp sport {from} udp dport {to}")])
+    }
+
+    /// A table of its own with a chain on the output hook (loopback traffic passes it once,
+    /// in each direction) dropping what each of `matches` matches; applied as one script.
+    fn with_rules(matches: &[String]) -> Partition {
         let table = format!(
             "conclave_test_{}_{}",
             std::process::id(),
             PARTITIONS.fetch_add(1, Ordering::Relaxed)
         );
-        // One script, applied atomically: the table, a chain on the output hook (loopback
-        // traffic passes it once, in each direction), and the two rules.
-        let script = format!(
+        let mut script = format!(
             "add table inet {table}\n\
-             add chain inet {table} out {{ type filter hook output priority 0; policy accept; }}\n\
-             add rule inet {table} out udp dport {port} drop\n\
-             add rule inet {table} out udp sport {port} drop\n"
+             add chain inet {table} out {{ type filter hook output priority 0; policy accept; }}\n"
         );
+        for m in matches {
+            script.push_str(&format!("add rule inet {table} out {m} drop\n"));
+        }
         nft(&["-f", "-"], Some(&script));
         Partition { table }
     }

@@ -4,6 +4,8 @@
 //! guarantees: ordered and unique (revisions only grow), reliable (every member's watcher saw
 //! the same events, and every acknowledged write among them, with its value at its revision),
 //! resumable (the resumed streams continue without a gap or a repeat), and prev_kv correct.
+//! The events, from revision 1, also say what the prefix held at every revision: each
+//! paginated list must have read exactly that at its revision.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -14,6 +16,7 @@ use etcd_client::{Client, EventType, WatchOptions};
 use tokio::time::Instant;
 
 use super::history::{Op, Operation, Outcome};
+use super::workload::List;
 
 /// One event as a watcher saw it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -186,6 +189,38 @@ pub fn judge(watchers: &[(usize, Vec<Seen>)], history: &[Operation], goal: i64) 
     }
 }
 
+/// Each list read what the events say the prefix held at its revision, and counted it.
+pub fn judge_lists(lists: &[List], events: &[Seen]) {
+    let mut lists: Vec<&List> = lists.iter().collect();
+    lists.sort_by_key(|l| l.revision);
+    let mut held: BTreeMap<&str, (&str, i64)> = BTreeMap::new();
+    let mut events = events.iter().peekable();
+    for list in lists {
+        while let Some(event) = events.next_if(|e| e.revision <= list.revision) {
+            match &event.value {
+                Some(v) => held.insert(event.key.as_str(), (v.as_str(), event.revision)),
+                None => held.remove(event.key.as_str()),
+            };
+        }
+        let expected: Vec<(String, String, i64)> = held
+            .iter()
+            .map(|(k, (v, r))| (k.to_string(), v.to_string(), *r))
+            .collect();
+        assert_eq!(
+            list.kvs, expected,
+            "client {}'s list at revision {} is not what the prefix held then",
+            list.client, list.revision
+        );
+        assert_eq!(
+            list.count,
+            expected.len() as i64,
+            "client {}'s list at revision {} counted wrong",
+            list.client,
+            list.revision
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     //! The watch checks' self-test: a repeat, a gap, a wrong prev_kv and a lost acknowledged
@@ -238,5 +273,26 @@ mod tests {
         assert!(!passes(vec![(0, wrong_prev)], history.clone(), 3));
         let lost = vec![put(2, "a", None), put(4, "c", Some(("a", 2)))];
         assert!(!passes(vec![(0, lost)], history, 4));
+    }
+
+    #[test]
+    fn a_list_must_read_what_the_prefix_held_at_its_revision() {
+        let events = vec![put(2, "a", None), put(3, "b", Some(("a", 2)))];
+        let list = |revision, value: &str, at| List {
+            client: 0,
+            revision,
+            count: 1,
+            kvs: vec![("k".to_string(), value.to_string(), at)],
+        };
+        let judged = |l: List| catch_unwind(|| judge_lists(&[l], &events)).is_ok();
+        assert!(judged(list(2, "a", 2)));
+        assert!(judged(list(3, "b", 3)));
+        // A page read at revision 3 that saw the value of revision 2: not pinned.
+        assert!(!judged(list(3, "a", 2)));
+        let miscounted = List {
+            count: 2,
+            ..list(3, "b", 3)
+        };
+        assert!(!judged(miscounted));
     }
 }

@@ -1,8 +1,10 @@
 //! The workload: clients, each connected to one member, run a mix of operations on a few keys
 //! until a deadline (gets, serializable gets, puts, deletes, compare-and-swap txns on the
-//! value and on the mod_revision as Kubernetes' GuaranteedUpdate), recording each in the
-//! history with its invocation and return times. A write that fails or times out is recorded
-//! with an unknown outcome; a read that fails is left out (it changed nothing).
+//! value and on the mod_revision as Kubernetes' GuaranteedUpdate, and Kubernetes' lists: the
+//! prefix in pages of two with limit and continue, every page at the first page's revision),
+//! recording each in the history with its invocation and return times. A write that fails or
+//! times out is recorded with an unknown outcome; a read that fails is left out (it changed
+//! nothing).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -28,12 +30,29 @@ pub struct SerializableRead {
     pub revision: i64,
 }
 
+/// A list of the prefix in pages, every page at one revision.
+#[derive(Debug, Clone)]
+pub struct List {
+    pub client: usize,
+    pub revision: i64,
+    /// The count the first page gave (every key under the prefix at the revision).
+    pub count: i64,
+    /// Every page's keys, values and mod_revisions, in order.
+    pub kvs: Vec<(String, String, i64)>,
+}
+
 /// What every client records.
 #[derive(Default)]
 pub struct Recorded {
     pub history: Mutex<Vec<Operation>>,
     pub serializable: Mutex<Vec<SerializableRead>>,
+    pub lists: Mutex<Vec<List>>,
 }
+
+/// The keys every client works on.
+pub const PREFIX: &str = "/robustness/";
+/// Keys per page of a list.
+const PAGE: i64 = 2;
 
 /// A small xorshift: the mix needs no more than a fair spread, seeded per client so that
 /// clients differ.
@@ -49,7 +68,7 @@ impl Dice {
 }
 
 pub fn key(k: u64) -> String {
-    format!("/robustness/{k}")
+    format!("{PREFIX}{k}")
 }
 
 /// Client `id` on `client` until `until`, keys `0..keys`; times from `start`.
@@ -83,10 +102,19 @@ pub async fn run(
             }
             45..70 => Op::Put { value },
             70..75 => Op::Delete,
-            75..88 => match known_value {
+            75..86 => match known_value {
                 Some(expect) => Op::SwapIfValue { expect, value },
                 None => Op::Get,
             },
+            86..90 => {
+                let listed = tokio::time::timeout(OP_TIMEOUT, list(&mut client, id)).await;
+                match listed {
+                    Ok(Ok(list)) => recorded.lists.lock().unwrap().push(list),
+                    _ => tokio::time::sleep(BACK_OFF).await,
+                }
+                tokio::time::sleep(PAUSE).await;
+                continue;
+            }
             _ => Op::SwapIfRevision {
                 expect: known_revision,
                 value,
@@ -161,6 +189,51 @@ pub async fn final_read(
         Some(returned),
     );
     Ok(())
+}
+
+/// The prefix in pages of [`PAGE`] keys: the first page at the newest revision, each next one
+/// continuing after the last key at that same revision, as Kubernetes lists.
+async fn list(client: &mut Client, id: usize) -> Result<List, etcd_client::Error> {
+    let end = etcd_client::GetOptions::new().with_prefix();
+    let first = client
+        .get(PREFIX, Some(end.clone().with_limit(PAGE)))
+        .await?;
+    let revision = first.header().map_or(0, |h| h.revision());
+    let mut list = List {
+        client: id,
+        revision,
+        count: first.count(),
+        kvs: Vec::new(),
+    };
+    let mut page = first;
+    loop {
+        list.kvs.extend(page.kvs().iter().map(|kv| {
+            (
+                String::from_utf8_lossy(kv.key()).into_owned(),
+                String::from_utf8_lossy(kv.value()).into_owned(),
+                kv.mod_revision(),
+            )
+        }));
+        let Some(last) = page.kvs().last().filter(|_| page.more()) else {
+            return Ok(list);
+        };
+        let mut after = last.key().to_vec();
+        after.push(0);
+        let options = etcd_client::GetOptions::new()
+            .with_range(prefix_end(PREFIX))
+            .with_limit(PAGE)
+            .with_revision(revision);
+        page = client.get(after, Some(options)).await?;
+    }
+}
+
+/// The end of the range of every key under `prefix` (its last byte plus one).
+fn prefix_end(prefix: &str) -> Vec<u8> {
+    let mut end = prefix.as_bytes().to_vec();
+    if let Some(last) = end.last_mut() {
+        *last += 1;
+    }
+    end
 }
 
 /// Whether the read was answered.
