@@ -289,6 +289,20 @@ impl ClusterView {
         }
     }
 
+    /// Waits until Raft stopped on this member by itself (a log or state machine write
+    /// failed: a full disk, a failed fsync); what stopped it, for the log.
+    pub async fn stopped(&self) -> String {
+        let mut metrics = self.raft.metrics();
+        loop {
+            if let Err(fatal) = &metrics.borrow_watched().running_state {
+                return fatal.to_string();
+            }
+            if metrics.changed().await.is_err() {
+                return "Raft is gone".to_string();
+            }
+        }
+    }
+
     /// Waits until this member has applied the entry at `index`.
     pub async fn wait_applied(&self, index: u64) -> Result<(), ClusterError> {
         self.raft

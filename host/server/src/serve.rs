@@ -23,7 +23,7 @@ use conclave_tls::PeerTls;
 use openraft::error::{InitializeError, RaftError};
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::authority::AuthorityListener;
 use crate::auto_compact::{self, Retention};
@@ -234,9 +234,18 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         "ready to serve client requests"
     );
 
-    shutdown_signal().await;
-    info!("shutting down");
-    stop(Running {
+    // A member whose Raft stopped by itself (a failed log write or fsync: a full disk, a
+    // failing one) must not go on serving what it applied before: it stops, as etcd does
+    // when its WAL fails, and says so in its exit status so that its supervisor sees it.
+    let failed = tokio::select! {
+        () = shutdown_signal() => None,
+        why = node.cluster.stopped() => Some(why),
+    };
+    match &failed {
+        None => info!("shutting down"),
+        Some(why) => error!(error = %why, "raft stopped on a storage failure; stopping the member"),
+    }
+    let stopped = stop(Running {
         tasks: background,
         plugins,
         node,
@@ -247,7 +256,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         peer_server,
         store,
     })
-    .await?;
+    .await;
+    if let Some(why) = failed {
+        // Closing a store that just failed fails too; the failure is what to report.
+        if let Err(e) = stopped {
+            warn!(error = %e, "stopping after the storage failure");
+        }
+        anyhow::bail!("raft stopped on a storage failure: {why}");
+    }
+    stopped?;
     info!(data_dir = %data_dir.display(), "stopped; data is in the data dir");
     Ok(())
 }

@@ -49,9 +49,17 @@ pub struct ClusterBuilder {
     foreign: Vec<usize>,
     extra: Vec<String>,
     https_clients: bool,
+    small_disk: Option<(usize, u64)>,
 }
 
 impl ClusterBuilder {
+    /// Member `i`'s data dir is a tmpfs of `bytes` (see [`Cluster::grow_disk`]).
+    pub fn small_disk(mut self, i: usize, bytes: u64) -> Self {
+        assert!(i < self.size, "no member {i} in a cluster of {}", self.size);
+        self.small_disk = Some((i, bytes));
+        self
+    }
+
     /// Each member also serves clients over TLS, with a certificate from a CA of its own (so
     /// no member trusts another's client certificate), and advertises only that https URL;
     /// the harness keeps talking to the plain http one.
@@ -96,6 +104,10 @@ impl ClusterBuilder {
         let mut failures = Vec::new();
         for _ in 0..START_ATTEMPTS {
             let mut cluster = Cluster::prepare(&self);
+            if let Some((i, bytes)) = self.small_disk {
+                cluster.small_disk =
+                    Some(super::disk::SmallDisk::mount(&cluster.data_dir(i), bytes));
+            }
             for i in 0..cluster.members.len() {
                 cluster.spawn(i);
             }
@@ -134,6 +146,8 @@ struct HttpsClient {
 }
 
 pub struct Cluster {
+    /// Unmounted before `dir` is removed (fields drop in this order).
+    small_disk: Option<super::disk::SmallDisk>,
     dir: tempfile::TempDir,
     token: String,
     initial_cluster: String,
@@ -158,6 +172,7 @@ impl Cluster {
             foreign: Vec::new(),
             extra: Vec::new(),
             https_clients: false,
+            small_disk: None,
         }
     }
 
@@ -230,6 +245,7 @@ impl Cluster {
             CLUSTERS.fetch_add(1, Ordering::Relaxed)
         );
         Cluster {
+            small_disk: None,
             dir,
             token,
             initial_cluster,
@@ -626,6 +642,22 @@ impl Cluster {
             self.members[from].peer_port,
             self.members[to].peer_port,
         )
+    }
+
+    /// Remounts the small disk ([`ClusterBuilder::small_disk`]) at `bytes`.
+    pub fn grow_disk(&self, bytes: u64) {
+        self.small_disk
+            .as_ref()
+            .expect("a cluster with a small disk")
+            .resize(bytes);
+    }
+
+    /// Member `i`'s exit status, if it exited by itself (it is then no longer running).
+    pub fn exited(&mut self, i: usize) -> Option<ExitStatus> {
+        let child = self.members[i].child.as_mut()?;
+        let status = child.try_wait().expect("look at a member")?;
+        self.members[i].child = None;
+        Some(status)
     }
 
     /// SIGKILL member `i`: no chance to flush anything or tell the others.

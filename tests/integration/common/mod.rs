@@ -3,6 +3,7 @@
 //! plain HTTP/1.1. Each test owns its server, so tests run in parallel.
 
 pub mod cluster;
+pub mod disk;
 pub mod partition;
 pub mod plugins;
 #[macro_use]

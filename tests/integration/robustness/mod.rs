@@ -277,3 +277,75 @@ async fn histories_stay_linearizable_through_one_way_loss() {
     )
     .await;
 }
+
+/// A member's disk fills up (its data dir a 24 MiB tmpfs, the others on the real disk) under
+/// puts of 40 KiB values through another member. The full member must stop (exit non-zero,
+/// as etcd exits when its WAL fails), never go on serving; the other two go on, lose no
+/// acknowledged write, and once the disk is larger the member restarts on its data dir and
+/// catches up to the same HashKV as the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_whose_disk_fills_stops_and_the_others_lose_nothing() {
+    const FULL: usize = 2;
+    let mut c = Cluster::builder(3).small_disk(FULL, 24 << 20).start();
+    let mut client = c.client(0).await;
+    let value = "v".repeat(40 << 10);
+    let mut acknowledged = Vec::new();
+    let started = Instant::now();
+    let mut status = None;
+    for n in 0..3000 {
+        if started.elapsed() > Duration::from_secs(120) {
+            break;
+        }
+        let key = format!("/full/{n}");
+        let put = tokio::time::timeout(
+            Duration::from_secs(5),
+            client.put(key.as_str(), value.as_str(), None),
+        )
+        .await;
+        if let Ok(Ok(_)) = put {
+            acknowledged.push(key);
+        }
+        status = c.exited(FULL);
+        if status.is_some() {
+            break;
+        }
+    }
+    let status = status.unwrap_or_else(|| {
+        panic!(
+            "the member with the full disk still runs after {} puts",
+            acknowledged.len()
+        )
+    });
+    eprintln!(
+        "member {FULL} exited ({status}) after {} acknowledged puts",
+        acknowledged.len()
+    );
+    assert!(
+        !status.success(),
+        "a member that lost its disk exits with an error"
+    );
+    assert!(
+        c.log(FULL).contains("raft stopped on a storage failure"),
+        "the member says why it stopped"
+    );
+    // The other two go on, and hold every write they acknowledged.
+    for n in 0..20 {
+        let key = format!("/after/{n}");
+        client
+            .put(key.as_str(), "x", None)
+            .await
+            .expect("the two others take writes");
+    }
+    for key in &acknowledged {
+        let got = client.get(key.as_str(), None).await.expect("a read");
+        assert_eq!(
+            got.kvs().first().map(|kv| kv.value().len()),
+            Some(value.len()),
+            "the acknowledged {key} is gone"
+        );
+    }
+    // Room again: the member restarts on what it had and catches up.
+    c.grow_disk(512 << 20);
+    tokio::task::block_in_place(|| c.restart(FULL));
+    hashes_agree(&c).await;
+}
