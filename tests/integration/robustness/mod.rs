@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::common::cluster::Cluster;
+use crate::common::cluster::{Cluster, ClusterBuilder};
 use history::by_key;
 use linearizability::Verdict;
 use workload::Recorded;
@@ -122,11 +122,22 @@ enum Fault {
     Resume,
 }
 
-/// Runs the workload and a watcher per member on a fresh 3-member cluster for `length`, with
-/// `faults` striking at their moments; then judges the history, the watchers, the lists and
-/// the members' HashKVs.
-async fn under_faults(length: Duration, faults: &[(Duration, Fault)]) {
-    let mut c = Cluster::start(3);
+/// What a run leaves for the test to look at further.
+struct Run {
+    c: Cluster,
+    /// Every member killed, in order.
+    killed: Vec<usize>,
+}
+
+/// Runs the workload and a watcher per member on a fresh cluster from `builder` for `length`,
+/// with `faults` striking at their moments; then judges the history, the watchers, the lists
+/// and the members' HashKVs.
+async fn under_faults(
+    builder: ClusterBuilder,
+    length: Duration,
+    faults: &[(Duration, Fault)],
+) -> Run {
+    let mut c = builder.start();
     let start = Instant::now();
     let until = start + length;
     let recorded = Arc::new(Recorded::default());
@@ -159,6 +170,7 @@ async fn under_faults(length: Duration, faults: &[(Duration, Fault)]) {
     }
 
     let (mut killed, mut partition, mut paused) = (None, None, None);
+    let mut all_killed = Vec::new();
     for &(at, fault) in faults {
         tokio::time::sleep_until(start + at).await;
         tokio::task::block_in_place(|| match fault {
@@ -169,6 +181,7 @@ async fn under_faults(length: Duration, faults: &[(Duration, Fault)]) {
                 };
                 c.kill9(member);
                 killed = Some(member);
+                all_killed.push(member);
             }
             Fault::Restart => c.restart(killed.take().expect("a killed member")),
             Fault::IsolateLeader => {
@@ -224,6 +237,10 @@ async fn under_faults(length: Duration, faults: &[(Duration, Fault)]) {
     let lists = recorded.lists.lock().unwrap().clone();
     eprintln!("{} paginated lists", lists.len());
     watches::judge_lists(&lists, &seen[0].1);
+    Run {
+        c,
+        killed: all_killed,
+    }
 }
 
 fn secs(s: u64) -> Duration {
@@ -235,6 +252,7 @@ fn secs(s: u64) -> Duration {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn histories_stay_linearizable_through_a_killed_and_a_partitioned_leader() {
     under_faults(
+        Cluster::builder(3),
         secs(24),
         &[
             (secs(4), Fault::KillLeader),
@@ -252,6 +270,7 @@ async fn histories_stay_linearizable_through_a_killed_and_a_partitioned_leader()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn histories_stay_linearizable_through_a_paused_leader_and_a_killed_follower() {
     under_faults(
+        Cluster::builder(3),
         secs(24),
         &[
             (secs(4), Fault::PauseLeader),
@@ -269,6 +288,7 @@ async fn histories_stay_linearizable_through_a_paused_leader_and_a_killed_follow
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn histories_stay_linearizable_through_one_way_loss() {
     under_faults(
+        Cluster::builder(3),
         secs(20),
         &[
             (secs(4), Fault::CutLeaderToFollower),
@@ -276,6 +296,28 @@ async fn histories_stay_linearizable_through_one_way_loss() {
         ],
     )
     .await;
+}
+
+/// 22 s with a snapshot every 300 entries, keeping 100 behind it: a follower killed at 4 s
+/// misses far more than the log keeps, so when it is back at 12 s the leader sends it a
+/// snapshot while the workload goes on; it must install it and serve what the others do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn histories_stay_linearizable_through_a_snapshot_install_under_load() {
+    let run = under_faults(
+        Cluster::builder(3)
+            .snapshot_count(300)
+            .snapshot_catchup_entries(100),
+        secs(22),
+        &[(secs(4), Fault::KillFollower), (secs(12), Fault::Restart)],
+    )
+    .await;
+    let lagging = run.killed[0];
+    assert!(
+        run.c
+            .log(lagging)
+            .contains("installed a snapshot from the leader at log index"),
+        "member {lagging} caught up without a snapshot: the scenario did not test one"
+    );
 }
 
 /// A member's disk fills up (its data dir a 24 MiB tmpfs, the others on the real disk) under
