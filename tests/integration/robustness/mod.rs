@@ -3,9 +3,12 @@
 //! invoked and when it returned (`history`, `workload`); then the history is judged:
 //! linearizable key by key (`linearizability`, with its self-test), serializable reads never
 //! going back in revision on one connection, watchers on every member seeing what etcd's watch
-//! guarantees (`watches`), and every member's HashKV equal at one revision.
+//! guarantees (`watches`), paginated lists reading what the prefix held at their revision,
+//! leases ending neither before their promise nor long after (`leases`), and every member's
+//! HashKV equal at one revision.
 
 mod history;
+mod leases;
 mod linearizability;
 mod watches;
 mod workload;
@@ -150,6 +153,7 @@ async fn under_faults(
             workload::PREFIX,
             goal.clone(),
             until + Duration::from_secs(60),
+            start,
         );
         watchers.push((member, tokio::spawn(watcher)));
     }
@@ -226,9 +230,19 @@ async fn under_faults(
     let revision = hashes_agree(&c).await;
     goal.set(revision);
     let mut seen = Vec::new();
+    // When each key was first seen gone, by any watcher.
+    let mut gone: BTreeMap<String, Duration> = BTreeMap::new();
     for (member, watcher) in watchers {
-        seen.push((member, watcher.await.expect("a watcher")));
+        let (events, received) = watcher.await.expect("a watcher");
+        for (event, at) in events.iter().zip(received) {
+            if event.value.is_none() {
+                let first = gone.entry(event.key.clone()).or_insert(at);
+                *first = (*first).min(at);
+            }
+        }
+        seen.push((member, events));
     }
+    let watched_until = start.elapsed();
     eprintln!(
         "watchers saw {:?} events",
         seen.iter().map(|(_, s)| s.len()).collect::<Vec<_>>()
@@ -237,6 +251,8 @@ async fn under_faults(
     let lists = recorded.lists.lock().unwrap().clone();
     eprintln!("{} paginated lists", lists.len());
     watches::judge_lists(&lists, &seen[0].1);
+    let sessions = recorded.sessions.records.lock().unwrap().clone();
+    leases::judge(&sessions, &|key| gone.get(key).copied(), watched_until);
     Run {
         c,
         killed: all_killed,

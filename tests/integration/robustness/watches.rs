@@ -52,14 +52,16 @@ impl Goal {
 }
 
 /// Watches `prefix` through `client` until `goal` is reached (or `deadline` passes); what it
-/// saw, in order.
+/// saw, in order, and when it received each (since `start`).
 pub async fn watch(
     mut client: Client,
     prefix: &str,
     goal: Arc<Goal>,
     deadline: Instant,
-) -> Vec<Seen> {
+    start: Instant,
+) -> (Vec<Seen>, Vec<Duration>) {
     let mut seen: Vec<Seen> = Vec::new();
+    let mut received: Vec<Duration> = Vec::new();
     let mut next = 1;
     while Instant::now() < deadline && !goal.reached(next - 1) {
         let options = WatchOptions::new()
@@ -104,11 +106,12 @@ pub async fn watch(
                         )
                     }),
                 });
+                received.push(start.elapsed());
                 next = next.max(kv.mod_revision() + 1);
             }
         }
     }
-    seen
+    (seen, received)
 }
 
 /// Checks each watcher's events, and all of them against each other and the history.

@@ -1,7 +1,8 @@
 //! The workload: clients, each connected to one member, run a mix of operations on a few keys
 //! until a deadline (gets, serializable gets, puts, deletes, compare-and-swap txns on the
 //! value and on the mod_revision as Kubernetes' GuaranteedUpdate, and Kubernetes' lists: the
-//! prefix in pages of two with limit and continue, every page at the first page's revision),
+//! prefix in pages of two with limit and continue, every page at the first page's revision;
+//! and lease sessions, see `leases`),
 //! recording each in the history with its invocation and return times. A write that fails or
 //! times out is recorded with an unknown outcome; a read that fails is left out (it changed
 //! nothing).
@@ -47,6 +48,7 @@ pub struct Recorded {
     pub history: Mutex<Vec<Operation>>,
     pub serializable: Mutex<Vec<SerializableRead>>,
     pub lists: Mutex<Vec<List>>,
+    pub sessions: super::leases::Sessions,
 }
 
 /// The keys every client works on.
@@ -85,6 +87,7 @@ pub async fn run(
     // What this client last read of each key, for its swaps to expect.
     let mut last_read: Vec<(Option<String>, i64)> = vec![(None, 0); keys as usize];
     let mut seq = 0u64;
+    let mut session = None;
     while Instant::now() < until {
         let k = dice.below(keys);
         let key = key(k);
@@ -112,6 +115,21 @@ pub async fn run(
                     Ok(Ok(list)) => recorded.lists.lock().unwrap().push(list),
                     _ => tokio::time::sleep(BACK_OFF).await,
                 }
+                tokio::time::sleep(PAUSE).await;
+                continue;
+            }
+            90..94 => {
+                let choice = dice.below(100);
+                super::leases::step(
+                    &mut client,
+                    id,
+                    seq,
+                    choice,
+                    &mut session,
+                    start,
+                    &recorded.sessions,
+                )
+                .await;
                 tokio::time::sleep(PAUSE).await;
                 continue;
             }
