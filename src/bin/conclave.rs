@@ -17,6 +17,9 @@ pub static malloc_conf: &[u8] = b"background_thread:true\0";
 
 fn main() -> std::process::ExitCode {
     disable_transparent_huge_pages();
+    // The robustness build only: failpoints set from FAILPOINTS, for as long as main runs.
+    #[cfg(feature = "failpoints")]
+    let _failpoints = fail::FailScenario::setup();
     conclave_server::main()
 }
 

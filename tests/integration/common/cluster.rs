@@ -50,9 +50,18 @@ pub struct ClusterBuilder {
     extra: Vec<String>,
     https_clients: bool,
     small_disk: Option<(usize, u64)>,
+    failpoints: Option<(usize, String)>,
 }
 
 impl ClusterBuilder {
+    /// Member `i` runs the robustness build (`conclave-failpoints`, which scripts/test
+    /// builds) with FAILPOINTS=`spec`, until [`Cluster::clear_failpoints`].
+    pub fn failpoints(mut self, i: usize, spec: &str) -> Self {
+        assert!(i < self.size, "no member {i} in a cluster of {}", self.size);
+        self.failpoints = Some((i, spec.to_string()));
+        self
+    }
+
     /// Member `i`'s data dir is a tmpfs of `bytes` (see [`Cluster::grow_disk`]).
     pub fn small_disk(mut self, i: usize, bytes: u64) -> Self {
         assert!(i < self.size, "no member {i} in a cluster of {}", self.size);
@@ -148,6 +157,8 @@ struct HttpsClient {
 pub struct Cluster {
     /// Unmounted before `dir` is removed (fields drop in this order).
     small_disk: Option<super::disk::SmallDisk>,
+    /// The member that runs the robustness build, and its FAILPOINTS.
+    failpoints: Option<(usize, String)>,
     dir: tempfile::TempDir,
     token: String,
     initial_cluster: String,
@@ -173,6 +184,7 @@ impl Cluster {
             extra: Vec::new(),
             https_clients: false,
             small_disk: None,
+            failpoints: None,
         }
     }
 
@@ -246,6 +258,7 @@ impl Cluster {
         );
         Cluster {
             small_disk: None,
+            failpoints: b.failpoints.clone(),
             dir,
             token,
             initial_cluster,
@@ -338,7 +351,14 @@ impl Cluster {
             None => client_url.clone(),
         };
         let peer_url = self.peer_url(i);
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_conclave"));
+        let mut cmd = match &self.failpoints {
+            Some((member, spec)) if *member == i => {
+                let mut cmd = Command::new(failpoints_binary());
+                cmd.env("FAILPOINTS", spec);
+                cmd
+            }
+            _ => Command::new(env!("CARGO_BIN_EXE_conclave")),
+        };
         // The server reads etcd's ETCD_* variables: only the flags below may count.
         for (k, _) in std::env::vars_os() {
             if k.to_string_lossy().starts_with("ETCD_") {
@@ -644,6 +664,11 @@ impl Cluster {
         )
     }
 
+    /// The next start of the member with failpoints runs the ordinary binary.
+    pub fn clear_failpoints(&mut self) {
+        self.failpoints = None;
+    }
+
     /// Remounts the small disk ([`ClusterBuilder::small_disk`]) at `bytes`.
     pub fn grow_disk(&self, bytes: u64) {
         self.small_disk
@@ -772,6 +797,20 @@ impl Cluster {
             }
         }
     }
+}
+
+/// The robustness build of conclave (failpoints compiled in), beside the ordinary binary:
+/// scripts/test builds it with `cargo build --features failpoints` and copies it there.
+fn failpoints_binary() -> PathBuf {
+    let path =
+        std::path::Path::new(env!("CARGO_BIN_EXE_conclave")).with_file_name("conclave-failpoints");
+    assert!(
+        path.exists(),
+        "{} is missing: scripts/test builds it (cargo build --features failpoints --bin \
+         conclave, then a copy under that name)",
+        path.display()
+    );
+    path
 }
 
 impl Drop for Cluster {

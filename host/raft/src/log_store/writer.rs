@@ -226,6 +226,13 @@ fn write_group(shared: &Arc<Shared>, group: &mut [Op], unsynced: &mut bool) -> i
         // fdatasync, as etcd's WAL: the journal's bytes and length reach the disk, its
         // timestamps need not.
         let started = std::time::Instant::now();
+        // The robustness build can make this write and its fsync fail (a failing disk).
+        #[cfg(feature = "failpoints")]
+        fail::fail_point!("raft-log-fsync", sync, |_| {
+            Err(io::Error::other(
+                "failpoint raft-log-fsync: the write or its fsync failed",
+            ))
+        });
         batch
             .durability(sync.then_some(PersistMode::SyncData))
             .commit()
