@@ -677,14 +677,6 @@ impl Cluster {
             .resize(bytes);
     }
 
-    /// Member `i`'s exit status, if it exited by itself (it is then no longer running).
-    pub fn exited(&mut self, i: usize) -> Option<ExitStatus> {
-        let child = self.members[i].child.as_mut()?;
-        let status = child.try_wait().expect("look at a member")?;
-        self.members[i].child = None;
-        Some(status)
-    }
-
     /// SIGKILL member `i`: no chance to flush anything or tell the others.
     pub fn kill9(&mut self, i: usize) {
         let mut child = self.members[i]

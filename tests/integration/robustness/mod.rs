@@ -363,7 +363,7 @@ async fn a_member_whose_disk_fills_stops_and_the_others_lose_nothing() {
         if let Ok(Ok(_)) = put {
             acknowledged.push(key);
         }
-        status = c.exited(FULL);
+        status = c.exit_status(FULL);
         if status.is_some() {
             break;
         }
@@ -437,7 +437,7 @@ async fn a_member_whose_fsync_fails_stops_and_the_others_lose_nothing() {
         if let Ok(Ok(_)) = put {
             acknowledged.push((key, n.to_string()));
         }
-        status = c.exited(FAILING);
+        status = c.exit_status(FAILING);
         if status.is_some() {
             break;
         }
