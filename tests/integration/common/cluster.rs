@@ -51,9 +51,17 @@ pub struct ClusterBuilder {
     https_clients: bool,
     small_disk: Option<(usize, u64)>,
     failpoints: Option<(usize, String)>,
+    spares: usize,
 }
 
 impl ClusterBuilder {
+    /// `n` more members, numbered after the others, with certificates and ports but not
+    /// started nor in the cluster: [`Cluster::add_learner`] adds one.
+    pub fn spares(mut self, n: usize) -> Self {
+        self.spares = n;
+        self
+    }
+
     /// Member `i` runs the robustness build (`conclave-failpoints`, which scripts/test
     /// builds) with FAILPOINTS=`spec`, until [`Cluster::clear_failpoints`].
     pub fn failpoints(mut self, i: usize, spec: &str) -> Self {
@@ -117,7 +125,7 @@ impl ClusterBuilder {
                 cluster.small_disk =
                     Some(super::disk::SmallDisk::mount(&cluster.data_dir(i), bytes));
             }
-            for i in 0..cluster.members.len() {
+            for i in 0..self.size {
                 cluster.spawn(i);
             }
             match cluster.wait_formed(&[]) {
@@ -145,6 +153,9 @@ struct Member {
     foreign: bool,
     https: Option<HttpsClient>,
     child: Option<Child>,
+    /// For a member added to a running cluster: the initial cluster `member add` printed,
+    /// with which it starts as `existing`.
+    joined_with: Option<String>,
 }
 
 /// A member's TLS client port ([`ClusterBuilder::https_clients`]).
@@ -185,6 +196,7 @@ impl Cluster {
             https_clients: false,
             small_disk: None,
             failpoints: None,
+            spares: 0,
         }
     }
 
@@ -194,14 +206,15 @@ impl Cluster {
             .prefix("conclave-cluster-")
             .tempdir()
             .expect("create a temp dir");
-        let names: Vec<String> = (1..=b.size).map(|i| format!("m{i}")).collect();
+        let all = b.size + b.spares;
+        let names: Vec<String> = (1..=all).map(|i| format!("m{i}")).collect();
         let certs = conclave_tls::init_certs(&dir.path().join("certs"), &names, &[], false)
             .expect("make the cluster CA and member certificates");
         // One probe for both sets, so that no port lands in both.
-        let tcp_ports = free_tcp_ports(2 * b.size);
-        let (client_ports, https_ports) = tcp_ports.split_at(b.size);
-        let peer_ports = free_udp_ports(b.size);
-        let mut members = Vec::with_capacity(b.size);
+        let tcp_ports = free_tcp_ports(2 * all);
+        let (client_ports, https_ports) = tcp_ports.split_at(all);
+        let peer_ports = free_udp_ports(all);
+        let mut members = Vec::with_capacity(all);
         for (i, name) in names.iter().enumerate() {
             let foreign = b.foreign.contains(&i);
             let (cert, key, ca) = if foreign {
@@ -244,9 +257,10 @@ impl Cluster {
                 foreign,
                 https,
                 child: None,
+                joined_with: None,
             });
         }
-        let initial_cluster = members
+        let initial_cluster = members[..b.size]
             .iter()
             .map(|m| format!("{}=https://127.0.0.1:{}", m.name, m.peer_port))
             .collect::<Vec<_>>()
@@ -378,10 +392,14 @@ impl Cluster {
             .arg("--initial-advertise-peer-urls")
             .arg(&peer_url)
             .arg("--initial-cluster")
-            .arg(&self.initial_cluster)
+            .arg(m.joined_with.as_ref().unwrap_or(&self.initial_cluster))
             // Also on a restart: an initialized member ignores it, as etcd does.
             .arg("--initial-cluster-state")
-            .arg("new")
+            .arg(if m.joined_with.is_some() {
+                "existing"
+            } else {
+                "new"
+            })
             .arg("--initial-cluster-token")
             .arg(&self.token)
             .arg("--peer-cert-file")
@@ -662,6 +680,68 @@ impl Cluster {
             self.members[from].peer_port,
             self.members[to].peer_port,
         )
+    }
+
+    /// Adds spare member `spare` ([`ClusterBuilder::spares`]) as a learner through member
+    /// `via` (`etcdctl member add --learner`), and starts it to join; does not wait.
+    pub fn add_learner(&mut self, spare: usize, via: usize) {
+        let name = self.members[spare].name.clone();
+        let peer = self.peer_url(spare);
+        let out = self.etcdctl(
+            via,
+            &[
+                "member",
+                "add",
+                &name,
+                &format!("--peer-urls={peer}"),
+                "--learner",
+            ],
+        );
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "member add {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let initial = text
+            .lines()
+            .find_map(|l| l.strip_prefix("ETCD_INITIAL_CLUSTER=\""))
+            .and_then(|l| l.strip_suffix('"'))
+            .unwrap_or_else(|| panic!("no ETCD_INITIAL_CLUSTER in member add's answer: {text}"));
+        self.members[spare].joined_with = Some(initial.to_string());
+        self.spawn(spare);
+    }
+
+    /// Promotes learner `i` through member `via`, trying again while it is not in sync yet
+    /// (for 30 s at most).
+    pub fn promote(&self, i: usize, via: usize) {
+        let id = format!("{:x}", self.member_id(i));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let out = self.etcdctl(via, &["member", "promote", &id]);
+            if out.status.success() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "member {i} was not promoted within 30 s: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Removes member `i` from the membership through member `via`, then stops its process
+    /// (SIGKILL: it is no member any more).
+    pub fn remove(&mut self, i: usize, via: usize) {
+        let id = format!("{:x}", self.member_id(i));
+        let out = self.etcdctl(via, &["member", "remove", &id]);
+        assert!(
+            out.status.success(),
+            "member remove {id}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self.kill9(i);
     }
 
     /// The next start of the member with failpoints runs the ordinary binary.

@@ -28,6 +28,8 @@ use workload::Recorded;
 const KEYS: u64 = 4;
 /// Clients per member.
 const CLIENTS_PER_MEMBER: usize = 2;
+/// The spare member a scenario with membership changes adds (the fourth).
+const SPARE: usize = 3;
 
 /// Judges what the clients recorded: panics with the first violation found.
 fn judge(recorded: &Recorded) {
@@ -123,6 +125,12 @@ enum Fault {
     PauseLeader,
     /// SIGCONT it.
     Resume,
+    /// Add the first spare member as a learner and start it.
+    AddLearner,
+    /// Promote it to a voter.
+    PromoteLearner,
+    /// Remove the leader from the membership (and stop its process).
+    RemoveLeader,
 }
 
 /// What a run leaves for the test to look at further.
@@ -203,6 +211,20 @@ async fn under_faults(
                 paused = Some(leader);
             }
             Fault::Resume => c.pause(paused.take().expect("a paused member"), false),
+            Fault::AddLearner => {
+                let leader = c.leader();
+                c.add_learner(SPARE, leader);
+            }
+            Fault::PromoteLearner => {
+                let leader = c.leader();
+                c.promote(SPARE, leader);
+            }
+            Fault::RemoveLeader => {
+                let leader = c.leader();
+                let via = c.followers()[0];
+                c.remove(leader, via);
+                all_killed.push(leader);
+            }
         });
         eprintln!("{:?}: {fault:?}", start.elapsed());
     }
@@ -212,7 +234,7 @@ async fn under_faults(
     }
     // The last word on every key, from every member once the cluster settled.
     tokio::task::block_in_place(|| c.leader());
-    for member in 0..3 {
+    for member in c.running() {
         let mut client = c.client(member).await;
         for k in 0..KEYS {
             workload::final_read(
@@ -232,7 +254,13 @@ async fn under_faults(
     let mut seen = Vec::new();
     // When each key was first seen gone, by any watcher.
     let mut gone: BTreeMap<String, Duration> = BTreeMap::new();
+    let members_now = c.running();
     for (member, watcher) in watchers {
+        // A member removed from the cluster hears no more: its watcher's run ends here.
+        if !members_now.contains(&member) {
+            watcher.abort();
+            continue;
+        }
         let (events, received) = watcher.await.expect("a watcher");
         for (event, at) in events.iter().zip(received) {
             if event.value.is_none() {
@@ -473,4 +501,26 @@ async fn a_member_whose_fsync_fails_stops_and_the_others_lose_nothing() {
     c.clear_failpoints();
     tokio::task::block_in_place(|| c.restart(FAILING));
     hashes_agree(&c).await;
+}
+
+/// 24 s of membership changes under load: a fourth member added as a learner at 4 s,
+/// promoted at 8 s (once in sync), and the leader removed at 12 s, its process stopped; the
+/// three voters left go on. The history, the watchers on the members still in the cluster, the
+/// lists and HashKV (the new member's included) must all hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn histories_stay_linearizable_through_membership_changes() {
+    let run = under_faults(
+        Cluster::builder(3).spares(1),
+        secs(24),
+        &[
+            (secs(4), Fault::AddLearner),
+            (secs(8), Fault::PromoteLearner),
+            (secs(12), Fault::RemoveLeader),
+        ],
+    )
+    .await;
+    assert!(
+        run.c.running().contains(&SPARE),
+        "the added member is one of the members left"
+    );
 }
