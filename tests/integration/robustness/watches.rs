@@ -30,15 +30,28 @@ pub struct Seen {
 }
 
 /// How far every watcher must have seen before it stops: set once the workload ended.
+/// Also how far each watcher has seen, so that history is compacted only below what every
+/// watcher already has (a watcher resuming below a compaction would lose events for good).
 pub struct Goal {
     revision: AtomicI64,
+    seen: Vec<AtomicI64>,
 }
 
 impl Goal {
-    pub fn new() -> Arc<Self> {
+    pub fn new(watchers: usize) -> Arc<Self> {
         Arc::new(Self {
             revision: AtomicI64::new(i64::MAX),
+            seen: (0..watchers).map(|_| AtomicI64::new(0)).collect(),
         })
+    }
+
+    /// The newest revision every watcher has seen: history below it may be compacted.
+    pub fn compactable(&self) -> i64 {
+        self.seen
+            .iter()
+            .map(|s| s.load(Ordering::SeqCst))
+            .min()
+            .unwrap_or(0)
     }
 
     pub fn set(&self, revision: i64) {
@@ -52,11 +65,12 @@ impl Goal {
 }
 
 /// Watches `prefix` through `client` until `goal` is reached (or `deadline` passes); what it
-/// saw, in order, and when it received each (since `start`).
+/// saw, in order, and when it received each (since `start`). It is watcher `me` of `goal`.
 pub async fn watch(
     mut client: Client,
     prefix: &str,
     goal: Arc<Goal>,
+    me: usize,
     deadline: Instant,
     start: Instant,
 ) -> (Vec<Seen>, Vec<Duration>) {
@@ -108,6 +122,7 @@ pub async fn watch(
                 });
                 received.push(start.elapsed());
                 next = next.max(kv.mod_revision() + 1);
+                goal.seen[me].store(next - 1, Ordering::SeqCst);
             }
         }
     }
