@@ -287,14 +287,15 @@ async fn under_faults(
             watcher.abort();
             continue;
         }
-        let (events, received) = watcher.await.expect("a watcher");
-        for (event, at) in events.iter().zip(received) {
+        let watched = watcher.await.expect("a watcher");
+        watches::judge_bookmarks(member, &watched);
+        for (event, &at) in watched.seen.iter().zip(&watched.received) {
             if event.value.is_none() {
                 let first = gone.entry(event.key.clone()).or_insert(at);
                 *first = (*first).min(at);
             }
         }
-        seen.push((member, events));
+        seen.push((member, watched.seen));
     }
     let watched_until = start.elapsed();
     eprintln!(

@@ -64,8 +64,22 @@ impl Goal {
     }
 }
 
-/// Watches `prefix` through `client` until `goal` is reached (or `deadline` passes); what it
-/// saw, in order, and when it received each (since `start`). It is watcher `me` of `goal`.
+/// What one watcher saw.
+pub struct Watched {
+    /// The events, in order.
+    pub seen: Vec<Seen>,
+    /// When each was received (since the run's start).
+    pub received: Vec<Duration>,
+    /// Progress notifications answering its progress requests: how many events had arrived
+    /// before each, and the revision it named.
+    pub bookmarks: Vec<(usize, i64)>,
+}
+
+/// How often a watcher asks for progress (etcd's WatchProgressRequest).
+const PROGRESS_EVERY: Duration = Duration::from_millis(500);
+
+/// Watches `prefix` through `client` until `goal` is reached (or `deadline` passes), asking
+/// for progress now and then. It is watcher `me` of `goal`; times are since `start`.
 pub async fn watch(
     mut client: Client,
     prefix: &str,
@@ -73,9 +87,10 @@ pub async fn watch(
     me: usize,
     deadline: Instant,
     start: Instant,
-) -> (Vec<Seen>, Vec<Duration>) {
+) -> Watched {
     let mut seen: Vec<Seen> = Vec::new();
     let mut received: Vec<Duration> = Vec::new();
+    let mut bookmarks: Vec<(usize, i64)> = Vec::new();
     let mut next = 1;
     while Instant::now() < deadline && !goal.reached(next - 1) {
         let options = WatchOptions::new()
@@ -88,9 +103,16 @@ pub async fn watch(
             tokio::time::sleep(Duration::from_millis(200)).await;
             continue;
         };
+        let mut asked = Instant::now();
         loop {
             if goal.reached(next - 1) || Instant::now() >= deadline {
                 break;
+            }
+            if asked.elapsed() >= PROGRESS_EVERY {
+                asked = Instant::now();
+                if stream.request_progress().await.is_err() {
+                    break;
+                }
             }
             let message = match tokio::time::timeout(Duration::from_secs(1), stream.message()).await
             {
@@ -102,6 +124,13 @@ pub async fn watch(
             };
             if message.canceled() {
                 break;
+            }
+            // A progress notification: no events, not the creation answer.
+            if message.events().is_empty() && !message.created() {
+                if let Some(header) = message.header() {
+                    bookmarks.push((seen.len(), header.revision()));
+                }
+                continue;
             }
             for event in message.events() {
                 let Some(kv) = event.kv() else { continue };
@@ -126,7 +155,30 @@ pub async fn watch(
             }
         }
     }
-    (seen, received)
+    Watched {
+        seen,
+        received,
+        bookmarks,
+    }
+}
+
+/// Bookmarkable: a progress notification at revision R comes after every event up to R and
+/// before every event after it, so a client may resume from R + 1. Every watcher must have
+/// had some (the requests are answered).
+pub fn judge_bookmarks(member: usize, watched: &Watched) {
+    assert!(
+        !watched.bookmarks.is_empty(),
+        "member {member}'s watcher asked for progress every {PROGRESS_EVERY:?} and never heard"
+    );
+    for &(at, revision) in &watched.bookmarks {
+        let before = watched.seen[..at].last().map(|s| s.revision);
+        let after = watched.seen.get(at).map(|s| s.revision);
+        assert!(
+            before.is_none_or(|b| b <= revision) && after.is_none_or(|a| a > revision),
+            "member {member}'s watcher: a progress notification at revision {revision} between \
+             events at {before:?} and {after:?}"
+        );
+    }
 }
 
 /// Checks each watcher's events, and all of them against each other and the history.
@@ -291,6 +343,25 @@ mod tests {
         assert!(!passes(vec![(0, wrong_prev)], history.clone(), 3));
         let lost = vec![put(2, "a", None), put(4, "c", Some(("a", 2)))];
         assert!(!passes(vec![(0, lost)], history, 4));
+    }
+
+    #[test]
+    fn a_bookmark_must_fall_between_the_events_it_separates() {
+        let watched = |bookmarks: Vec<(usize, i64)>| Watched {
+            seen: vec![put(2, "a", None), put(5, "b", Some(("a", 2)))],
+            received: vec![Duration::ZERO; 2],
+            bookmarks,
+        };
+        let judged = |w: Watched| catch_unwind(|| judge_bookmarks(0, &w)).is_ok();
+        assert!(judged(watched(vec![(1, 3), (2, 5), (0, 1)])));
+        // Revision 5 announced before the event at 5 arrived: a client resuming from 6 loses it.
+        assert!(!judged(watched(vec![(1, 5)])));
+        // Going back behind an event already delivered.
+        assert!(!judged(watched(vec![(2, 4)])));
+        assert!(
+            !judged(watched(Vec::new())),
+            "no answer to progress requests"
+        );
     }
 
     #[test]
