@@ -52,9 +52,18 @@ pub struct ClusterBuilder {
     small_disk: Option<(usize, u64)>,
     failpoints: Option<(usize, String)>,
     spares: usize,
+    fake_clocks: bool,
 }
 
 impl ClusterBuilder {
+    /// Every member's wall clock is libfaketime's (Debian's libfaketime), at an offset from
+    /// the real one that [`Cluster::jump_clock`] changes while it runs, as an NTP step would
+    /// (the monotonic clock is left alone: it cannot jump).
+    pub fn fake_clocks(mut self) -> Self {
+        self.fake_clocks = true;
+        self
+    }
+
     /// `n` more members, numbered after the others, with certificates and ports but not
     /// started nor in the cluster: [`Cluster::add_learner`] adds one.
     pub fn spares(mut self, n: usize) -> Self {
@@ -170,6 +179,8 @@ pub struct Cluster {
     small_disk: Option<super::disk::SmallDisk>,
     /// The member that runs the robustness build, and its FAILPOINTS.
     failpoints: Option<(usize, String)>,
+    /// Whether members' wall clocks are libfaketime's ([`ClusterBuilder::fake_clocks`]).
+    fake_clocks: bool,
     dir: tempfile::TempDir,
     token: String,
     initial_cluster: String,
@@ -197,6 +208,7 @@ impl Cluster {
             small_disk: None,
             failpoints: None,
             spares: 0,
+            fake_clocks: false,
         }
     }
 
@@ -273,6 +285,7 @@ impl Cluster {
         Cluster {
             small_disk: None,
             failpoints: b.failpoints.clone(),
+            fake_clocks: b.fake_clocks,
             dir,
             token,
             initial_cluster,
@@ -422,6 +435,16 @@ impl Cluster {
                 .arg(&h.cert)
                 .arg("--key-file")
                 .arg(&h.key);
+        }
+        if self.fake_clocks {
+            let offset = self.clock_file(i);
+            if !offset.exists() {
+                std::fs::write(&offset, "+0\n").expect("write a clock offset");
+            }
+            cmd.env("LD_PRELOAD", faketime_library())
+                .env("FAKETIME_TIMESTAMP_FILE", &offset)
+                .env("FAKETIME_CACHE_DURATION", "1")
+                .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
         }
         cmd.args(&self.extra).args(more);
         let child = cmd
@@ -744,6 +767,19 @@ impl Cluster {
         self.kill9(i);
     }
 
+    fn clock_file(&self, i: usize) -> PathBuf {
+        self.dir
+            .path()
+            .join(format!("{}.clock", self.members[i].name))
+    }
+
+    /// Sets member `i`'s wall clock to the real one plus `offset` (libfaketime's syntax,
+    /// "+3600s", "-90s", "+0"); it takes effect within a second.
+    pub fn jump_clock(&self, i: usize, offset: &str) {
+        assert!(self.fake_clocks, "a cluster started with fake_clocks()");
+        std::fs::write(self.clock_file(i), format!("{offset}\n")).expect("write a clock offset");
+    }
+
     /// The next start of the member with failpoints runs the ordinary binary.
     pub fn clear_failpoints(&mut self) {
         self.failpoints = None;
@@ -883,6 +919,19 @@ fn failpoints_binary() -> PathBuf {
         path.display()
     );
     path
+}
+
+/// Debian's libfaketime (multi-threaded flavour), where the package puts it on this machine.
+fn faketime_library() -> PathBuf {
+    let found = std::fs::read_dir("/usr/lib")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|arch| arch.path().join("faketime/libfaketimeMT.so.1"))
+        .find(|p| p.exists());
+    found.unwrap_or_else(|| {
+        panic!("no libfaketimeMT.so.1 under /usr/lib/*/faketime: apt-get install libfaketime")
+    })
 }
 
 impl Drop for Cluster {

@@ -131,6 +131,10 @@ enum Fault {
     PromoteLearner,
     /// Remove the leader from the membership (and stop its process).
     RemoveLeader,
+    /// The leader's wall clock jumps an hour ahead (an NTP step).
+    LeaderClockAhead,
+    /// Every clock back to the real time: the one that was ahead jumps an hour back.
+    ClocksBack,
     /// Compact history up to what every watcher has seen, ask a follower to defragment, and
     /// SIGKILL it 30 ms later, while the compaction's background removal and the defragment
     /// may still run (restarted by `Restart`).
@@ -223,6 +227,15 @@ async fn under_faults(
             Fault::PromoteLearner => {
                 let leader = c.leader();
                 c.promote(SPARE, leader);
+            }
+            Fault::LeaderClockAhead => {
+                let leader = c.leader();
+                c.jump_clock(leader, "+3600s");
+            }
+            Fault::ClocksBack => {
+                for i in 0..c.size() {
+                    c.jump_clock(i, "+0");
+                }
             }
             Fault::CompactDefragAndKillFollower => {
                 let (leader, follower) = (c.leader(), c.followers()[0]);
@@ -566,6 +579,27 @@ async fn histories_stay_linearizable_through_kills_during_compaction_and_defrag(
             (secs(10), Fault::Restart),
             (secs(15), Fault::CompactDefragAndKillFollower),
             (secs(18), Fault::Restart),
+        ],
+    )
+    .await;
+}
+
+/// 20 s with wall clocks that jump (libfaketime, as an NTP step would): the leader's an hour
+/// ahead at 4 s; that leader killed at 7 s and restarted at 9 s, still an hour ahead; the
+/// next leader's an hour ahead at 12 s; every clock back to the real time at 16 s (an hour
+/// back). Revision times stay monotonic, leases go by the monotonic clock and everything else
+/// by Raft, so nothing may change: history, watchers, lists, lease ends, HashKV.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn histories_stay_linearizable_through_wall_clock_jumps() {
+    under_faults(
+        Cluster::builder(3).fake_clocks(),
+        secs(20),
+        &[
+            (secs(4), Fault::LeaderClockAhead),
+            (secs(7), Fault::KillLeader),
+            (secs(9), Fault::Restart),
+            (secs(12), Fault::LeaderClockAhead),
+            (secs(16), Fault::ClocksBack),
         ],
     )
     .await;
