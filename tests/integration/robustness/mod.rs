@@ -72,10 +72,25 @@ fn judge(recorded: &Recorded) {
     }
 }
 
+/// Writes the history to `dir/history.txt`, one operation a line by invocation; its path.
+fn keep_history(dir: &std::path::Path, recorded: &Recorded) -> std::path::PathBuf {
+    let mut history = recorded.history.lock().unwrap().clone();
+    history.sort_by_key(|o| o.invoked);
+    let lines: Vec<String> = history
+        .iter()
+        .map(|o| format!("{} {}", o.key, o.describe()))
+        .collect();
+    std::fs::create_dir_all(dir).expect("create the history's dir");
+    let file = dir.join("history.txt");
+    std::fs::write(&file, lines.join("\n")).expect("write the history");
+    file
+}
+
 /// Every member's HashKV at the newest revision, once each has applied it: equal. That
 /// revision.
 async fn hashes_agree(c: &Cluster) -> i64 {
-    let mut first = c.client(0).await;
+    let members = c.running();
+    let mut first = c.client(members[0]).await;
     let revision = first
         .status()
         .await
@@ -84,7 +99,7 @@ async fn hashes_agree(c: &Cluster) -> i64 {
         .expect("a header")
         .revision();
     let mut hashes = Vec::new();
-    for i in c.running() {
+    for i in members {
         let mut client = c.client(i).await;
         let deadline = Instant::now() + Duration::from_secs(30);
         let hash = loop {
@@ -156,6 +171,19 @@ async fn under_faults(
     length: Duration,
     faults: &[(Duration, Fault)],
 ) -> Run {
+    under_faults_seeded(builder, length, faults, 1, None).await
+}
+
+/// [`under_faults`], the clients' choices drawn from `seed`; with `keep`, the history is
+/// written there (one operation a line, by invocation) before it is judged, and removed once
+/// every check passed, so that a failure leaves it behind.
+async fn under_faults_seeded(
+    builder: ClusterBuilder,
+    length: Duration,
+    faults: &[(Duration, Fault)],
+    seed: u64,
+    keep: Option<&std::path::Path>,
+) -> Run {
     let mut c = builder.start();
     let start = Instant::now();
     let until = start + length;
@@ -181,6 +209,7 @@ async fn under_faults(
             let client = c.client(member).await;
             clients.push(tokio::spawn(workload::run(
                 id,
+                seed,
                 client,
                 KEYS,
                 start,
@@ -287,6 +316,7 @@ async fn under_faults(
             .unwrap_or_else(|e| panic!("member {member}: final read of key {k}: {e}"));
         }
     }
+    let kept = keep.map(|dir| keep_history(dir, &recorded));
     judge(&recorded);
     let revision = hashes_agree(&c).await;
     goal.set(revision);
@@ -321,6 +351,9 @@ async fn under_faults(
     watches::judge_lists(&lists, &seen[0].1);
     let sessions = recorded.sessions.records.lock().unwrap().clone();
     leases::judge(&sessions, &|key| gone.get(key).copied(), watched_until);
+    if let Some(file) = kept {
+        let _ = std::fs::remove_file(file);
+    }
     Run {
         c,
         killed: all_killed,
@@ -603,4 +636,77 @@ async fn histories_stay_linearizable_through_wall_clock_jumps() {
         ],
     )
     .await;
+}
+
+/// One fault and its undoing, at random moments within `from..from + 8 s`, from `dice`.
+fn random_faults(
+    dice: &mut workload::Dice,
+    from: u64,
+    membership_done: &mut bool,
+) -> Vec<(Duration, Fault)> {
+    let at = from + dice.below(3);
+    let lasts = 2 + dice.below(3);
+    let (first, then) = match dice.below(8) {
+        0 => (Fault::KillLeader, Fault::Restart),
+        1 => (Fault::IsolateLeader, Fault::Heal),
+        2 => (Fault::PauseLeader, Fault::Resume),
+        3 => (Fault::KillFollower, Fault::Restart),
+        4 => (Fault::CutLeaderToFollower, Fault::Heal),
+        5 => (Fault::LeaderClockAhead, Fault::ClocksBack),
+        6 => (Fault::CompactDefragAndKillFollower, Fault::Restart),
+        _ if !*membership_done => {
+            *membership_done = true;
+            return vec![
+                (secs(at), Fault::AddLearner),
+                (secs(at + 2), Fault::PromoteLearner),
+                (secs(at + lasts + 2), Fault::RemoveLeader),
+            ];
+        }
+        _ => (Fault::KillLeader, Fault::Restart),
+    };
+    vec![(secs(at), first), (secs(at + lasts), then)]
+}
+
+/// The long profile (scripts/robustness): rounds of 24 s on fresh clusters for
+/// CONCLAVE_ROBUSTNESS_MINUTES (30), each with two faults drawn from CONCLAVE_ROBUSTNESS_SEED
+/// (which the output names, so that a run's schedule and the clients' choices can be drawn
+/// again). A failing round's history stays in CONCLAVE_ROBUSTNESS_KEEP/round-N/history.txt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "the long profile: scripts/robustness runs it"]
+async fn long_run() {
+    let env = |name: &str| std::env::var(name).ok();
+    let minutes: u64 =
+        env("CONCLAVE_ROBUSTNESS_MINUTES").map_or(30, |m| m.parse().expect("minutes"));
+    let seed: u64 = env("CONCLAVE_ROBUSTNESS_SEED").map_or_else(
+        || {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_secs())
+        },
+        |s| s.parse().expect("a numeric seed"),
+    );
+    let keep = std::path::PathBuf::from(
+        env("CONCLAVE_ROBUSTNESS_KEEP").unwrap_or_else(|| "target/robustness".to_string()),
+    );
+    eprintln!("long profile: {minutes} minutes, seed {seed}");
+    let mut dice = workload::Dice::new(seed);
+    let end = Instant::now() + Duration::from_secs(minutes * 60);
+    let mut round = 0u64;
+    while Instant::now() < end {
+        round += 1;
+        let mut membership = false;
+        let mut faults = random_faults(&mut dice, 3, &mut membership);
+        faults.extend(random_faults(&mut dice, 12, &mut membership));
+        eprintln!("round {round}: {faults:?}");
+        let builder = Cluster::builder(3)
+            .spares(1)
+            .fake_clocks()
+            .snapshot_count(1000)
+            .snapshot_catchup_entries(200);
+        let dir = keep.join(format!("round-{round}"));
+        under_faults_seeded(builder, secs(24), &faults, seed ^ round, Some(&dir)).await;
+        let _ = std::fs::remove_dir(&dir);
+        eprintln!("round {round}: every check held");
+    }
+    eprintln!("long profile: {round} rounds in {minutes} minutes, seed {seed}: no violation");
 }

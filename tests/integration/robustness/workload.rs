@@ -56,12 +56,17 @@ pub const PREFIX: &str = "/robustness/";
 /// Keys per page of a list.
 const PAGE: i64 = 2;
 
-/// A small xorshift: the mix needs no more than a fair spread, seeded per client so that
-/// clients differ.
-struct Dice(u64);
+/// A small xorshift: the mix and the fault schedules need no more than a fair spread, and the
+/// same seed gives the same choices.
+pub struct Dice(u64);
 
 impl Dice {
-    fn below(&mut self, n: u64) -> u64 {
+    pub fn new(seed: u64) -> Self {
+        // Never zero: xorshift stays at zero forever.
+        Dice(seed.wrapping_mul(0x2545_F491_4F6C_DD1D) | 1)
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
@@ -73,17 +78,18 @@ pub fn key(k: u64) -> String {
     format!("{PREFIX}{k}")
 }
 
-/// Client `id` on `client` until `until`, keys `0..keys`; times from `start`.
+/// Client `id` on `client` until `until`, keys `0..keys`, its choices drawn from `seed`;
+/// times from `start`.
 pub async fn run(
     id: usize,
+    seed: u64,
     mut client: Client,
     keys: u64,
     start: Instant,
     until: Instant,
     recorded: Arc<Recorded>,
 ) {
-    let mut dice =
-        Dice(0x9E37_79B9_7F4A_7C15 ^ (id as u64 + 1).wrapping_mul(0x2545_F491_4F6C_DD1D));
+    let mut dice = Dice::new(seed ^ (id as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
     // What this client last read of each key, for its swaps to expect.
     let mut last_read: Vec<(Option<String>, i64)> = vec![(None, 0); keys as usize];
     let mut seq = 0u64;
