@@ -59,13 +59,17 @@ fn judge(recorded: &Recorded) {
             }
         }
     }
-    // A member answers serializable reads from what it applied, which only grows.
-    let mut last: BTreeMap<usize, i64> = BTreeMap::new();
+    // A member answers serializable reads from what it applied, which only grows while the
+    // client stays connected to it.
+    let mut last: BTreeMap<(usize, u64), i64> = BTreeMap::new();
     for read in recorded.serializable.lock().unwrap().iter() {
-        let before = last.insert(read.client, read.revision).unwrap_or(0);
+        let before = last
+            .insert((read.client, read.connection), read.revision)
+            .unwrap_or(0);
         assert!(
             read.revision >= before,
-            "client {}: a serializable read at revision {} after one at {before}",
+            "client {}: a serializable read at revision {} after one at {before} on the same \
+             connection",
             read.client,
             read.revision
         );

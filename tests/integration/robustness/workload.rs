@@ -24,10 +24,16 @@ const PAUSE: Duration = Duration::from_millis(5);
 /// search grow fast.
 const BACK_OFF: Duration = Duration::from_millis(500);
 
-/// A serializable read: which client, and the revision its member answered at.
+/// A serializable read: which client, on which of its connections, and the revision its
+/// member answered at.
 #[derive(Debug, Clone, Copy)]
 pub struct SerializableRead {
     pub client: usize,
+    /// How many of the client's requests had failed before: after a failure the client may
+    /// have reconnected (to a restarted member that lost the tail of its lazily written state
+    /// and replays it from its log), and monotonic reads are promised per connection, as etcd
+    /// promises them.
+    pub connection: u64,
     pub revision: i64,
 }
 
@@ -94,6 +100,8 @@ pub async fn run(
     let mut last_read: Vec<(Option<String>, i64)> = vec![(None, 0); keys as usize];
     let mut seq = 0u64;
     let mut session = None;
+    // Failed requests so far: a new connection may follow each (see SerializableRead).
+    let mut failures = 0u64;
     while Instant::now() < until {
         let k = dice.below(keys);
         let key = key(k);
@@ -103,7 +111,8 @@ pub async fn run(
         let op = match dice.below(100) {
             0..35 => Op::Get,
             35..45 => {
-                if !serializable_get(id, &mut client, &key, &recorded).await {
+                if !serializable_get(id, failures, &mut client, &key, &recorded).await {
+                    failures += 1;
                     tokio::time::sleep(BACK_OFF).await;
                 }
                 tokio::time::sleep(PAUSE).await;
@@ -119,7 +128,10 @@ pub async fn run(
                 let listed = tokio::time::timeout(OP_TIMEOUT, list(&mut client, id)).await;
                 match listed {
                     Ok(Ok(list)) => recorded.lists.lock().unwrap().push(list),
-                    _ => tokio::time::sleep(BACK_OFF).await,
+                    _ => {
+                        failures += 1;
+                        tokio::time::sleep(BACK_OFF).await;
+                    }
                 }
                 tokio::time::sleep(PAUSE).await;
                 continue;
@@ -163,6 +175,7 @@ pub async fn run(
             }
             // A failed write may have taken effect; a failed read took none.
             None => {
+                failures += 1;
                 if op.writes() {
                     record(&recorded, id, key, op, Outcome::Unknown, invoked, None);
                 }
@@ -261,7 +274,13 @@ fn prefix_end(prefix: &str) -> Vec<u8> {
 }
 
 /// Whether the read was answered.
-async fn serializable_get(id: usize, client: &mut Client, key: &str, recorded: &Recorded) -> bool {
+async fn serializable_get(
+    id: usize,
+    connection: u64,
+    client: &mut Client,
+    key: &str,
+    recorded: &Recorded,
+) -> bool {
     let read = tokio::time::timeout(
         OP_TIMEOUT,
         client.get(key, Some(GetOptions::new().with_serializable())),
@@ -276,6 +295,7 @@ async fn serializable_get(id: usize, client: &mut Client, key: &str, recorded: &
             .unwrap()
             .push(SerializableRead {
                 client: id,
+                connection,
                 revision: header.revision(),
             });
         return true;
