@@ -287,3 +287,67 @@ async fn a_partitioned_leader_renews_no_lease() {
         gone - last_answered
     );
 }
+
+/// Found by the long robustness profile: a leader paused past its leases' deadlines wakes up
+/// still believing it leads, with clocks that jumped, and revokes what it finds expired. Those
+/// revokes must die with its term: forwarded to the new leader, they ended a lease its client
+/// was renewing there. A 5 s lease renewed every half second through a follower; the leader
+/// paused for 7 s, then resumed while the renewals go on: the key must stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resumed_leader_revokes_no_lease_it_no_longer_leads_for() {
+    let Session {
+        mut c,
+        leader,
+        client,
+        lease,
+        ..
+    } = session(5, false).await;
+    tokio::task::block_in_place(|| c.pause(leader, true));
+    let paused = Instant::now();
+    let renew = |mut client: etcd_client::Client| async move {
+        let renewal = async {
+            let (mut keeper, mut answers) = client.lease_keep_alive(lease).await?;
+            keeper.keep_alive().await?;
+            answers.message().await
+        };
+        matches!(
+            tokio::time::timeout(Duration::from_secs(2), renewal).await,
+            Ok(Ok(Some(answer))) if answer.ttl() > 0
+        )
+    };
+    let mut last_renewed = None;
+    while paused.elapsed() < Duration::from_secs(7) {
+        if renew(client.clone()).await {
+            last_renewed = Some(Instant::now());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let last = last_renewed.expect("renewals went through the new leader while the old slept");
+    assert!(
+        last.elapsed() < Duration::from_secs(2),
+        "the renewals stopped going through"
+    );
+    tokio::task::block_in_place(|| c.pause(leader, false));
+    let resumed = Instant::now();
+    while resumed.elapsed() < Duration::from_secs(3) {
+        assert!(
+            renew(client.clone()).await,
+            "a renewal after the old leader woke failed"
+        );
+        let mut reader = client.clone();
+        let got = reader
+            .get(
+                "session",
+                Some(etcd_client::GetOptions::new().with_serializable()),
+            )
+            .await
+            .expect("a read");
+        assert_eq!(
+            got.kvs().len(),
+            1,
+            "the key of a lease being renewed went {:?} after the old leader woke",
+            resumed.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}

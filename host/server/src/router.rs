@@ -112,7 +112,8 @@ impl Router {
             stamp_ms: 0,
             checked_for: None,
         };
-        if let Err(e) = tokio::time::timeout(REQUEST_TIMEOUT, self.propose_routed(alarm)).await {
+        let raised = self.propose_routed(alarm, Route::AnyLeader);
+        if let Err(e) = tokio::time::timeout(REQUEST_TIMEOUT, raised).await {
             warn!(error = %e, "could not raise the NOSPACE alarm");
         }
         Err(RequestError::NoSpace.into())
@@ -126,6 +127,27 @@ impl Router {
             request: Some(request),
             ..Default::default()
         })
+        .await
+    }
+
+    /// Proposes a decision only the leader of `term` may take (a lease it found expired, a
+    /// plugin's output): into this member's own Raft while it leads in that term, never
+    /// forwarded. A leader that was paused or cut off still believes it leads when it wakes,
+    /// with clocks that jumped; forwarded, its stale decision would be applied by the next
+    /// leader (a lease revoked while its client renewed it there). Proposed here, it cannot
+    /// commit without a quorum in its term, and fails.
+    pub async fn propose_as_leader(
+        &self,
+        request: Request,
+        term: u64,
+    ) -> Result<Applied, ProposeError> {
+        self.propose_checked(
+            Command {
+                request: Some(request),
+                ..Default::default()
+            },
+            Route::OwnRaftIn(term),
+        )
         .await
     }
 
@@ -149,6 +171,14 @@ impl Router {
     /// on the member a request arrives at; apply checks the alarms again (they may have been
     /// raised meanwhile).
     async fn propose_command(&self, command: Command) -> Result<Applied, ProposeError> {
+        self.propose_checked(command, Route::AnyLeader).await
+    }
+
+    async fn propose_checked(
+        &self,
+        command: Command,
+        route: Route,
+    ) -> Result<Applied, ProposeError> {
         let Some(request) = &command.request else {
             return Err(ProposeError::EmptyProposal);
         };
@@ -158,7 +188,7 @@ impl Router {
             return Err(ProposeError::TooLarge);
         }
         self.admit(request, cost).await?;
-        self.propose_admitted(command).await
+        self.propose_admitted(command, route).await
     }
 
     /// On the leader: a follower's write, admitted by the follower; it keeps whom it was
@@ -167,17 +197,21 @@ impl Router {
         if command.request.is_none() {
             return Err(ProposeError::EmptyProposal);
         }
-        self.propose_admitted(command).await
+        self.propose_admitted(command, Route::AnyLeader).await
     }
 
-    async fn propose_admitted(&self, command: Command) -> Result<Applied, ProposeError> {
+    async fn propose_admitted(
+        &self,
+        command: Command,
+        route: Route,
+    ) -> Result<Applied, ProposeError> {
         let command = Command {
             stamp_ms: 0,
             ..command
         };
         let pending = &*PROPOSALS_PENDING;
         pending.increment(1.0);
-        let outcome = tokio::time::timeout(REQUEST_TIMEOUT, self.propose_routed(command))
+        let outcome = tokio::time::timeout(REQUEST_TIMEOUT, self.propose_routed(command, route))
             .await
             .map_err(|_| ProposeError::TimedOut)
             .and_then(|routed| routed);
@@ -201,7 +235,24 @@ impl Router {
         }
     }
 
-    async fn propose_routed(&self, command: Command) -> Result<Applied, ProposeError> {
+    async fn propose_routed(
+        &self,
+        command: Command,
+        route: Route,
+    ) -> Result<Applied, ProposeError> {
+        if let Route::OwnRaftIn(term) = route {
+            if !self.cluster.is_leader() || self.cluster.term() != term {
+                return Err(ProposeError::LeaderChanged);
+            }
+            return match self.proposer.write(stamped(&command)).await {
+                Ok(applied) => Ok(applied),
+                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
+                    Err(ProposeError::LeaderChanged)
+                }
+                Err(RaftError::APIError(e)) => Err(ProposeError::Internal(e.to_string())),
+                Err(RaftError::Fatal(_)) => Err(ProposeError::Stopped),
+            };
+        }
         loop {
             // A follower that knows the leader forwards at once, without asking its Raft core.
             let (leader_id, leader) = match self.cluster.leader_peer() {
@@ -325,6 +376,15 @@ impl Router {
             Err(RaftError::APIError(_)) => Err(ClusterError::LeaderChanged),
         }
     }
+}
+
+/// Where a proposal may go.
+#[derive(Clone, Copy)]
+enum Route {
+    /// To whichever member leads: forwarded if it is another (a client's write).
+    AnyLeader,
+    /// Into this member's own Raft, only while it leads in this term (a leader's decision).
+    OwnRaftIn(u64),
 }
 
 /// `command` as this member proposes it as the leader: dated by its clock, which apply turns

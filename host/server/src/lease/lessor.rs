@@ -169,20 +169,22 @@ impl Lessor {
             }
             let per_tick = (REVOKES_PER_SECOND * TICK.as_millis() as usize / 1000).max(1);
             let expired = self.clocks.take_expired(per_tick, REVOKE_RETRY);
-            if !expired.is_empty() {
-                self.revoke(expired).await;
+            if let (Some(term), false) = (term, expired.is_empty()) {
+                self.revoke(expired, term).await;
             }
         }
     }
 
-    async fn revoke(&self, ids: Vec<i64>) {
+    /// Revokes leases this member, leading in `term`, found expired: never forwarded to
+    /// another leader, whose clocks may say otherwise (`Router::propose_as_leader`).
+    async fn revoke(&self, ids: Vec<i64>, term: u64) {
         info!(leases = ids.len(), "revoking expired leases");
         let proposals = ids.into_iter().map(|id| async move {
             let request = Request::LeaseRevoke(LeaseRevokeRequest { id });
             match self
                 .node
                 .router
-                .propose(request)
+                .propose_as_leader(request, term)
                 .await
                 .map(|applied| applied.result)
             {

@@ -78,7 +78,8 @@ impl OnLeader {
     }
 
     /// Proposes `request` (what it carries: `what`, for the error) and waits until it is
-    /// applied here; the store's answer. Refused once this member no longer leads.
+    /// applied here; the store's answer. Refused once this member no longer leads in the
+    /// thread's term, and never forwarded to another leader (`Router::propose_as_leader`).
     pub fn propose(
         &self,
         what: &'static str,
@@ -89,7 +90,7 @@ impl OnLeader {
         }
         let applied = self
             .runtime
-            .block_on(self.member.router.propose(request))
+            .block_on(self.member.router.propose_as_leader(request, self.term))
             .map_err(|error| RunError::NotCommitted { what, error })?;
         Ok(applied.result)
     }
