@@ -233,16 +233,10 @@ async fn a_partitioned_leader_renews_no_lease() {
             let started = Instant::now();
             while started.elapsed() < Duration::from_secs(12) {
                 let sent = Instant::now();
-                let renewal = async {
-                    let (mut keeper, mut answers) = client.lease_keep_alive(lease).await?;
-                    keeper.keep_alive().await?;
-                    answers.message().await
-                };
-                match tokio::time::timeout(Duration::from_millis(1500), renewal).await {
-                    Ok(Ok(Some(answer))) if answer.ttl() > 0 => {
-                        renewed.lock().unwrap().push((sent, Instant::now()))
-                    }
-                    _ => *failures.lock().unwrap() += 1,
+                if common::renewed(&mut client, lease, Duration::from_millis(1500)).await {
+                    renewed.lock().unwrap().push((sent, Instant::now()));
+                } else {
+                    *failures.lock().unwrap() += 1;
                 }
                 tokio::time::sleep(Duration::from_secs(1).saturating_sub(sent.elapsed())).await;
             }
@@ -305,15 +299,7 @@ async fn a_resumed_leader_revokes_no_lease_it_no_longer_leads_for() {
     tokio::task::block_in_place(|| c.pause(leader, true));
     let paused = Instant::now();
     let renew = |mut client: etcd_client::Client| async move {
-        let renewal = async {
-            let (mut keeper, mut answers) = client.lease_keep_alive(lease).await?;
-            keeper.keep_alive().await?;
-            answers.message().await
-        };
-        matches!(
-            tokio::time::timeout(Duration::from_secs(2), renewal).await,
-            Ok(Ok(Some(answer))) if answer.ttl() > 0
-        )
+        common::renewed(&mut client, lease, Duration::from_secs(2)).await
     };
     let mut last_renewed = None;
     while paused.elapsed() < Duration::from_secs(7) {

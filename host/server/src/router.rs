@@ -10,7 +10,7 @@ use conclave_proto::conclavepb::{
     Command, ReadIndexRequest, ReadIndexResponse, command::Request, member_request::Call,
 };
 use conclave_proto::etcdserverpb::{AlarmRequest, AlarmType, alarm_request::AlarmAction};
-use conclave_raft::{Member, MemberClient, Raft};
+use conclave_raft::{Member, MemberClient, Raft, TypeConfig};
 use conclave_store::{Applied, RequestError, Store};
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::raft::ReadPolicy;
@@ -119,14 +119,17 @@ impl Router {
         Err(RequestError::NoSpace.into())
     }
 
-    /// Proposes one of this member's own writes (an expired lease, a plugin's output, an
-    /// alarm) and waits until it is applied on this member. It is held to
+    /// Proposes one of this member's own writes that any leader may apply (a lease renewal,
+    /// an alarm, a compaction) and waits until it is applied on this member. It is held to
     /// [`Router::proposal_limit`].
     pub async fn propose(&self, request: Request) -> Result<Applied, ProposeError> {
-        self.propose_command(Command {
-            request: Some(request),
-            ..Default::default()
-        })
+        self.propose_checked(
+            Command {
+                request: Some(request),
+                ..Default::default()
+            },
+            Route::AnyLeader,
+        )
         .await
     }
 
@@ -158,22 +161,21 @@ impl Router {
         caller: &Caller,
         request: Request,
     ) -> Result<Applied, ProposeError> {
-        self.propose_command(Command {
-            request: Some(request),
-            checked_for: Some(caller.checked_for()),
-            ..Default::default()
-        })
+        self.propose_checked(
+            Command {
+                request: Some(request),
+                checked_for: Some(caller.checked_for()),
+                ..Default::default()
+            },
+            Route::AnyLeader,
+        )
         .await
     }
 
-    /// Proposes `command` once it is admitted: within its size limit, and neither an alarm
-    /// nor the quota refuses it. The member a client asked checks this, once, as etcd checks
-    /// on the member a request arrives at; apply checks the alarms again (they may have been
-    /// raised meanwhile).
-    async fn propose_command(&self, command: Command) -> Result<Applied, ProposeError> {
-        self.propose_checked(command, Route::AnyLeader).await
-    }
-
+    /// Proposes `command` along `route` once it is admitted: within its size limit, and
+    /// neither an alarm nor the quota refuses it. The member a client asked checks this,
+    /// once, as etcd checks on the member a request arrives at; apply checks the alarms again
+    /// (they may have been raised meanwhile).
     async fn propose_checked(
         &self,
         command: Command,
@@ -249,8 +251,7 @@ impl Router {
                 Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
                     Err(ProposeError::LeaderChanged)
                 }
-                Err(RaftError::APIError(e)) => Err(ProposeError::Internal(e.to_string())),
-                Err(RaftError::Fatal(_)) => Err(ProposeError::Stopped),
+                Err(e) => Err(refused_by_raft(e)),
             };
         }
         loop {
@@ -270,13 +271,7 @@ impl Router {
                             }
                         }
                     }
-                    Err(RaftError::APIError(e)) => {
-                        return Err(ProposeError::Internal(e.to_string()));
-                    }
-                    Err(RaftError::Fatal(e)) => {
-                        warn!(error = %e, "raft stopped");
-                        return Err(ProposeError::Stopped);
-                    }
+                    Err(e) => return Err(refused_by_raft(e)),
                 },
             };
             match self
@@ -375,6 +370,17 @@ impl Router {
             Err(RaftError::Fatal(_)) => Err(ClusterError::Stopped),
             Err(RaftError::APIError(_)) => Err(ClusterError::LeaderChanged),
         }
+    }
+}
+
+/// A write this member's Raft refused for another reason than another member leading.
+fn refused_by_raft(e: RaftError<TypeConfig, ClientWriteError<TypeConfig>>) -> ProposeError {
+    match e {
+        RaftError::Fatal(e) => {
+            warn!(error = %e, "raft stopped");
+            ProposeError::Stopped
+        }
+        RaftError::APIError(e) => ProposeError::Internal(e.to_string()),
     }
 }
 

@@ -24,6 +24,20 @@ const POLL_INTERVAL: Duration = Duration::from_millis(20);
 /// Where Debian's etcd-client package installs etcdctl 3.4.
 pub const ETCDCTL: &str = "/usr/bin/etcdctl";
 
+/// One lease keep-alive on a stream of its own (a failed one may leave its stream broken):
+/// whether it was answered with a TTL (the lease lives) within `timeout`.
+pub async fn renewed(client: &mut etcd_client::Client, lease: i64, timeout: Duration) -> bool {
+    let renewal = async {
+        let (mut keeper, mut answers) = client.lease_keep_alive(lease).await?;
+        keeper.keep_alive().await?;
+        answers.message().await
+    };
+    matches!(
+        tokio::time::timeout(timeout, renewal).await,
+        Ok(Ok(Some(answer))) if answer.ttl() > 0
+    )
+}
+
 pub struct Server {
     child: Option<Child>,
     dir: tempfile::TempDir,

@@ -69,20 +69,13 @@ pub async fn step(
     }
     current.renewals_left -= 1;
     let sent = start.elapsed();
-    let lease = current.lease;
-    let renewal = async {
-        let (mut keeper, mut answers) = client.lease_keep_alive(lease).await?;
-        keeper.keep_alive().await?;
-        answers.message().await
-    };
-    match tokio::time::timeout(CALL_TIMEOUT, renewal).await {
-        Ok(Ok(Some(answer))) if answer.ttl() > 0 => {
-            sessions.records.lock().unwrap()[current.record]
-                .promised
-                .push(sent);
-        }
+    if crate::common::renewed(client, current.lease, CALL_TIMEOUT).await {
+        sessions.records.lock().unwrap()[current.record]
+            .promised
+            .push(sent);
+    } else {
         // Gone, or no answer: stop renewing and let it end when it ends.
-        _ => *live = None,
+        *live = None;
     }
 }
 
