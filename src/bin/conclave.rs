@@ -20,7 +20,50 @@ fn main() -> std::process::ExitCode {
     // The robustness build only: failpoints set from FAILPOINTS, for as long as main runs.
     #[cfg(feature = "failpoints")]
     let _failpoints = fail::FailScenario::setup();
+    #[cfg(feature = "failpoints")]
+    follow_failpoints_file();
     conclave_server::main()
+}
+
+/// The robustness build only: failpoints from the file FAILPOINTS_FILE names, read again
+/// while the process runs (one `name=actions` a line, fail-rs's syntax; a name no longer
+/// listed is turned off), so that a test can make a running member's disk fail at the moment
+/// it chooses, when the member leads, say.
+#[cfg(feature = "failpoints")]
+fn follow_failpoints_file() {
+    let Some(path) = std::env::var_os("FAILPOINTS_FILE") else {
+        return;
+    };
+    let follow = move || {
+        let mut applied = String::new();
+        let mut set: Vec<String> = Vec::new();
+        loop {
+            let wanted = std::fs::read_to_string(&path).unwrap_or_default();
+            if wanted != applied {
+                for name in set.drain(..) {
+                    fail::remove(name);
+                }
+                for line in wanted.lines().map(str::trim).filter(|l| !l.is_empty()) {
+                    let configured = line
+                        .split_once('=')
+                        .ok_or_else(|| "not name=actions".to_string())
+                        .and_then(|(name, actions)| {
+                            fail::cfg(name.trim(), actions.trim()).map(|()| name.trim())
+                        });
+                    match configured {
+                        Ok(name) => set.push(name.to_string()),
+                        Err(e) => eprintln!("FAILPOINTS_FILE: {line}: {e}"),
+                    }
+                }
+                applied = wanted;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    };
+    std::thread::Builder::new()
+        .name("failpoints-file".into())
+        .spawn(follow)
+        .expect("start the failpoints-file thread");
 }
 
 /// Allocators that ask for transparent huge pages and return idle memory to the kernel soon

@@ -49,8 +49,9 @@ pub struct ClusterBuilder {
     foreign: Vec<usize>,
     extra: Vec<String>,
     https_clients: bool,
-    small_disk: Option<(usize, u64)>,
+    small_disks: Vec<(usize, u64)>,
     failpoints: Option<(usize, String)>,
+    robustness_build: bool,
     spares: usize,
     fake_clocks: bool,
 }
@@ -79,10 +80,18 @@ impl ClusterBuilder {
         self
     }
 
-    /// Member `i`'s data dir is a tmpfs of `bytes` (see [`Cluster::grow_disk`]).
+    /// Every member runs the robustness build (`conclave-failpoints`) with no failpoint set,
+    /// so that [`Cluster::fail_now`] can set one while it runs.
+    pub fn robustness_build(mut self) -> Self {
+        self.robustness_build = true;
+        self
+    }
+
+    /// Member `i`'s data dir is a tmpfs of `bytes` (see [`Cluster::grow_disk`] and
+    /// [`Cluster::fill_disk`]); for several members, once for each.
     pub fn small_disk(mut self, i: usize, bytes: u64) -> Self {
         assert!(i < self.size, "no member {i} in a cluster of {}", self.size);
-        self.small_disk = Some((i, bytes));
+        self.small_disks.push((i, bytes));
         self
     }
 
@@ -130,9 +139,9 @@ impl ClusterBuilder {
         let mut failures = Vec::new();
         for _ in 0..START_ATTEMPTS {
             let mut cluster = Cluster::prepare(&self);
-            if let Some((i, bytes)) = self.small_disk {
-                cluster.small_disk =
-                    Some(super::disk::SmallDisk::mount(&cluster.data_dir(i), bytes));
+            for &(i, bytes) in &self.small_disks {
+                let disk = super::disk::SmallDisk::mount(&cluster.data_dir(i), bytes);
+                cluster.small_disks.insert(i, disk);
             }
             for i in 0..self.size {
                 cluster.spawn(i);
@@ -175,10 +184,12 @@ struct HttpsClient {
 }
 
 pub struct Cluster {
-    /// Unmounted before `dir` is removed (fields drop in this order).
-    small_disk: Option<super::disk::SmallDisk>,
+    /// Members' small disks, unmounted before `dir` is removed (fields drop in this order).
+    small_disks: std::collections::BTreeMap<usize, super::disk::SmallDisk>,
     /// The member that runs the robustness build, and its FAILPOINTS.
     failpoints: Option<(usize, String)>,
+    /// Whether every member runs the robustness build ([`ClusterBuilder::robustness_build`]).
+    robustness_build: bool,
     /// Whether members' wall clocks are libfaketime's ([`ClusterBuilder::fake_clocks`]).
     fake_clocks: bool,
     dir: tempfile::TempDir,
@@ -205,8 +216,9 @@ impl Cluster {
             foreign: Vec::new(),
             extra: Vec::new(),
             https_clients: false,
-            small_disk: None,
+            small_disks: Vec::new(),
             failpoints: None,
+            robustness_build: false,
             spares: 0,
             fake_clocks: false,
         }
@@ -283,8 +295,9 @@ impl Cluster {
             CLUSTERS.fetch_add(1, Ordering::Relaxed)
         );
         Cluster {
-            small_disk: None,
+            small_disks: Default::default(),
             failpoints: b.failpoints.clone(),
+            robustness_build: b.robustness_build,
             fake_clocks: b.fake_clocks,
             dir,
             token,
@@ -382,6 +395,11 @@ impl Cluster {
             Some((member, spec)) if *member == i => {
                 let mut cmd = Command::new(failpoints_binary());
                 cmd.env("FAILPOINTS", spec);
+                cmd
+            }
+            _ if self.robustness_build => {
+                let mut cmd = Command::new(failpoints_binary());
+                cmd.env("FAILPOINTS_FILE", self.failpoints_file(i));
                 cmd
             }
             _ => Command::new(env!("CARGO_BIN_EXE_conclave")),
@@ -785,12 +803,40 @@ impl Cluster {
         self.failpoints = None;
     }
 
-    /// Remounts the small disk ([`ClusterBuilder::small_disk`]) at `bytes`.
-    pub fn grow_disk(&self, bytes: u64) {
-        self.small_disk
-            .as_ref()
-            .expect("a cluster with a small disk")
-            .resize(bytes);
+    /// Sets failpoints in running member `i` (fail-rs's `name=actions`, one a line; empty:
+    /// none), in effect within a few tenths of a second, until set again.
+    pub fn fail_now(&self, i: usize, spec: &str) {
+        assert!(
+            self.robustness_build,
+            "a cluster started with robustness_build()"
+        );
+        std::fs::write(self.failpoints_file(i), spec).expect("write the failpoints file");
+    }
+
+    fn failpoints_file(&self, i: usize) -> PathBuf {
+        self.dir.path().join(format!("failpoints-{i}"))
+    }
+
+    fn small_disk(&self, i: usize) -> &super::disk::SmallDisk {
+        self.small_disks
+            .get(&i)
+            .unwrap_or_else(|| panic!("member {i} has no small disk"))
+    }
+
+    /// Remounts member `i`'s small disk ([`ClusterBuilder::small_disk`]) at `bytes`.
+    pub fn grow_disk(&self, i: usize, bytes: u64) {
+        self.small_disk(i).resize(bytes);
+    }
+
+    /// Fills member `i`'s small disk to the last byte with a file of the test's, as another
+    /// process on the machine would.
+    pub fn fill_disk(&self, i: usize) {
+        self.small_disk(i).fill();
+    }
+
+    /// Removes what [`Cluster::fill_disk`] wrote.
+    pub fn free_disk(&self, i: usize) {
+        self.small_disk(i).free();
     }
 
     /// SIGKILL member `i`: no chance to flush anything or tell the others.
@@ -858,12 +904,14 @@ impl Cluster {
 
     /// An etcd-client connection to member `i` alone.
     pub async fn client(&self, i: usize) -> etcd_client::Client {
-        let options = etcd_client::ConnectOptions::new()
-            .with_connect_timeout(Duration::from_secs(10))
-            .with_timeout(Duration::from_secs(30));
-        etcd_client::Client::connect([self.url(i)], Some(options))
-            .await
-            .unwrap_or_else(|e| panic!("connect etcd-client to member {i}: {e}"))
+        connect(&[self.url(i)]).await
+    }
+
+    /// An etcd-client connection to every member running now, as a client given all
+    /// endpoints: its requests go to any of them that answers.
+    pub async fn client_of_all(&self) -> etcd_client::Client {
+        let urls: Vec<String> = self.running().into_iter().map(|i| self.url(i)).collect();
+        connect(&urls).await
     }
 
     /// Runs etcdctl 3.4 against member `i` only.
@@ -905,6 +953,15 @@ impl Cluster {
             }
         }
     }
+}
+
+async fn connect(urls: &[String]) -> etcd_client::Client {
+    let options = etcd_client::ConnectOptions::new()
+        .with_connect_timeout(Duration::from_secs(10))
+        .with_timeout(Duration::from_secs(30));
+    etcd_client::Client::connect(urls, Some(options))
+        .await
+        .unwrap_or_else(|e| panic!("connect etcd-client to {urls:?}: {e}"))
 }
 
 /// The robustness build of conclave (failpoints compiled in), beside the ordinary binary:

@@ -27,6 +27,31 @@ impl SmallDisk {
         }
     }
 
+    /// Writes a file into it until no byte is left (the member sees ENOSPC on its next
+    /// write).
+    pub fn fill(&self) {
+        use std::io::Write;
+        let mut file = std::fs::File::create(self.filler()).expect("create the filler");
+        let chunk = vec![0u8; 1 << 20];
+        // A bounded loop: the disk is small, and a write into a full one fails.
+        for _ in 0..(64 << 10) {
+            match file.write(&chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+        panic!("{} never filled up", self.path.display());
+    }
+
+    /// Removes what [`SmallDisk::fill`] wrote.
+    pub fn free(&self) {
+        std::fs::remove_file(self.filler()).expect("remove the filler");
+    }
+
+    fn filler(&self) -> PathBuf {
+        self.path.join("test-filler")
+    }
+
     /// Makes it `bytes` large, keeping what it holds.
     pub fn resize(&self, bytes: u64) {
         mount(&[

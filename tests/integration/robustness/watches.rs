@@ -3,7 +3,8 @@
 //! member killed, cut off, restarted); and the checks of what they saw against etcd's watch
 //! guarantees: ordered and unique (revisions only grow), reliable (every member's watcher saw
 //! the same events, and every acknowledged write among them, with its value at its revision),
-//! resumable (the resumed streams continue without a gap or a repeat), and prev_kv correct.
+//! resumable (the resumed streams continue without a gap or a repeat), atomic (the events of
+//! one revision, a txn's, arrive in one response), bookmarkable, and prev_kv correct.
 //! The events, from revision 1, also say what the prefix held at every revision: each
 //! paginated list must have read exactly that at its revision.
 
@@ -70,6 +71,8 @@ pub struct Watched {
     pub seen: Vec<Seen>,
     /// When each was received (since the run's start).
     pub received: Vec<Duration>,
+    /// Which response of the watcher's (counted from 0 across its streams) brought each.
+    pub responses: Vec<usize>,
     /// Progress notifications answering its progress requests: how many events had arrived
     /// before each, and the revision it named.
     pub bookmarks: Vec<(usize, i64)>,
@@ -90,6 +93,8 @@ pub async fn watch(
 ) -> Watched {
     let mut seen: Vec<Seen> = Vec::new();
     let mut received: Vec<Duration> = Vec::new();
+    let mut responses: Vec<usize> = Vec::new();
+    let mut response = 0;
     let mut bookmarks: Vec<(usize, i64)> = Vec::new();
     let mut next = 1;
     while Instant::now() < deadline && !goal.reached(next - 1) {
@@ -132,6 +137,7 @@ pub async fn watch(
                 }
                 continue;
             }
+            response += 1;
             for event in message.events() {
                 let Some(kv) = event.kv() else { continue };
                 let value = match event.event_type() {
@@ -150,6 +156,7 @@ pub async fn watch(
                     }),
                 });
                 received.push(start.elapsed());
+                responses.push(response);
                 next = next.max(kv.mod_revision() + 1);
                 goal.seen[me].store(next - 1, Ordering::SeqCst);
             }
@@ -158,7 +165,21 @@ pub async fn watch(
     Watched {
         seen,
         received,
+        responses,
         bookmarks,
+    }
+}
+
+/// Atomic: every event of one revision (a txn's) came in the same response, so that a
+/// client never acts on half a transaction.
+pub fn judge_atomic(member: usize, watched: &Watched) {
+    for (i, pair) in watched.seen.windows(2).enumerate() {
+        assert!(
+            pair[0].revision != pair[1].revision
+                || watched.responses[i] == watched.responses[i + 1],
+            "member {member}'s watcher: the events of revision {} came in two responses",
+            pair[0].revision
+        );
     }
 }
 
@@ -184,15 +205,24 @@ pub fn judge_bookmarks(member: usize, watched: &Watched) {
 /// Checks each watcher's events, and all of them against each other and the history.
 pub fn judge(watchers: &[(usize, Vec<Seen>)], history: &[Operation], goal: i64) {
     for (member, seen) in watchers {
-        // Ordered and unique: each event at a later revision than the one before (each
-        // revision of this workload changes one key).
-        for pair in seen.windows(2) {
+        // Ordered and unique: each event at a later revision than the one before, or at the
+        // same one (a txn's) on a key not yet seen at it.
+        let mut at_revision: Vec<&str> = Vec::new();
+        let mut last = 0;
+        for event in seen {
             assert!(
-                pair[1].revision > pair[0].revision,
-                "member {member}'s watcher: revision {} after {}",
-                pair[1].revision,
-                pair[0].revision
+                event.revision > last
+                    || (event.revision == last && !at_revision.contains(&event.key.as_str())),
+                "member {member}'s watcher: revision {} of {} after revision {last} of {:?}",
+                event.revision,
+                event.key,
+                at_revision
             );
+            if event.revision > last {
+                at_revision.clear();
+            }
+            at_revision.push(&event.key);
+            last = event.revision;
         }
         assert!(
             seen.last().is_some_and(|s| s.revision >= goal),
@@ -235,7 +265,10 @@ pub fn judge(watchers: &[(usize, Vec<Seen>)], history: &[Operation], goal: i64) 
             );
         }
         // Every acknowledged write, at its revision with its value.
-        let by_revision: BTreeMap<i64, &Seen> = first.iter().map(|s| (s.revision, s)).collect();
+        let by_revision: BTreeMap<(i64, &str), &Seen> = first
+            .iter()
+            .map(|s| ((s.revision, s.key.as_str()), s))
+            .collect();
         for operation in history {
             let (value, revision) = match (&operation.op, &operation.outcome) {
                 (Op::Put { value }, Outcome::Written { revision }) => (value, *revision),
@@ -248,9 +281,9 @@ pub fn judge(watchers: &[(usize, Vec<Seen>)], history: &[Operation], goal: i64) 
                 ) => (value, *revision),
                 _ => continue,
             };
-            let event = by_revision.get(&revision);
+            let event = by_revision.get(&(revision, operation.key.as_str()));
             assert!(
-                event.is_some_and(|e| e.key == operation.key && e.value.as_ref() == Some(value)),
+                event.is_some_and(|e| e.value.as_ref() == Some(value)),
                 "the acknowledged write of {value} to {} at revision {revision} is not among \
                  the watched events (found {event:?})",
                 operation.key
@@ -276,11 +309,13 @@ pub fn judge_lists(lists: &[List], events: &[Seen]) {
             .iter()
             .map(|(k, (v, r))| (k.to_string(), v.to_string(), *r))
             .collect();
-        assert_eq!(
-            list.kvs, expected,
-            "client {}'s list at revision {} is not what the prefix held then",
-            list.client, list.revision
-        );
+        if !list.count_only {
+            assert_eq!(
+                list.kvs, expected,
+                "client {}'s list at revision {} is not what the prefix held then",
+                list.client, list.revision
+            );
+        }
         assert_eq!(
             list.count,
             expected.len() as i64,
@@ -301,9 +336,13 @@ mod tests {
     use super::*;
 
     fn put(revision: i64, value: &str, prev: Option<(&str, i64)>) -> Seen {
+        put_to("k", revision, value, prev)
+    }
+
+    fn put_to(key: &str, revision: i64, value: &str, prev: Option<(&str, i64)>) -> Seen {
         Seen {
             revision,
-            key: "k".to_string(),
+            key: key.to_string(),
             value: Some(value.to_string()),
             prev: prev.map(|(v, r)| (v.to_string(), r)),
         }
@@ -343,6 +382,29 @@ mod tests {
         assert!(!passes(vec![(0, wrong_prev)], history.clone(), 3));
         let lost = vec![put(2, "a", None), put(4, "c", Some(("a", 2)))];
         assert!(!passes(vec![(0, lost)], history, 4));
+        // A txn's two keys at one revision pass; the same key twice at one revision does not.
+        let txn = vec![put(2, "a", None), put_to("j", 2, "a", None)];
+        assert!(passes(vec![(0, txn)], Vec::new(), 2));
+        let twice = vec![put(2, "a", None), put(2, "a", None)];
+        assert!(!passes(vec![(0, twice)], Vec::new(), 2));
+    }
+
+    #[test]
+    fn a_txns_events_must_come_in_one_response() {
+        let watched = |responses: Vec<usize>| Watched {
+            seen: vec![
+                put(2, "a", None),
+                put_to("j", 2, "a", None),
+                put(3, "b", None),
+            ],
+            received: vec![Duration::ZERO; 3],
+            responses,
+            bookmarks: Vec::new(),
+        };
+        let judged = |w: Watched| catch_unwind(|| judge_atomic(0, &w)).is_ok();
+        assert!(judged(watched(vec![1, 1, 2])));
+        assert!(judged(watched(vec![1, 1, 1])));
+        assert!(!judged(watched(vec![1, 2, 2])), "revision 2 split in two");
     }
 
     #[test]
@@ -350,6 +412,7 @@ mod tests {
         let watched = |bookmarks: Vec<(usize, i64)>| Watched {
             seen: vec![put(2, "a", None), put(5, "b", Some(("a", 2)))],
             received: vec![Duration::ZERO; 2],
+            responses: vec![1, 2],
             bookmarks,
         };
         let judged = |w: Watched| catch_unwind(|| judge_bookmarks(0, &w)).is_ok();
@@ -371,6 +434,7 @@ mod tests {
             client: 0,
             revision,
             count: 1,
+            count_only: false,
             kvs: vec![("k".to_string(), value.to_string(), at)],
         };
         let judged = |l: List| catch_unwind(|| judge_lists(&[l], &events)).is_ok();
@@ -383,5 +447,14 @@ mod tests {
             ..list(3, "b", 3)
         };
         assert!(!judged(miscounted));
+        let count_only = |count| List {
+            client: 0,
+            revision: 3,
+            count,
+            count_only: true,
+            kvs: Vec::new(),
+        };
+        assert!(judged(count_only(1)));
+        assert!(!judged(count_only(0)), "a count-only range counted wrong");
     }
 }

@@ -1,8 +1,8 @@
 //! The workload: clients, each connected to one member, run a mix of operations on a few keys
-//! until a deadline (gets, serializable gets, puts, deletes, compare-and-swap txns on the
-//! value and on the mod_revision as Kubernetes' GuaranteedUpdate, and Kubernetes' lists: the
-//! prefix in pages of two with limit and continue, every page at the first page's revision;
-//! and lease sessions, see `leases`),
+//! until a deadline (gets, serializable gets, puts, txns putting two keys at once, deletes,
+//! compare-and-swap txns on the value and on the mod_revision as Kubernetes' GuaranteedUpdate,
+//! Kubernetes' lists: the prefix in pages of two with limit and continue, every page at the
+//! first page's revision, and its count-only ranges; and lease sessions, see `leases`),
 //! recording each in the history with its invocation and return times. A write that fails or
 //! times out is recorded with an unknown outcome; a read that fails is left out (it changed
 //! nothing).
@@ -44,6 +44,8 @@ pub struct List {
     pub revision: i64,
     /// The count the first page gave (every key under the prefix at the revision).
     pub count: i64,
+    /// A count-only range (Kubernetes counts a resource's objects so): no keys read.
+    pub count_only: bool,
     /// Every page's keys, values and mod_revisions, in order.
     pub kvs: Vec<(String, String, i64)>,
 }
@@ -118,14 +120,25 @@ pub async fn run(
                 tokio::time::sleep(PAUSE).await;
                 continue;
             }
-            45..70 => Op::Put { value },
+            45..64 => Op::Put { value },
+            64..70 => {
+                let other = key_other_than(k, keys, &mut dice);
+                if !put_two(id, &mut client, [&key, &other], &value, start, &recorded).await {
+                    failures += 1;
+                    tokio::time::sleep(BACK_OFF).await;
+                }
+                tokio::time::sleep(PAUSE).await;
+                continue;
+            }
             70..75 => Op::Delete,
             75..86 => match known_value {
                 Some(expect) => Op::SwapIfValue { expect, value },
                 None => Op::Get,
             },
             86..90 => {
-                let listed = tokio::time::timeout(OP_TIMEOUT, list(&mut client, id)).await;
+                let count_only = dice.below(3) == 0;
+                let listed =
+                    tokio::time::timeout(OP_TIMEOUT, list(&mut client, id, count_only)).await;
                 match listed {
                     Ok(Ok(list)) => recorded.lists.lock().unwrap().push(list),
                     _ => {
@@ -205,6 +218,52 @@ fn record(
     });
 }
 
+/// One of the keys, not `k`.
+fn key_other_than(k: u64, keys: u64, dice: &mut Dice) -> String {
+    key((k + 1 + dice.below(keys - 1)) % keys)
+}
+
+/// A txn putting `value` to both `keys` at one revision (so that watchers must deliver both
+/// events in one response: etcd's "atomic"), recorded as a put of each key, which is what it
+/// is to each key alone. Whether it was answered.
+async fn put_two(
+    id: usize,
+    client: &mut Client,
+    keys: [&str; 2],
+    value: &str,
+    start: Instant,
+    recorded: &Recorded,
+) -> bool {
+    let txn = Txn::new().and_then(keys.map(|key| TxnOp::put(key, value, None)));
+    let invoked = start.elapsed();
+    let answer = tokio::time::timeout(OP_TIMEOUT, client.txn(txn))
+        .await
+        .ok()
+        .and_then(Result::ok);
+    let returned = answer.as_ref().map(|_| start.elapsed());
+    let outcome = match &answer {
+        Some(resp) => Outcome::Written {
+            revision: resp.header().map_or(0, |h| h.revision()),
+        },
+        None => Outcome::Unknown,
+    };
+    for key in keys {
+        let op = Op::Put {
+            value: value.to_string(),
+        };
+        record(
+            recorded,
+            id,
+            key.to_string(),
+            op,
+            outcome.clone(),
+            invoked,
+            returned,
+        );
+    }
+    answer.is_some()
+}
+
 /// A linearizable read of `key` as the last word on it, recorded like any other.
 pub async fn final_read(
     id: usize,
@@ -229,17 +288,25 @@ pub async fn final_read(
 }
 
 /// The prefix in pages of [`PAGE`] keys: the first page at the newest revision, each next one
-/// continuing after the last key at that same revision, as Kubernetes lists.
-async fn list(client: &mut Client, id: usize) -> Result<List, etcd_client::Error> {
+/// continuing after the last key at that same revision, as Kubernetes lists; or, `count_only`,
+/// only how many keys it holds.
+async fn list(
+    client: &mut Client,
+    id: usize,
+    count_only: bool,
+) -> Result<List, etcd_client::Error> {
     let end = etcd_client::GetOptions::new().with_prefix();
-    let first = client
-        .get(PREFIX, Some(end.clone().with_limit(PAGE)))
-        .await?;
+    let first_page = match count_only {
+        true => end.with_count_only(),
+        false => end.with_limit(PAGE),
+    };
+    let first = client.get(PREFIX, Some(first_page)).await?;
     let revision = first.header().map_or(0, |h| h.revision());
     let mut list = List {
         client: id,
         revision,
         count: first.count(),
+        count_only,
         kvs: Vec::new(),
     };
     let mut page = first;
