@@ -90,7 +90,12 @@ impl ClusterBuilder {
     /// Member `i`'s data dir is a tmpfs of `bytes` (see [`Cluster::grow_disk`] and
     /// [`Cluster::fill_disk`]); for several members, once for each.
     pub fn small_disk(mut self, i: usize, bytes: u64) -> Self {
-        assert!(i < self.size, "no member {i} in a cluster of {}", self.size);
+        assert!(
+            i < self.size + self.spares,
+            "no member {i} in a cluster of {} and {} spares (spares() first)",
+            self.size,
+            self.spares
+        );
         self.small_disks.push((i, bytes));
         self
     }
