@@ -282,11 +282,37 @@ async fn a_partitioned_leader_renews_no_lease() {
     );
 }
 
+/// One keep-alive of `lease` on a raw gRPC stream to `url` (etcd-client turns TTL 0 into an
+/// error like any other): the TTL answered (0: the lease is gone), or None for an error or no
+/// answer within 10 s.
+async fn raw_renewal(url: String, lease: i64) -> Option<i64> {
+    use conclave::proto::etcdserverpb::{LeaseKeepAliveRequest, lease_client::LeaseClient};
+    let ask = async {
+        let channel = tonic::transport::Endpoint::from_shared(url)
+            .ok()?
+            .connect()
+            .await
+            .ok()?;
+        let request = tokio_stream::iter([LeaseKeepAliveRequest { id: lease }]);
+        let mut answers = LeaseClient::new(channel)
+            .lease_keep_alive(request)
+            .await
+            .ok()?
+            .into_inner();
+        answers.message().await.ok()?.map(|answer| answer.ttl)
+    };
+    tokio::time::timeout(Duration::from_secs(10), ask)
+        .await
+        .ok()
+        .flatten()
+}
+
 /// Found by the long robustness profile: a leader paused past its leases' deadlines wakes up
 /// still believing it leads, with clocks that jumped, and revokes what it finds expired. Those
 /// revokes must die with its term: forwarded to the new leader, they ended a lease its client
 /// was renewing there. A 5 s lease renewed every half second through a follower; the leader
-/// paused for 7 s, then resumed while the renewals go on: the key must stay.
+/// paused for 7 s, then resumed while the renewals go on: the key must stay. And a client of
+/// the old leader, whose keep-alive it reads as it wakes, must not hear the lease is gone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resumed_leader_revokes_no_lease_it_no_longer_leads_for() {
     let Session {
@@ -313,6 +339,9 @@ async fn a_resumed_leader_revokes_no_lease_it_no_longer_leads_for() {
         last.elapsed() < Duration::from_secs(2),
         "the renewals stopped going through"
     );
+    // Sent while it sleeps: read when it wakes.
+    let woken_answer = tokio::spawn(raw_renewal(c.url(leader), lease));
+    tokio::time::sleep(Duration::from_millis(200)).await;
     tokio::task::block_in_place(|| c.pause(leader, false));
     let resumed = Instant::now();
     while resumed.elapsed() < Duration::from_secs(3) {
@@ -336,4 +365,11 @@ async fn a_resumed_leader_revokes_no_lease_it_no_longer_leads_for() {
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
+    let woken_answer = woken_answer.await.expect("the old leader's client");
+    eprintln!("the woken leader answered a keep-alive with TTL {woken_answer:?}");
+    assert_ne!(
+        woken_answer,
+        Some(0),
+        "the woken leader told its client that a lease being renewed was gone"
+    );
 }

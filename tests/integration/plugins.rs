@@ -9,9 +9,10 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::cluster::Cluster;
-use common::plugins::{conclavectl, plugin_path, plugin_status};
+use common::plugins::{
+    committed_values, conclavectl, deploy, plugin_path, plugin_status, read_prefix, wait_running,
+};
 use common::{stdout_ok, wait_until};
-use etcd_client::{GetOptions, WatchOptions};
 use serde_json::Value;
 
 fn now_ms() -> i64 {
@@ -19,54 +20,6 @@ fn now_ms() -> i64 {
         .duration_since(UNIX_EPOCH)
         .expect("clock after 1970")
         .as_millis() as i64
-}
-
-fn deploy(endpoint: &str, name: &str, wasm: &str, config: &str) -> String {
-    let path = plugin_path(wasm);
-    let out = conclavectl(
-        endpoint,
-        &[
-            "plugin",
-            "deploy",
-            name,
-            path.to_str().expect("UTF-8 path"),
-            "--config",
-            config,
-        ],
-    );
-    stdout_ok(&out)
-}
-
-fn wait_running(endpoint: &str, name: &str) {
-    wait_until(
-        &format!("plugin {name} running"),
-        Duration::from_secs(30),
-        || plugin_status(endpoint, name)["state"] == "running",
-    );
-}
-
-/// Every key under `prefix` with its value and version.
-async fn read_prefix(
-    client: &mut etcd_client::Client,
-    prefix: &str,
-) -> BTreeMap<String, (String, i64, i64)> {
-    let resp = client
-        .get(prefix, Some(GetOptions::new().with_prefix()))
-        .await
-        .expect("range");
-    resp.kvs()
-        .iter()
-        .map(|kv| {
-            (
-                kv.key_str().expect("UTF-8 key").to_string(),
-                (
-                    kv.value_str().expect("UTF-8 value").to_string(),
-                    kv.version(),
-                    kv.lease(),
-                ),
-            )
-        })
-        .collect()
 }
 
 const ROLLUP_1S: &str = r#"{"source_prefix": "/metrics/", "target_prefix": "/rollup/",
@@ -176,46 +129,6 @@ async fn rollup_writes_each_window_exactly() {
         logs.contains("not a finite number"),
         "the bad sample is in the log: {logs} {status}"
     );
-}
-
-/// The values of every put under `prefix` that committed, from history.
-async fn committed_values(client: &mut etcd_client::Client, prefix: &str) -> Vec<f64> {
-    // The newest change under the prefix: history is read up to it.
-    let current = client
-        .get(prefix, Some(GetOptions::new().with_prefix()))
-        .await
-        .expect("range")
-        .kvs()
-        .iter()
-        .map(|kv| kv.mod_revision())
-        .max()
-        .expect("something was put");
-    let mut stream = client
-        .watch(
-            prefix,
-            Some(WatchOptions::new().with_prefix().with_start_revision(1)),
-        )
-        .await
-        .expect("watch history");
-    let mut values = Vec::new();
-    let mut last = 0;
-    loop {
-        let resp = tokio::time::timeout(Duration::from_secs(10), stream.message())
-            .await
-            .expect("history arrives")
-            .expect("watch")
-            .expect("a response");
-        for event in resp.events() {
-            let kv = event.kv().expect("kv");
-            last = kv.mod_revision();
-            if event.event_type() == etcd_client::EventType::Put {
-                values.push(kv.value_str().expect("UTF-8").parse().expect("a number"));
-            }
-        }
-        if last >= current {
-            return values;
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,13 +6,15 @@
 //! guarantees (`watches`), paginated lists reading what the prefix held at their revision,
 //! leases ending neither before their promise nor long after (`leases`), and every member's
 //! HashKV equal at one revision. Meanwhile history is compacted as Kubernetes compacts it
-//! (`compactor`).
+//! (`compactor`). The plugins' promise (each window written once, each acknowledged sample
+//! counted once) is judged under the same faults (`windows`).
 
 mod compactor;
 mod history;
 mod leases;
 mod linearizability;
 mod watches;
+mod windows;
 mod workload;
 
 use std::collections::BTreeMap;

@@ -66,8 +66,22 @@ impl Lessor {
             // Leading, but before its own term's first entry applied: not yet.
             return Err(ClusterError::LeaderChanged);
         }
+        let renewal = match self.clocks.begin_renewal(id) {
+            // Gone by this member's clocks, which a leader that just woke from a pause (or
+            // was cut off) reads stale: its monotonic clock ran on while the member leading
+            // now renewed the lease. TTL 0 would end a client's living session for good, so
+            // it is said only once a quorum confirmed this member still leads and it applied
+            // what was committed by then; else the client hears the leader changed, and
+            // retries.
+            Renewal::Unknown | Renewal::Expired => {
+                let index = self.node.router.read_index().await?;
+                self.node.cluster.wait_applied(index).await?;
+                self.clocks.begin_renewal(id)
+            }
+            renewing => renewing,
+        };
         // Held until answered: the lease is not revoked behind its renewal.
-        let (ttl, _renewing) = match self.clocks.begin_renewal(id) {
+        let (ttl, _renewing) = match renewal {
             Renewal::Unknown | Renewal::Expired => return Ok(0),
             Renewal::Renewing { ttl, guard } => (ttl, guard),
         };
