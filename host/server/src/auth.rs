@@ -240,7 +240,7 @@ impl Authenticator {
             }
             verified.insert(fingerprint);
         }
-        let now = crate::clock::now_ms();
+        let now = crate::clock::wall_ms();
         match &self.kind {
             TokenKind::Simple => {
                 if state.token_key.len() < MIN_TOKEN_KEY {
@@ -310,7 +310,7 @@ impl Authenticator {
         // at a time.
         check.verify_slice(&mac).map_err(|_| invalid())?;
         let user = state.users.get(&name).ok_or_else(invalid)?;
-        if expires < crate::clock::now_ms() || fp != password_fingerprint(&user.password) {
+        if expires < crate::clock::wall_ms() || fp != password_fingerprint(&user.password) {
             return Err(invalid());
         }
         Ok(name)

@@ -131,7 +131,7 @@ impl MemberCalls {
                 Answer::PluginStatus(self.plugins.status_here(req.name).await?)
             }
             Call::PluginLogs(req) => Answer::PluginLogs(self.plugins.logs_here(req.name).await?),
-            Call::Ingest(req) => Answer::Ingest(self.ingest.keep(req)),
+            Call::Ingest(req) => Answer::Ingest(self.ingest.keep(&req)),
             Call::HashKv(req) => Answer::HashKv(node.hash_kv(req.revision).await?),
         })
     }

@@ -1,5 +1,6 @@
 //! The plugins' promise under faults (docs/PLUGINS.md): a rollup rule fed samples through
-//! Ingest on every member and through puts, while its leader is killed, paused and cut off.
+//! Ingest on every member and through puts, while its leader is killed, paused and cut off,
+//! or while members' wall clocks jump.
 //! Afterwards every window's output was written once; every committed put (history tells
 //! which) is counted once; every Ingest request that every member took (`members` = 3) is
 //! counted once, whole; a request fewer members took is counted whole or not at all; nothing
@@ -12,7 +13,7 @@ use conclave::proto::conclavepb::IngestSample;
 use serde_json::Value;
 use tokio::time::Instant;
 
-use crate::common::cluster::Cluster;
+use crate::common::cluster::{Cluster, ClusterBuilder};
 use crate::common::plugins::{committed_values, deploy, read_prefix, wait_running};
 
 /// Windows of a second, closed a second after their end (time for a sample to reach every
@@ -33,12 +34,19 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(3);
 /// One Ingest request and its answer.
 struct Sent {
     series: String,
+    /// When it was sent and answered, since the scenario began.
+    sent: (Duration, Duration),
     /// How many members took it; None: no answer (an error or a timeout).
     members: Option<u32>,
 }
 
 /// Sends requests of [`BATCH`] samples to member `member` until `until`.
-async fn ingest(member: usize, client: conclave::Client, until: Instant) -> Vec<Sent> {
+async fn ingest(
+    member: usize,
+    client: conclave::Client,
+    start: Instant,
+    until: Instant,
+) -> Vec<Sent> {
     let mut sent = Vec::new();
     let mut n = 0u64;
     while Instant::now() < until {
@@ -51,7 +59,9 @@ async fn ingest(member: usize, client: conclave::Client, until: Instant) -> Vec<
                 time_ms: 0,
             })
             .collect();
+        let asked = start.elapsed();
         let answer = tokio::time::timeout(CALL_TIMEOUT, client.ingest(samples)).await;
+        let sent_at = (asked, start.elapsed());
         let members = match answer {
             Ok(Ok(resp)) => {
                 assert_eq!(
@@ -62,7 +72,11 @@ async fn ingest(member: usize, client: conclave::Client, until: Instant) -> Vec<
             }
             _ => None,
         };
-        sent.push(Sent { series, members });
+        sent.push(Sent {
+            series,
+            sent: sent_at,
+            members,
+        });
         let pause = if members.is_some() { 50 } else { 300 };
         tokio::time::sleep(Duration::from_millis(pause)).await;
     }
@@ -103,12 +117,66 @@ fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
 }
 
+/// What strikes the cluster while samples come.
+#[derive(Debug, Clone, Copy)]
+enum Fault {
+    KillLeader,
+    /// Starts the killed member again.
+    Restart,
+    PauseLeader,
+    Resume,
+    IsolateLeader,
+    Heal,
+    /// The leader's wall clock jumps an hour ahead.
+    LeaderClockAhead,
+    /// A follower's wall clock jumps an hour back.
+    FollowerClockBack,
+    /// Every wall clock back to the real time.
+    ClocksBack,
+}
+
 /// 26 s of samples and puts into a rollup rule: its leader killed at 4 s (restarted at 7 s),
 /// the next paused past the election timeout at 11 s (resumed at 14 s), the next cut off from
 /// the others at 18 s (let back at 22 s).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_acknowledged_sample_is_counted_once_through_leader_faults() {
-    let mut c = Cluster::start(3);
+    use Fault::*;
+    let faults = [
+        (4, KillLeader),
+        (7, Restart),
+        (11, PauseLeader),
+        (14, Resume),
+        (18, IsolateLeader),
+        (22, Heal),
+    ];
+    counted_once(Cluster::builder(3), &faults).await;
+}
+
+/// 26 s of samples and puts into a rollup rule while wall clocks jump (libfaketime, as NTP
+/// steps would): the leader's an hour ahead at 4 s, a follower's an hour back at 8 s, that
+/// leader killed at 12 s and every clock back at 14 s (an hour back for the one, ahead for the
+/// other); the killed member back at 15 s; the leader's an hour ahead again at 19 s, and back
+/// at 23 s. conclave's time follows a wall clock's step at 1%: windows close, commit times and
+/// samples' dates go on as if no clock had jumped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_acknowledged_sample_is_counted_once_through_wall_clock_jumps() {
+    use Fault::*;
+    let faults = [
+        (4, LeaderClockAhead),
+        (8, FollowerClockBack),
+        (12, KillLeader),
+        (14, ClocksBack),
+        (15, Restart),
+        (19, LeaderClockAhead),
+        (23, ClocksBack),
+    ];
+    counted_once(Cluster::builder(3).fake_clocks(), &faults).await;
+}
+
+/// The scenario: a cluster from `builder`, the rule, the senders, `faults` at their seconds;
+/// then the judgement.
+async fn counted_once(builder: ClusterBuilder, faults: &[(u64, Fault)]) {
+    let mut c = builder.start();
     let endpoint = c.endpoint(0);
     tokio::task::block_in_place(|| {
         deploy(&endpoint, "rollup", "rollup", RULE);
@@ -121,30 +189,44 @@ async fn every_acknowledged_sample_is_counted_once_through_leader_faults() {
         let client = conclave::Client::connect([c.endpoint(member)])
             .await
             .expect("connect for Ingest");
-        senders.push(tokio::spawn(ingest(member, client, until)));
+        senders.push(tokio::spawn(ingest(member, client, start, until)));
     }
     let putter = tokio::spawn(put(c.client_of_all().await, until));
 
     let (mut killed, mut paused, mut partition) = (0, 0, None);
-    for (at, step) in [(4, 0), (7, 1), (11, 2), (14, 3), (18, 4), (22, 5)] {
+    for &(at, fault) in faults {
         tokio::time::sleep_until(start + secs(at)).await;
-        tokio::task::block_in_place(|| match step {
-            0 => {
+        tokio::task::block_in_place(|| match fault {
+            Fault::KillLeader => {
                 killed = c.leader();
                 c.kill9(killed);
             }
-            1 => c.restart(killed),
-            2 => {
+            Fault::Restart => c.restart(killed),
+            Fault::PauseLeader => {
                 paused = c.leader();
                 c.pause(paused, true);
             }
-            3 => c.pause(paused, false),
-            4 => {
+            Fault::Resume => c.pause(paused, false),
+            Fault::IsolateLeader => {
                 let leader = c.leader();
                 partition = Some(c.isolate(leader));
             }
-            _ => drop(partition.take()),
+            Fault::Heal => drop(partition.take()),
+            Fault::LeaderClockAhead => {
+                let leader = c.leader();
+                c.jump_clock(leader, "+3600s");
+            }
+            Fault::FollowerClockBack => {
+                let follower = c.followers()[0];
+                c.jump_clock(follower, "-3600s");
+            }
+            Fault::ClocksBack => {
+                for i in 0..c.size() {
+                    c.jump_clock(i, "+0");
+                }
+            }
         });
+        eprintln!("{:?}: {fault:?}", start.elapsed());
     }
     let mut sent = Vec::new();
     for sender in senders {
@@ -198,16 +280,16 @@ async fn every_acknowledged_sample_is_counted_once_through_leader_faults() {
         "every committed put counted once (count, sum)"
     );
     let mut counted_of_fewer = 0;
+    let mut lost = Vec::new();
     for s in &sent {
         let name = &s.series["/metrics/".len()..];
         let got = series.remove(name);
         match s.members {
-            Some(3) => assert_eq!(
-                got,
-                Some((BATCH, BATCH_SUM)),
-                "{}: every member took it, so it is counted once, whole",
-                s.series
-            ),
+            Some(3) => {
+                if got != Some((BATCH, BATCH_SUM)) {
+                    lost.push(format!("{} sent {:?}: counted {got:?}", s.series, s.sent));
+                }
+            }
             _ => {
                 assert!(
                     got.is_none() || got == Some((BATCH, BATCH_SUM)),
@@ -218,6 +300,21 @@ async fn every_acknowledged_sample_is_counted_once_through_leader_faults() {
                 counted_of_fewer += usize::from(got.is_some());
             }
         }
+    }
+    if !lost.is_empty() {
+        let logs: Vec<String> = c
+            .running()
+            .into_iter()
+            .map(|i| {
+                let out = crate::common::conclavectl(&c.endpoint(i), &["plugin", "logs", "rollup"]);
+                format!("member {i}: {}", String::from_utf8_lossy(&out.stdout))
+            })
+            .collect();
+        panic!(
+            "requests every member took, not counted once, whole:\n{}\nthe rule's logs:\n{}",
+            lost.join("\n"),
+            logs.join("\n")
+        );
     }
     eprintln!("{counted_of_fewer} requests fewer members took were counted (whole, once)");
     assert!(

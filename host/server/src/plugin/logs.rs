@@ -7,7 +7,7 @@ use std::collections::{HashMap, VecDeque};
 use conclave_proto::conclavepb::PluginLogLine;
 use parking_lot::Mutex;
 
-use crate::clock::now_ms;
+use crate::clock::wall_ms;
 
 /// Lines kept per plugin.
 const LINES_KEPT: usize = 1000;
@@ -20,7 +20,7 @@ pub struct PluginLogs {
 impl PluginLogs {
     pub fn push(&self, name: &str, level: &str, message: String) {
         let line = PluginLogLine {
-            time_ms: now_ms(),
+            time_ms: wall_ms(),
             level: level.to_string(),
             message,
         };

@@ -62,7 +62,7 @@ impl IngestService {
 
     /// Keeps checked and dated samples on this member (what another member passes on, too);
     /// the answer counts this member alone.
-    pub fn keep(&self, request: IngestRequest) -> IngestResponse {
+    pub fn keep(&self, request: &IngestRequest) -> IngestResponse {
         let accepted = request.samples.len() as u64;
         // One shared name per series per request: a batch is mostly a few series.
         let mut names: HashMap<&str, Arc<str>> = HashMap::new();
@@ -123,9 +123,12 @@ impl Ingest for IngestService {
                 sample.time_ms = now;
             }
         }
-        let others = self.pass_on(&request).await;
-        let mut response = self.keep(request);
-        response.members += others;
+        // Kept here before the others hear of it: were this member the leader, a peer slow
+        // to answer (paused, cut off) would otherwise hold the samples back past their
+        // window's close, and the rule would drop them as late although every member took
+        // them (robustness::windows found it).
+        let mut response = self.keep(&request);
+        response.members += self.pass_on(&request).await;
         Ok(Response::new(response))
     }
 }
