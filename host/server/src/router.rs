@@ -123,14 +123,7 @@ impl Router {
     /// an alarm, a compaction) and waits until it is applied on this member. It is held to
     /// [`Router::proposal_limit`].
     pub async fn propose(&self, request: Request) -> Result<Applied, ProposeError> {
-        self.propose_checked(
-            Command {
-                request: Some(request),
-                ..Default::default()
-            },
-            Route::AnyLeader,
-        )
-        .await
+        self.propose_own(request, Route::AnyLeader).await
     }
 
     /// Proposes a decision only the leader of `term` may take (a lease it found expired, a
@@ -144,14 +137,16 @@ impl Router {
         request: Request,
         term: u64,
     ) -> Result<Applied, ProposeError> {
-        self.propose_checked(
-            Command {
-                request: Some(request),
-                ..Default::default()
-            },
-            Route::OwnRaftIn(term),
-        )
-        .await
+        self.propose_own(request, Route::OwnRaftIn(term)).await
+    }
+
+    /// One of this member's own writes along `route`: no client's permissions to recheck.
+    async fn propose_own(&self, request: Request, route: Route) -> Result<Applied, ProposeError> {
+        let command = Command {
+            request: Some(request),
+            ..Default::default()
+        };
+        self.propose_checked(command, route).await
     }
 
     /// Proposes a client's write, checked for `caller` already: apply checks it again

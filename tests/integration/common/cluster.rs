@@ -50,7 +50,6 @@ pub struct ClusterBuilder {
     extra: Vec<String>,
     https_clients: bool,
     small_disks: Vec<(usize, u64)>,
-    failpoints: Option<(usize, String)>,
     robustness_build: bool,
     spares: usize,
     fake_clocks: bool,
@@ -69,14 +68,6 @@ impl ClusterBuilder {
     /// started nor in the cluster: [`Cluster::add_learner`] adds one.
     pub fn spares(mut self, n: usize) -> Self {
         self.spares = n;
-        self
-    }
-
-    /// Member `i` runs the robustness build (`conclave-failpoints`, which scripts/test
-    /// builds) with FAILPOINTS=`spec`, until [`Cluster::clear_failpoints`].
-    pub fn failpoints(mut self, i: usize, spec: &str) -> Self {
-        assert!(i < self.size, "no member {i} in a cluster of {}", self.size);
-        self.failpoints = Some((i, spec.to_string()));
         self
     }
 
@@ -191,8 +182,6 @@ struct HttpsClient {
 pub struct Cluster {
     /// Members' small disks, unmounted before `dir` is removed (fields drop in this order).
     small_disks: std::collections::BTreeMap<usize, super::disk::SmallDisk>,
-    /// The member that runs the robustness build, and its FAILPOINTS.
-    failpoints: Option<(usize, String)>,
     /// Whether every member runs the robustness build ([`ClusterBuilder::robustness_build`]).
     robustness_build: bool,
     /// Whether members' wall clocks are libfaketime's ([`ClusterBuilder::fake_clocks`]).
@@ -222,7 +211,6 @@ impl Cluster {
             extra: Vec::new(),
             https_clients: false,
             small_disks: Vec::new(),
-            failpoints: None,
             robustness_build: false,
             spares: 0,
             fake_clocks: false,
@@ -301,7 +289,6 @@ impl Cluster {
         );
         Cluster {
             small_disks: Default::default(),
-            failpoints: b.failpoints.clone(),
             robustness_build: b.robustness_build,
             fake_clocks: b.fake_clocks,
             dir,
@@ -396,18 +383,12 @@ impl Cluster {
             None => client_url.clone(),
         };
         let peer_url = self.peer_url(i);
-        let mut cmd = match &self.failpoints {
-            Some((member, spec)) if *member == i => {
-                let mut cmd = Command::new(failpoints_binary());
-                cmd.env("FAILPOINTS", spec);
-                cmd
-            }
-            _ if self.robustness_build => {
-                let mut cmd = Command::new(failpoints_binary());
-                cmd.env("FAILPOINTS_FILE", self.failpoints_file(i));
-                cmd
-            }
-            _ => Command::new(env!("CARGO_BIN_EXE_conclave")),
+        let mut cmd = if self.robustness_build {
+            let mut cmd = Command::new(failpoints_binary());
+            cmd.env("FAILPOINTS_FILE", self.failpoints_file(i));
+            cmd
+        } else {
+            Command::new(env!("CARGO_BIN_EXE_conclave"))
         };
         // The server reads etcd's ETCD_* variables: only the flags below may count.
         for (k, _) in std::env::vars_os() {
@@ -801,11 +782,6 @@ impl Cluster {
     pub fn jump_clock(&self, i: usize, offset: &str) {
         assert!(self.fake_clocks, "a cluster started with fake_clocks()");
         std::fs::write(self.clock_file(i), format!("{offset}\n")).expect("write a clock offset");
-    }
-
-    /// The next start of the member with failpoints runs the ordinary binary.
-    pub fn clear_failpoints(&mut self) {
-        self.failpoints = None;
     }
 
     /// Sets failpoints in running member `i` (fail-rs's `name=actions`, one a line; empty:

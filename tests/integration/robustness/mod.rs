@@ -327,17 +327,16 @@ async fn under_faults_seeded(
             }
             Fault::RestartStopped => {
                 let (member, full) = struck.take().expect("a member a storage fault struck");
-                let deadline = std::time::Instant::now() + STOPS_WITHIN;
-                let status = loop {
-                    if let Some(status) = c.exit_status(member) {
-                        break status;
-                    }
-                    assert!(
-                        std::time::Instant::now() < deadline,
-                        "member {member} still runs {STOPS_WITHIN:?} after its storage failed"
-                    );
-                    std::thread::sleep(Duration::from_millis(50));
-                };
+                let mut status = None;
+                crate::common::wait_until(
+                    &format!("member {member} to stop itself after its storage failed"),
+                    STOPS_WITHIN,
+                    || {
+                        status = c.exit_status(member);
+                        status.is_some()
+                    },
+                );
+                let status = status.expect("it stopped");
                 assert!(
                     !status.success()
                         && c.log(member).contains("raft stopped on a storage failure"),
@@ -578,15 +577,14 @@ async fn a_member_whose_disk_fills_stops_and_the_others_lose_nothing() {
 /// An fsync of a member's Raft log fails (the robustness build's `raft-log-fsync` failpoint,
 /// from its 300th group write on) under puts through another member. As etcd and PostgreSQL
 /// learned, the only safe answer is to stop: the member must exit non-zero and never go on;
-/// the others lose no acknowledged write; restarted on the ordinary binary, the member
+/// the others lose no acknowledged write; restarted with the failpoint off, the member
 /// catches up to the same HashKV. Run by scripts/test, which builds the robustness binary.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs target/debug/conclave-failpoints: scripts/test builds it and runs this"]
 async fn a_member_whose_fsync_fails_stops_and_the_others_lose_nothing() {
     const FAILING: usize = 2;
-    let mut c = Cluster::builder(3)
-        .failpoints(FAILING, "raft-log-fsync=300*off->return")
-        .start();
+    let mut c = Cluster::builder(3).robustness_build().start();
+    c.fail_now(FAILING, "raft-log-fsync=300*off->return");
     let mut client = c.client(0).await;
     let mut acknowledged = Vec::new();
     let started = Instant::now();
@@ -637,7 +635,7 @@ async fn a_member_whose_fsync_fails_stops_and_the_others_lose_nothing() {
             "the acknowledged {key} is gone"
         );
     }
-    c.clear_failpoints();
+    c.fail_now(FAILING, "");
     tokio::task::block_in_place(|| c.restart(FAILING));
     hashes_agree(&c).await;
 }
